@@ -1,0 +1,4 @@
+//! The pure state machine of the console: `update(&mut AppState, Msg) -> Vec<Effect>`.
+//! No IO, no clock, no channels: time arrives in messages, IO leaves as effects.
+
+pub mod action;

@@ -1,0 +1,10 @@
+//! The pure domain: approvals, decisions, policy and risk tiers, status transitions, and the
+//! sanitiser for untrusted text. Nothing here performs IO or knows about tokio, ratatui or AWS.
+
+pub mod approval;
+pub mod canonical;
+pub mod decision;
+pub mod policy;
+pub mod sanitize;
+pub mod status;
+pub mod validate;

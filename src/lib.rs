@@ -1,0 +1,13 @@
+//! agentdeck: a terminal console for teams that run Amazon Bedrock Agents.
+//!
+//! Layers (see README): `domain` is pure and depends on nothing; `app` is the pure state machine;
+//! `ui` renders state; `config` merges defaults, files, env and flags; `store` holds the ports and
+//! their adapters; `runtime` is the only impure glue of the console; `cli` runs the headless commands.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod runtime;
+pub mod store;
+pub mod ui;

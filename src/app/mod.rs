@@ -2,3 +2,4 @@
 //! No IO, no clock, no channels: time arrives in messages, IO leaves as effects.
 
 pub mod action;
+pub mod keymap;

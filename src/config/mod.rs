@@ -1,3 +1,3 @@
 //! Configuration: embedded defaults < config file < environment < command line.
 
-pub mod keymap;
+

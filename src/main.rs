@@ -1,1 +1,176 @@
-fn main() {}
+//! agentdeck's entry point: parse the command line, log to a file, open the store, run the
+//! command or the console, and turn failures into documented exit codes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::Utc;
+use clap::Parser;
+
+use agentdeck::app::AppState;
+use agentdeck::app::keymap::Keymap;
+use agentdeck::cli::args::Command;
+use agentdeck::cli::commands::{self, Ctx};
+use agentdeck::cli::{Cli, CliError, demo};
+use agentdeck::config::{self, Config, Overrides, StoreSpec};
+use agentdeck::domain::decision::Verdict;
+use agentdeck::store::ApprovalStore;
+use agentdeck::store::sqlite::SqliteStore;
+use agentdeck::ui::theme::Theme;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::warn!(code = e.code, error = %e.message, "command failed");
+            let _ = writeln!(std::io::stderr(), "agentdeck: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+/// Logs go to `$XDG_STATE_HOME/agentdeck/agentdeck.log`, never to the terminal.
+fn init_logging() {
+    let dir = config::state_dir();
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agentdeck.log"))
+    else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AGENTDECK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn load_theme(name: &str) -> Result<Theme, CliError> {
+    if env("NO_COLOR").is_some() {
+        return Ok(Theme::no_color());
+    }
+    if let Some(t) = Theme::builtin(name) {
+        return Ok(t);
+    }
+    let path = if name.contains('/') || name.ends_with(".toml") {
+        Some(PathBuf::from(name))
+    } else {
+        config::user_theme_path(name).filter(|p| p.exists())
+    };
+    let Some(path) = path else {
+        return Err(CliError::bad_input(format!(
+            "--theme {name:?}: not a built-in theme ({}) nor a theme file",
+            Theme::builtin_names().join(", ")
+        )));
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CliError::bad_input(format!("{}: cannot read theme: {e}", path.display())))?;
+    Theme::parse(&path.display().to_string(), &text).map_err(|e| CliError::bad_input(e.to_string()))
+}
+
+fn open_store(spec: &StoreSpec) -> Result<SqliteStore, CliError> {
+    match spec {
+        StoreSpec::Sqlite(path) => Ok(SqliteStore::open(path)?),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let g = &cli.global;
+    let overrides = Overrides {
+        config_file: g.config.clone(),
+        reviewer: g.reviewer.clone(),
+        theme: g.theme.clone(),
+        store: g.store.clone(),
+    };
+    let config = Config::load(&overrides, &env)?;
+    let now = Utc::now();
+    let mut stdout = std::io::stdout().lock();
+    match &cli.command {
+        None => {
+            let spec = StoreSpec::parse(config.store.as_deref())?;
+            let store = open_store(&spec)?;
+            console(&config, store, &spec)
+        }
+        Some(Command::Demo { path }) => {
+            let path = match path {
+                Some(p) => p.clone(),
+                None => {
+                    let dir = std::env::temp_dir().join(format!("agentdeck-demo-{}", std::process::id()));
+                    dir.join("demo.db")
+                }
+            };
+            let spec = StoreSpec::Sqlite(path);
+            let store = open_store(&spec)?;
+            demo::seed(&store, &config, now)?;
+            console(&config, store, &spec)
+        }
+        Some(cmd) => {
+            let spec = StoreSpec::parse(config.store.as_deref())?;
+            let store = open_store(&spec)?;
+            let ctx = Ctx {
+                config: &config,
+                store: &store,
+                now,
+            };
+            match cmd {
+                Command::Submit { file, json } => {
+                    let bytes = commands::read_submission(file, &mut std::io::stdin().lock())?;
+                    let source = if file == "-" { "(stdin)" } else { file.as_str() };
+                    commands::submit(&ctx, source, &bytes, *json, &mut stdout)
+                }
+                Command::Pending { json } => commands::pending(&ctx, *json, &mut stdout),
+                Command::Show { id, json } => commands::show(&ctx, id, *json, &mut stdout),
+                Command::Approve(args) => commands::decide(&ctx, args, Verdict::Confirm, &mut stdout),
+                Command::Reject(args) => {
+                    if args.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                        return Err(CliError::bad_input("reject needs --reason R: say why, for the agent and the audit log"));
+                    }
+                    commands::decide(&ctx, args, Verdict::Deny, &mut stdout)
+                }
+                Command::Audit { command } => commands::audit(&ctx, command, &mut stdout),
+                Command::Demo { .. } => Ok(()),
+            }
+        }
+    }
+}
+
+fn console(config: &Config, store: SqliteStore, spec: &StoreSpec) -> Result<(), CliError> {
+    let keymap = Keymap::with_overrides(&config.keys).map_err(|e| {
+        let file = config
+            .file
+            .as_ref()
+            .map_or_else(|| "(configuration)".to_owned(), |p| p.display().to_string());
+        CliError::bad_input(format!("{file}: [keys]: {e}"))
+    })?;
+    let theme = load_theme(&config.theme)?;
+    let state = AppState::new(
+        keymap,
+        config.policy.clone(),
+        config.reviewer.clone(),
+        spec.label(),
+        Utc::now(),
+    );
+    let store: Arc<dyn ApprovalStore> = Arc::new(store);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::unavailable(format!("cannot start the runtime: {e}")))?;
+    runtime
+        .block_on(agentdeck::runtime::run_console(state, theme, store, Some(spec.path().to_path_buf())))
+        .map_err(|e| CliError::unavailable(format!("console: {e}")))
+}

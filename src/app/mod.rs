@@ -3,3 +3,10 @@
 
 pub mod action;
 pub mod keymap;
+pub mod msg;
+pub mod state;
+pub mod update;
+
+pub use msg::{Edit, Effect, KeyInput, Msg};
+pub use state::AppState;
+pub use update::update;

@@ -1,1 +1,193 @@
-//! runtime
+//! The only impure glue of the console: terminal, input task, clock, store watcher, effect
+//! executor, and the loop that folds messages through `update` and renders at most once per batch.
+
+pub mod input;
+pub mod terminal;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::task::JoinSet;
+
+use crate::app::msg::StoreFailure;
+use crate::app::update::init;
+use crate::app::{AppState, Effect, Msg, update};
+use crate::store::{ApprovalStore, StoreError};
+use crate::ui::theme::Theme;
+
+/// How long quitting waits for a decision that is being written.
+const DRAIN_ON_QUIT: Duration = Duration::from_secs(10);
+
+/// Runs the console until the user quits. Decisions in flight are allowed to finish first.
+pub async fn run_console(
+    mut state: AppState,
+    theme: Theme,
+    store: Arc<dyn ApprovalStore>,
+    watch_path: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let (_guard, mut terminal) = terminal::TerminalGuard::enter()?;
+    let size = terminal.size()?;
+    state.width = size.width;
+    state.height = size.height;
+    let (tx, mut rx) = unbounded_channel::<Msg>();
+
+    let input_tx = tx.clone();
+    tokio::spawn(async move {
+        let mut events = crossterm::event::EventStream::new();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(ev) => {
+                    if let Some(msg) = input::to_msg(ev) {
+                        if input_tx.send(msg).is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "terminal input failed");
+                    break;
+                }
+            }
+        }
+    });
+
+    let tick_tx = tx.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if tick_tx.send(Msg::Tick(Utc::now())).is_err() {
+                break;
+            }
+        }
+    });
+
+    let _watcher = match watch_path {
+        Some(path) => match watch::watch_store(&path, tx.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the store; changes by other processes show on the next tick");
+                None
+            }
+        },
+        None => None,
+    };
+
+    let mut decisions = JoinSet::new();
+    let reviewer = state.reviewer.clone();
+    let exec = Executor {
+        store,
+        policy: Arc::new(state.policy.clone()),
+        tx: tx.clone(),
+        sweeper: format!("expiry-sweep:{reviewer}"),
+    };
+    for fx in init(&mut state) {
+        exec.run(fx, &mut decisions);
+    }
+    let mut batch = Vec::with_capacity(256);
+    let mut last_report = None;
+    let mut dirty = true;
+    loop {
+        if dirty {
+            let mut report = crate::ui::RenderReport::default();
+            terminal.draw(|f| report = crate::ui::render(f, &state, &theme))?;
+            dirty = false;
+            if last_report != Some(report) {
+                last_report = Some(report);
+                if let Some(max) = report.detail_max_scroll {
+                    update(&mut state, Msg::DetailMaxScroll(max));
+                }
+            }
+        }
+        if rx.recv_many(&mut batch, 256).await == 0 {
+            break;
+        }
+        for msg in batch.drain(..) {
+            for fx in update(&mut state, msg) {
+                exec.run(fx, &mut decisions);
+            }
+            dirty = true;
+        }
+        while decisions.try_join_next().is_some() {}
+        if state.quit {
+            break;
+        }
+    }
+    if !decisions.is_empty() {
+        tracing::info!(n = decisions.len(), "waiting for decisions in flight before quitting");
+        let _ = tokio::time::timeout(DRAIN_ON_QUIT, async {
+            while decisions.join_next().await.is_some() {}
+        })
+        .await;
+    }
+    Ok(())
+}
+
+struct Executor {
+    store: Arc<dyn ApprovalStore>,
+    policy: Arc<crate::domain::policy::Policy>,
+    tx: UnboundedSender<Msg>,
+    sweeper: String,
+}
+
+fn failure(e: &StoreError) -> StoreFailure {
+    StoreFailure {
+        message: e.to_string(),
+        refused: !matches!(e, StoreError::Unavailable(_) | StoreError::Corrupt(_)),
+    }
+}
+
+impl Executor {
+    fn run(&self, effect: Effect, decisions: &mut JoinSet<()>) {
+        let store = Arc::clone(&self.store);
+        let policy = Arc::clone(&self.policy);
+        let tx = self.tx.clone();
+        match effect {
+            Effect::Quit => {}
+            Effect::LoadQueue { tag } => {
+                tokio::task::spawn_blocking(move || {
+                    let result = store.open_queue(Utc::now()).map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::QueueLoaded { tag, result });
+                });
+            }
+            Effect::LoadCounts { tag } => {
+                tokio::task::spawn_blocking(move || {
+                    let result = store.counts().map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::CountsLoaded { tag, result });
+                });
+            }
+            Effect::LoadDetail { tag, id } => {
+                tokio::task::spawn_blocking(move || {
+                    let result = store
+                        .get(&id, &policy, Utc::now())
+                        .map(Box::new)
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::DetailLoaded { tag, result });
+                });
+            }
+            Effect::ExpireDue => {
+                let actor = self.sweeper.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = store.expire_due(Utc::now(), &actor).map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::Expired { result });
+                });
+            }
+            Effect::Decide { tag, ask } => {
+                decisions.spawn_blocking(move || {
+                    let result = store.decide(&ask, &policy, Utc::now()).map_err(|e| failure(&e));
+                    if let Err(f) = &result {
+                        tracing::warn!(request = %ask.request, error = %f.message, "decision not recorded");
+                    } else {
+                        tracing::info!(request = %ask.request, verdict = ask.verdict.as_str(), "decision recorded");
+                    }
+                    let _ = tx.send(Msg::Decided { tag, result });
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Messages into the state machine and effects out of it. Results travel as data, tagged with
+//! the request id that asked for them so stale answers are dropped.
+
+use chrono::{DateTime, Utc};
+
+use super::keymap::Key;
+use crate::domain::decision::DecisionAsk;
+use crate::store::{DecisionOutcome, QueueRow, StoreCounts, StoredRequest};
+
+/// A text-editing reading of a key press, for prompts and the filter line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    Char(char),
+    Backspace,
+    Enter,
+    Esc,
+}
+
+/// One key press: the key for the keymap, its editing meaning, and when it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInput {
+    pub key: Key,
+    pub edit: Option<Edit>,
+    pub at: DateTime<Utc>,
+}
+
+/// A failed store call, as the screen needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFailure {
+    pub message: String,
+    /// True when the store refused (already decided, policy): the decision was considered and lost.
+    /// False when the store could not be reached: nothing was recorded and a retry may work.
+    pub refused: bool,
+}
+
+/// What happened.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Key(KeyInput),
+    /// Text pasted into the terminal (bracketed paste).
+    Paste(String),
+    /// The clock moved (about once a second).
+    Tick(DateTime<Utc>),
+    Resize { width: u16, height: u16 },
+    /// Another process (or this one) changed the store.
+    StoreChanged,
+    QueueLoaded {
+        tag: u64,
+        result: Result<Vec<QueueRow>, String>,
+    },
+    CountsLoaded {
+        tag: u64,
+        result: Result<StoreCounts, String>,
+    },
+    DetailLoaded {
+        tag: u64,
+        result: Result<Box<StoredRequest>, String>,
+    },
+    Decided {
+        tag: u64,
+        result: Result<DecisionOutcome, StoreFailure>,
+    },
+    Expired { result: Result<usize, String> },
+    /// The view's report of how far the open detail can scroll.
+    DetailMaxScroll(u16),
+}
+
+/// IO the runtime must perform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Read the open queue; answer with `QueueLoaded`.
+    LoadQueue { tag: u64 },
+    /// Read the store's totals; answer with `CountsLoaded`.
+    LoadCounts { tag: u64 },
+    /// Read one request in full; answer with `DetailLoaded`.
+    LoadDetail { tag: u64, id: crate::domain::approval::ApprovalId },
+    /// Record a decision (conditional write); answer with `Decided`.
+    Decide { tag: u64, ask: DecisionAsk },
+    /// Mark requests whose session expired; answer with `Expired`.
+    ExpireDue,
+    /// Leave the console.
+    Quit,
+}

@@ -1,0 +1,207 @@
+//! The console's whole state: plain data, `Clone + Debug`, no handles.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::action::Action;
+use super::keymap::Keymap;
+use crate::domain::approval::ApprovalId;
+use crate::domain::decision::Verdict;
+use crate::domain::policy::{Policy, RiskTier, TierRequirements};
+use crate::store::{QueueRow, StoreCounts, StoredRequest};
+
+/// How long a "press again" arm stays live.
+pub const ARM_WINDOW: Duration = Duration::seconds(5);
+/// How long a status message stays before it fades (errors stay until the next action).
+pub const MESSAGE_TTL: Duration = Duration::seconds(8);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Approvals,
+    Traces,
+    Metrics,
+}
+
+impl Pane {
+    pub const ALL: [Self; 3] = [Self::Approvals, Self::Traces, Self::Metrics];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Approvals => "Approvals",
+            Self::Traces => "Traces",
+            Self::Metrics => "Metrics",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Self::Approvals => 0,
+            Self::Traces => 1,
+            Self::Metrics => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Info,
+    Success,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub level: Level,
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A decision the reviewer has asked for but not yet confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub id: ApprovalId,
+    pub verdict: Verdict,
+    /// Each chosen input with the argument hash shown on screen.
+    pub inputs: Vec<(usize, String)>,
+    pub tier: RiskTier,
+    pub requirements: TierRequirements,
+    /// The action that started it (for "press X again").
+    pub action: Action,
+    /// The word to type for a typed confirmation.
+    pub word: String,
+    pub reason: Option<String>,
+}
+
+/// A text prompt at the bottom of the screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    /// The reason for a decision.
+    Reason { intent: Intent, text: String },
+    /// Type `intent.word` to confirm.
+    Word { intent: Intent, text: String },
+}
+
+/// A first press that waits for its second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Armed {
+    pub action: Action,
+    pub id: ApprovalId,
+    pub at: DateTime<Utc>,
+}
+
+/// The request open in full.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detail {
+    pub id: ApprovalId,
+    pub tag: u64,
+    pub loaded: Option<Box<StoredRequest>>,
+    pub load_error: Option<String>,
+    pub selected_input: usize,
+    pub scroll: u16,
+    /// The largest useful scroll, as the view last reported it.
+    pub max_scroll: u16,
+    pub opened_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub pane: Pane,
+    pub now: DateTime<Utc>,
+    pub width: u16,
+    pub height: u16,
+    /// Open requests sorted by risk (highest first), then time left, then id.
+    pub queue: Vec<QueueRow>,
+    /// Indices into `queue` that pass the filter, in order.
+    pub view: Vec<usize>,
+    /// Position in `view`.
+    pub selected: usize,
+    pub filter: String,
+    pub filter_editing: bool,
+    pub detail: Option<Detail>,
+    pub prompt: Option<Prompt>,
+    pub armed: Option<Armed>,
+    pub help: bool,
+    pub counts: Option<StoreCounts>,
+    pub message: Option<Message>,
+    /// Decision waiting for the store's answer.
+    pub deciding: Option<(u64, Intent)>,
+    /// The last store read failure, shown as a marker until a read succeeds.
+    pub store_error: Option<String>,
+    pub queue_loaded: bool,
+    pub queue_tag: u64,
+    pub counts_tag: u64,
+    /// A reload was asked for while one was in flight.
+    pub reload_again: bool,
+    pub loading_queue: bool,
+    pub next_tag: u64,
+    pub keymap: Keymap,
+    pub policy: Policy,
+    pub reviewer: String,
+    pub store_label: String,
+    pub quit: bool,
+}
+
+impl AppState {
+    pub fn new(keymap: Keymap, policy: Policy, reviewer: String, store_label: String, now: DateTime<Utc>) -> Self {
+        Self {
+            pane: Pane::Approvals,
+            now,
+            width: 80,
+            height: 24,
+            queue: Vec::new(),
+            view: Vec::new(),
+            selected: 0,
+            filter: String::new(),
+            filter_editing: false,
+            detail: None,
+            prompt: None,
+            armed: None,
+            help: false,
+            counts: None,
+            message: None,
+            deciding: None,
+            store_error: None,
+            queue_loaded: false,
+            queue_tag: 0,
+            counts_tag: 0,
+            reload_again: false,
+            loading_queue: false,
+            next_tag: 1,
+            keymap,
+            policy,
+            reviewer,
+            store_label,
+            quit: false,
+        }
+    }
+
+    pub fn selected_row(&self) -> Option<&QueueRow> {
+        self.view.get(self.selected).and_then(|i| self.queue.get(*i))
+    }
+
+    /// Rows of the queue list that fit on screen (header, tabs and bars excluded).
+    pub fn list_height(&self) -> usize {
+        usize::from(self.height.saturating_sub(6)).max(1)
+    }
+
+    /// The first visible row of the list: keeps the selection on screen, derived, not stored.
+    pub fn list_offset(&self) -> usize {
+        let h = self.list_height();
+        if self.selected < h { 0 } else { self.selected + 1 - h }
+    }
+
+    pub fn tag(&mut self) -> u64 {
+        let t = self.next_tag;
+        self.next_tag += 1;
+        t
+    }
+
+    /// Open requests at each tier, as loaded.
+    pub fn tier_counts(&self) -> [usize; 4] {
+        let mut c = [0; 4];
+        for r in &self.queue {
+            c[usize::from(r.tier.rank())] += 1;
+        }
+        c
+    }
+}

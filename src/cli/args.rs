@@ -1,0 +1,125 @@
+//! clap definitions for every command and flag.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  ok
+  2  bad input or usage (the message names the field and the rule)
+  3  conflict: already decided, expired, or not allowed by policy
+  4  store unavailable";
+
+/// agentdeck: approve agents' actions, inspect their traces, watch the fleet's health.
+///
+/// With no command, opens the console on the store.
+#[derive(Debug, Parser)]
+#[command(name = "agentdeck", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Config file (default: $XDG_CONFIG_HOME/agentdeck/config.toml when it exists).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Store to use: sqlite:PATH (default: $XDG_DATA_HOME/agentdeck/agentdeck.db).
+    #[arg(long, global = true, value_name = "SPEC")]
+    pub store: Option<String>,
+    /// Theme: dark, light, high-contrast, or a path to a theme file. NO_COLOR is honoured.
+    #[arg(long, global = true, value_name = "NAME|PATH")]
+    pub theme: Option<String>,
+    /// Reviewer identity recorded with decisions (default: $USER@host, or `reviewer` in the config).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub reviewer: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Enqueue a return-of-control request from a JSON file, or - for standard input.
+    Submit {
+        /// The request: {agentId, agentAliasId, sessionId, returnControl: {invocationId, invocationInputs}, ...}.
+        #[arg(default_value = "-")]
+        file: String,
+        /// Print the stored request as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the open requests, riskiest and most urgent first.
+    Pending {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one request in full: every parameter, the rationale, hashes, the policy rule, decisions.
+    Show {
+        /// The request id (invocationId) or an unambiguous prefix of it.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve (confirm) inputs of a request.
+    Approve(DecideArgs),
+    /// Reject (deny) inputs of a request. A reason is required.
+    Reject(DecideArgs),
+    /// Open the console on a fresh demo store seeded with example requests (risky payments,
+    /// a destructive action, an API-form request with three inputs, a hostile one).
+    Demo {
+        /// Keep the demo store here instead of a fresh temporary file.
+        #[arg(long, value_name = "PATH")]
+        path: Option<PathBuf>,
+    },
+    /// Verify or export the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DecideArgs {
+    /// The request id (invocationId) or an unambiguous prefix of it.
+    pub id: String,
+    /// Why (required to reject, and to approve tiers whose policy asks for it).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Input number to decide (1-based); repeat for several. Needed when a request has several inputs.
+    #[arg(long = "input", value_name = "N")]
+    pub inputs: Vec<usize>,
+    /// Decide every open input of the request.
+    #[arg(long, conflicts_with = "inputs")]
+    pub all: bool,
+    /// The argument hash you reviewed (from `show`); the decision is refused if the arguments differ.
+    #[arg(long = "hash", value_name = "SHA256")]
+    pub hashes: Vec<String>,
+    /// The confirmation word that high-risk tiers demand (the function name, or the API path's last segment).
+    #[arg(long, value_name = "WORD")]
+    pub confirm: Option<String>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain and that every request and decision matches the log.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every audit entry, in order.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}

@@ -1,0 +1,153 @@
+//! The approvals queue: one row per open request, windowed so a frame costs the same with ten
+//! rows or ten thousand.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+use super::format::{countdown, reason_label, tier_label, tier_role, urgent};
+use super::text::{display_width, ellipsize, fit_pairs};
+use super::theme::{Role, Theme};
+use crate::app::AppState;
+use crate::domain::sanitize;
+use crate::domain::status::Status;
+use crate::store::QueueRow;
+
+/// Column widths for a given inner width.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    short: bool,
+    tier: usize,
+    left: usize,
+    agent: usize,
+    action: usize,
+    params: usize,
+    reason: usize,
+}
+
+impl Columns {
+    fn for_width(width: usize) -> Self {
+        let short = width < 110;
+        let tier = if short { 8 } else { 12 };
+        let left = 7;
+        let agent = 21;
+        let reason = if short { 10 } else { 17 };
+        let fixed = tier + left + agent + reason + 5 + 2;
+        let rest = width.saturating_sub(fixed);
+        let action = (rest * 2 / 5).clamp(8.min(rest), 40);
+        let params = rest.saturating_sub(action + 1);
+        Self {
+            short,
+            tier,
+            left,
+            agent,
+            action,
+            params,
+            reason,
+        }
+    }
+}
+
+fn pad(s: &str, width: usize) -> String {
+    let w = display_width(s);
+    let mut out = s.to_owned();
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(w)));
+    out
+}
+
+pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
+    let title = if state.filter.is_empty() {
+        format!(" Approvals · {} open ", state.queue.len())
+    } else {
+        format!(
+            " Approvals · {} of {} match /{} ",
+            state.view.len(),
+            state.queue.len(),
+            sanitize::line(&state.filter)
+        )
+    };
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.style(Role::BorderFocused))
+        .title(Span::styled(title, theme.style(Role::Title)));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if inner.height == 0 {
+        return;
+    }
+    let cols = Columns::for_width(usize::from(inner.width));
+    let mut lines = Vec::with_capacity(usize::from(inner.height));
+    lines.push(header(cols, theme));
+    if state.view.is_empty() {
+        let text = if !state.queue_loaded {
+            "loading the queue…".to_owned()
+        } else if state.queue.is_empty() {
+            "No requests waiting for a decision. New ones appear here as agents hand back control.".to_owned()
+        } else {
+            "No request matches the filter (Esc clears it).".to_owned()
+        };
+        lines.push(Line::styled(text, theme.style(Role::Muted)));
+    } else {
+        let height = usize::from(inner.height.saturating_sub(1));
+        let offset = state.list_offset();
+        for (pos, &i) in state.view.iter().enumerate().skip(offset).take(height) {
+            let row = &state.queue[i];
+            lines.push(row_line(row, cols, state, theme, pos == state.selected));
+        }
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn header(cols: Columns, theme: &Theme) -> Line<'static> {
+    let text = format!(
+        "{} {} {} {} {} {}",
+        pad("TIER", cols.tier),
+        pad("LEFT", cols.left),
+        pad("AGENT/ALIAS", cols.agent),
+        pad("ACTION", cols.action),
+        pad("PARAMETERS", cols.params),
+        pad("REASON", cols.reason),
+    );
+    Line::styled(text, theme.style(Role::Muted))
+}
+
+fn row_line(row: &QueueRow, cols: Columns, state: &AppState, theme: &Theme, selected: bool) -> Line<'static> {
+    let base = if selected { theme.style(Role::Selection) } else { Style::default() };
+    let sel = |role: Role| {
+        if selected { theme.style(role).patch(theme.style(Role::Selection)) } else { theme.style(role) }
+    };
+    let left = countdown(row.expires_at, state.now);
+    let left_role = if urgent(row.expires_at, state.now) { Role::AlertWarn } else { Role::Text };
+    let agent = format!(
+        "{}/{}",
+        sanitize::line(&row.agent_id),
+        sanitize::line(&row.agent_alias_id)
+    );
+    let more = if row.inputs > 1 { format!(" +{}", row.inputs - 1) } else { String::new() };
+    let action = format!(
+        "{}{more}",
+        ellipsize(&sanitize::line(&row.action), cols.action.saturating_sub(more.len()))
+    );
+    let (params, _) = fit_pairs(&row.key_params, cols.params);
+    let mut reason = reason_label(row.reason, cols.short).to_owned();
+    if row.status == Status::PartiallyDecided {
+        reason = format!("◐ {}", if cols.short { "partial" } else { "partly decided" });
+    }
+    let marker = if selected { "▌" } else { " " };
+    Line::from(vec![
+        Span::styled(marker.to_owned(), sel(Role::Accent)),
+        Span::styled(pad(&tier_label(row.tier, cols.short), cols.tier - 1), sel(tier_role(row.tier))),
+        Span::styled(" ".to_owned(), base),
+        Span::styled(pad(&left, cols.left), sel(left_role)),
+        Span::styled(" ".to_owned(), base),
+        Span::styled(pad(&ellipsize(&agent, cols.agent), cols.agent), sel(Role::Text)),
+        Span::styled(" ".to_owned(), base),
+        Span::styled(pad(&action, cols.action), sel(Role::Accent)),
+        Span::styled(" ".to_owned(), base),
+        Span::styled(pad(&params, cols.params), sel(Role::Text)),
+        Span::styled(" ".to_owned(), base),
+        Span::styled(pad(&reason, cols.reason), sel(Role::Muted)),
+    ])
+}

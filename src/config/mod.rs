@@ -1,3 +1,1 @@
 //! Configuration: embedded defaults < config file < environment < command line.
-
-

@@ -403,11 +403,11 @@ impl Theme {
                 | Role::KeyHint
                 | Role::RiskHigh
                 | Role::VerdictPending
-                | Role::VerdictRejected
                 | Role::AlertWarn
                 | Role::Chart1 => Modifier::BOLD,
                 Role::Selection | Role::StatusBar | Role::Untrusted => Modifier::REVERSED,
                 Role::VerdictMixed | Role::Chart4 => Modifier::UNDERLINED,
+                Role::VerdictRejected => Modifier::BOLD | Modifier::UNDERLINED,
                 Role::RiskCritical | Role::AlertError => Modifier::BOLD | Modifier::REVERSED,
             };
             Style::new().add_modifier(m)

@@ -227,7 +227,7 @@ pub fn plan(
                 });
             }
             InputState::Approving { approvers } if ask.verdict == Verdict::Confirm => {
-                if approvers.iter().any(|a| *a == ask.reviewer) {
+                if approvers.contains(&ask.reviewer) {
                     return Err(Refusal::SameApprover {
                         request: request.id.clone(),
                         index,

@@ -158,7 +158,6 @@ impl FromStr for Predicate {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
         // Longest operators first so `>=` is not read as `>`.
         const OPS: [(&str, Op); 8] = [
             (" matches ", Op::Matches),
@@ -170,6 +169,7 @@ impl FromStr for Predicate {
             (">", Op::Gt),
             ("<", Op::Lt),
         ];
+        let s = s.trim();
         for (token, op) in OPS {
             if let Some((lhs, rhs)) = s.split_once(token) {
                 let param = lhs.trim();
@@ -457,6 +457,8 @@ fn describe(spec: &RuleSpec) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
     use crate::domain::approval::{ActionInvocationType, ActionTarget, Parameter};
 

@@ -56,6 +56,34 @@ pub struct QueueRow {
     pub approvals: usize,
 }
 
+impl QueueRow {
+    /// The queue row of `request` in `status` with `approvals` confirms recorded: the summary
+    /// every adapter stores beside the body (first input's action and parameters, including
+    /// request-body properties of the API form).
+    pub fn of(request: &ApprovalRequest, status: Status, approvals: usize) -> Self {
+        let lead = request.lead_assessment();
+        let first = request.inputs.first();
+        Self {
+            id: request.id.clone(),
+            agent_id: request.agent_id.clone(),
+            agent_alias_id: request.agent_alias_id.clone(),
+            session_id: request.session_id.clone(),
+            tier: request.tier(),
+            reason: lead.map_or(ControlReason::ApprovalRequired, |a| a.reason),
+            rule: lead.and_then(|a| a.rule.clone()),
+            action: first.map(crate::domain::approval::InvocationInput::action_label).unwrap_or_default(),
+            key_params: first
+                .map(|i| i.all_parameters().into_iter().map(|p| (p.name, p.value)).collect())
+                .unwrap_or_default(),
+            inputs: request.inputs.len(),
+            raised_at: request.raised_at,
+            expires_at: request.expires_at,
+            status,
+            approvals,
+        }
+    }
+}
+
 /// A request with everything recorded on it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRequest {

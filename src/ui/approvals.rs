@@ -15,7 +15,8 @@ use crate::domain::sanitize;
 use crate::domain::status::Status;
 use crate::store::QueueRow;
 
-/// Column widths for a given inner width.
+/// Column widths for a given inner width. The marker column (1) comes first; separators are
+/// single spaces.
 #[derive(Debug, Clone, Copy)]
 struct Columns {
     short: bool,
@@ -28,15 +29,18 @@ struct Columns {
 }
 
 impl Columns {
-    fn for_width(width: usize) -> Self {
+    /// `agent_need` and `action_need` are the widest agent/alias and action labels on screen, so
+    /// narrow terminals give the room to parameters rather than to padding.
+    fn for_width(width: usize, agent_need: usize, action_need: usize) -> Self {
         let short = width < 110;
         let tier = if short { 8 } else { 12 };
-        let left = 7;
-        let agent = 21;
+        let left = 6;
+        let agent = agent_need.clamp(11, 21);
         let reason = if short { 10 } else { 17 };
-        let fixed = tier + left + agent + reason + 5 + 2;
+        let fixed = 1 + tier + left + agent + reason + 5;
         let rest = width.saturating_sub(fixed);
-        let action = (rest * 2 / 5).clamp(8.min(rest), 40);
+        let share = if short { rest / 3 } else { rest * 2 / 5 };
+        let action = action_need.min(share).max(rest.min(8));
         let params = rest.saturating_sub(action + 1);
         Self {
             short,
@@ -48,6 +52,20 @@ impl Columns {
             reason,
         }
     }
+}
+
+/// For action labels: when cut, keep the end (the function or the path's last segment is what
+/// names the action) and mark the cut at the start.
+fn ellipsize_start(s: &str, width: usize) -> String {
+    if display_width(s) <= width {
+        return s.to_owned();
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let mut start = 0;
+    while start < chars.len() && display_width(&chars[start..].iter().collect::<String>()) + 1 > width {
+        start += 1;
+    }
+    format!("…{}", chars[start..].iter().collect::<String>())
 }
 
 fn pad(s: &str, width: usize) -> String {
@@ -77,7 +95,18 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
     if inner.height == 0 {
         return;
     }
-    let cols = Columns::for_width(usize::from(inner.width));
+    let height = usize::from(inner.height.saturating_sub(1));
+    let offset = state.list_offset();
+    let visible = || state.view.iter().skip(offset).take(height).map(|&i| &state.queue[i]);
+    let agent_need = visible()
+        .map(|r| display_width(&r.agent_id) + display_width(&r.agent_alias_id) + 1)
+        .max()
+        .unwrap_or(11);
+    let action_need = visible()
+        .map(|r| display_width(&r.action) + if r.inputs > 1 { 4 } else { 0 })
+        .max()
+        .unwrap_or(6);
+    let cols = Columns::for_width(usize::from(inner.width), agent_need, action_need);
     let mut lines = Vec::with_capacity(usize::from(inner.height));
     lines.push(header(cols, theme));
     if state.view.is_empty() {
@@ -90,8 +119,6 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
         };
         lines.push(Line::styled(text, theme.style(Role::Muted)));
     } else {
-        let height = usize::from(inner.height.saturating_sub(1));
-        let offset = state.list_offset();
         for (pos, &i) in state.view.iter().enumerate().skip(offset).take(height) {
             let row = &state.queue[i];
             lines.push(row_line(row, cols, state, theme, pos == state.selected));
@@ -102,7 +129,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
 
 fn header(cols: Columns, theme: &Theme) -> Line<'static> {
     let text = format!(
-        "{} {} {} {} {} {}",
+        " {} {} {} {} {} {}",
         pad("TIER", cols.tier),
         pad("LEFT", cols.left),
         pad("AGENT/ALIAS", cols.agent),
@@ -128,7 +155,7 @@ fn row_line(row: &QueueRow, cols: Columns, state: &AppState, theme: &Theme, sele
     let more = if row.inputs > 1 { format!(" +{}", row.inputs - 1) } else { String::new() };
     let action = format!(
         "{}{more}",
-        ellipsize(&sanitize::line(&row.action), cols.action.saturating_sub(more.len()))
+        ellipsize_start(&sanitize::line(&row.action), cols.action.saturating_sub(more.len()))
     );
     let (params, _) = fit_pairs(&row.key_params, cols.params);
     let mut reason = reason_label(row.reason, cols.short).to_owned();
@@ -138,7 +165,7 @@ fn row_line(row: &QueueRow, cols: Columns, state: &AppState, theme: &Theme, sele
     let marker = if selected { "▌" } else { " " };
     Line::from(vec![
         Span::styled(marker.to_owned(), sel(Role::Accent)),
-        Span::styled(pad(&tier_label(row.tier, cols.short), cols.tier - 1), sel(tier_role(row.tier))),
+        Span::styled(pad(&tier_label(row.tier, cols.short), cols.tier), sel(tier_role(row.tier))),
         Span::styled(" ".to_owned(), base),
         Span::styled(pad(&left, cols.left), sel(left_role)),
         Span::styled(" ".to_owned(), base),

@@ -67,7 +67,7 @@ pub fn lines(stored: &StoredRequest, selected: usize, state: &AppState, theme: &
         Span::raw("  "),
         Span::styled(format!("{left} left"), theme.style(Role::AlertWarn)),
     ]));
-    let mut field = |name: &str, value: String, out: &mut Vec<Line<'static>>| {
+    let field = |name: &str, value: String, out: &mut Vec<Line<'static>>| {
         wrapped(out, &format!("{name:<10}"), &value, width, label, text);
     };
     field("agent", format!(
@@ -228,16 +228,15 @@ fn param_line(out: &mut Vec<Line<'static>>, name: &str, kind: &str, value: &str,
     let head = format!("  {} ({}) = ", sanitize::line(name), sanitize::line(kind));
     wrapped(out, &head, value, width, theme.style(Role::Muted), theme.style(Role::Text));
     let suspicious = sanitize::mixed_script_words(value);
-    if !suspicious.is_empty() || !sanitize::is_clean(value) {
-        let why = if suspicious.is_empty() {
-            "contains hidden or control characters, shown as ⟨U+…⟩ markers".to_owned()
-        } else {
-            format!(
-                "mixes alphabets (look-alike characters): {}",
-                suspicious.iter().map(|w| sanitize::line(w).into_owned()).collect::<Vec<_>>().join(", ")
-            )
-        };
-        wrapped(out, "    ⚠ ", &why, width, theme.style(Role::AlertWarn), theme.style(Role::AlertWarn));
+    let warn = theme.style(Role::AlertWarn);
+    if !suspicious.is_empty() {
+        let words: Vec<String> = suspicious.iter().map(|w| sanitize::line(w).into_owned()).collect();
+        let why = format!("mixes alphabets (look-alike characters): {}", words.join(", "));
+        wrapped(out, "    ⚠ ", &why, width, warn, warn);
+    }
+    if !sanitize::is_clean(value) {
+        let why = "contains hidden or control characters, shown as ⟨U+…⟩ or ␛-style markers";
+        wrapped(out, "    ⚠ ", why, width, warn, warn);
     }
 }
 

@@ -6,11 +6,11 @@ use super::theme::Role;
 use crate::domain::policy::{ControlReason, RiskTier};
 use crate::domain::status::Status;
 
-/// Time left as `m:ss`, `1h02m`, or `expired`.
+/// Time left as `m:ss`, `1h02m`, or `gone` once the session has expired.
 pub fn countdown(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (expires_at - now).num_seconds();
     if secs <= 0 {
-        return "expired".to_owned();
+        return "gone".to_owned();
     }
     if secs < 3600 {
         format!("{}:{:02}", secs / 60, secs % 60)
@@ -108,8 +108,8 @@ mod tests {
     fn countdowns() {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let at = |s| now + chrono::Duration::seconds(s);
-        assert_eq!(countdown(at(0), now), "expired");
-        assert_eq!(countdown(at(-5), now), "expired");
+        assert_eq!(countdown(at(0), now), "gone");
+        assert_eq!(countdown(at(-5), now), "gone");
         assert_eq!(countdown(at(59), now), "0:59");
         assert_eq!(countdown(at(600), now), "10:00");
         assert_eq!(countdown(at(3720), now), "1h02m");

@@ -1,0 +1,209 @@
+//! Snapshots of every pane at 80x24 and 120x40, rendered from scripted state with a fixed clock,
+//! plus one colour-aware snapshot and the tiny-terminal message.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use agentdeck::app::keymap::{Key, Keymap};
+use agentdeck::app::update::init;
+use agentdeck::app::{AppState, Edit, Effect, KeyInput, Msg, update};
+use agentdeck::domain::approval::ApprovalRequest;
+use agentdeck::domain::decision::{Decision, Verdict};
+use agentdeck::domain::policy::RiskTier;
+use agentdeck::domain::status::Status;
+use agentdeck::store::{QueueRow, StoreCounts, StoredRequest};
+use agentdeck::ui::theme::Theme;
+use common::{at, envelope, function_input, multi_request, request_from_doc, sample_request, t0, test_policy};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+
+fn key(s: &mut AppState, k: &str) -> Vec<Effect> {
+    let edit = if k.chars().count() == 1 { k.chars().next().map(Edit::Char) } else if k == "enter" { Some(Edit::Enter) } else { None };
+    let now = s.now;
+    update(s, Msg::Key(KeyInput { key: k.parse().unwrap(), edit, at: now }))
+}
+
+fn requests() -> Vec<ApprovalRequest> {
+    let hostile = request_from_doc(
+        &envelope(
+            "inv-hostile",
+            &[function_input(
+                "payments",
+                "transfer",
+                &[("amount", "\u{202e}00.005"), ("account", "pr\u{43e}d-7\u{1b}[2J"), ("memo", "ok\u{200b}")][..],
+            )],
+        ),
+        &test_policy(),
+        t0(),
+    );
+    let mut long = sample_request("inv-long-params", RiskTier::Medium);
+    long.inputs[0].parameters[1].value = "Flat 4, 1 Quay Street, Dublin 2, D02 XY45, Ireland (deliver to the back door, ring twice)".into();
+    let mut soon = sample_request("inv-soon", RiskTier::High);
+    soon.expires_at = at(75);
+    vec![
+        sample_request("inv-crit", RiskTier::Critical),
+        soon,
+        multi_request("inv-multi", &[RiskTier::Low, RiskTier::Medium, RiskTier::Low]),
+        long,
+        sample_request("inv-low", RiskTier::Low),
+        hostile,
+    ]
+}
+
+fn loaded_state(width: u16, height: u16) -> (AppState, Vec<ApprovalRequest>) {
+    let mut s = AppState::new(Keymap::default(), test_policy(), "alice@oncall".into(), "sqlite:/var/lib/agentdeck/queue.db".into(), t0());
+    update(&mut s, Msg::Resize { width, height });
+    let tag = init(&mut s).iter().find_map(|f| if let Effect::LoadQueue { tag } = f { Some(*tag) } else { None }).unwrap();
+    let reqs = requests();
+    let rows = reqs.iter().map(|r| QueueRow::of(r, Status::Pending, 0)).collect();
+    update(&mut s, Msg::QueueLoaded { tag, result: Ok(rows) });
+    update(&mut s, Msg::Tick(at(30)));
+    (s, reqs)
+}
+
+fn open(s: &mut AppState, reqs: &[ApprovalRequest], id: &str, decisions: Vec<Decision>) {
+    while s.selected_row().unwrap().id.as_str() != id {
+        key(s, "j");
+    }
+    let fx = key(s, "enter");
+    let tag = fx.iter().find_map(|f| if let Effect::LoadDetail { tag, .. } = f { Some(*tag) } else { None }).unwrap();
+    let r = reqs.iter().find(|r| r.id.as_str() == id).unwrap().clone();
+    let status = Status::derive(&r, &decisions, &s.policy, s.now);
+    update(s, Msg::DetailLoaded { tag, result: Ok(Box::new(StoredRequest { request: r, decisions, status })) });
+}
+
+fn draw(s: &AppState, theme: &Theme) -> Buffer {
+    let mut t = Terminal::new(TestBackend::new(s.width, s.height)).unwrap();
+    t.draw(|f| {
+        agentdeck::ui::render(f, s, theme);
+    })
+    .unwrap();
+    t.backend().buffer().clone()
+}
+
+fn text(buf: &Buffer) -> String {
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let mut line = String::new();
+        for x in 0..buf.area.width {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn dark() -> Theme {
+    Theme::builtin("dark").unwrap()
+}
+
+fn counts() -> StoreCounts {
+    StoreCounts {
+        requests: 42,
+        by_status: vec![(Status::Pending, 6), (Status::Approved, 30), (Status::Rejected, 5), (Status::Expired, 1)],
+        by_tier_open: vec![(RiskTier::Low, 2), (RiskTier::Medium, 2), (RiskTier::High, 1), (RiskTier::Critical, 1)],
+        sessions: 40,
+        agents: vec![("AGENT01".into(), 30), ("AGENT02".into(), 12)],
+        decisions: 36,
+        confirms: 30,
+        denies: 6,
+        reviewers: vec![("alice@oncall".into(), 20), ("bob@oncall".into(), 16)],
+        median_time_to_decision_ms: Some(48_200),
+        audit_entries: 79,
+    }
+}
+
+#[test]
+fn queue_at_both_sizes() {
+    for (w, h) in [(80, 24), (120, 40)] {
+        let (s, _) = loaded_state(w, h);
+        insta::assert_snapshot!(format!("queue_{w}x{h}"), text(&draw(&s, &dark())));
+    }
+}
+
+#[test]
+fn detail_at_both_sizes() {
+    for (w, h) in [(80, 24), (120, 40)] {
+        let (mut s, reqs) = loaded_state(w, h);
+        let bob = Decision {
+            request: reqs[0].id.clone(),
+            input_index: 0,
+            verdict: Verdict::Confirm,
+            reviewer: "bob@oncall".into(),
+            reason: Some("vendor verified by phone".into()),
+            decided_at: at(20),
+            dwell_ms: Some(9000),
+            args_hash: reqs[0].input_hash(0).unwrap(),
+        };
+        open(&mut s, &reqs, "inv-crit", vec![bob]);
+        insta::assert_snapshot!(format!("detail_critical_{w}x{h}"), text(&draw(&s, &dark())));
+    }
+}
+
+#[test]
+fn hostile_request_detail_shows_markers_not_escapes() {
+    let (mut s, reqs) = loaded_state(120, 40);
+    open(&mut s, &reqs, "inv-hostile", Vec::new());
+    let screen = text(&draw(&s, &dark()));
+    assert!(!screen.contains('\u{1b}') && !screen.contains('\u{202e}') && !screen.contains('\u{200b}'));
+    insta::assert_snapshot!("detail_hostile_120x40", screen);
+}
+
+#[test]
+fn long_values_are_wrapped_whole_in_the_detail() {
+    let (mut s, reqs) = loaded_state(80, 60);
+    open(&mut s, &reqs, "inv-long-params", Vec::new());
+    let screen = text(&draw(&s, &dark()));
+    let flat: String = screen.split_whitespace().collect::<Vec<_>>().join(" ");
+    for word in ["Flat", "Dublin", "D02", "XY45,", "Ireland", "ring", "twice)"] {
+        assert!(flat.contains(word), "{word} missing from\n{screen}");
+    }
+}
+
+#[test]
+fn prompts_help_and_other_panes() {
+    let (mut s, reqs) = loaded_state(80, 24);
+    open(&mut s, &reqs, "inv-crit", Vec::new());
+    key(&mut s, "a");
+    for c in "vendor ok".chars() {
+        let now = s.now;
+        update(&mut s, Msg::Key(KeyInput { key: Key::char(c), edit: Some(Edit::Char(c)), at: now }));
+    }
+    insta::assert_snapshot!("reason_prompt_80x24", text(&draw(&s, &dark())));
+
+    let (mut s, _) = loaded_state(80, 24);
+    key(&mut s, "?");
+    insta::assert_snapshot!("help_80x24", text(&draw(&s, &dark())));
+
+    for (w, h) in [(80, 24), (120, 40)] {
+        let (mut s, _) = loaded_state(w, h);
+        let fx = key(&mut s, "2");
+        let tag = fx.iter().find_map(|f| if let Effect::LoadCounts { tag } = f { Some(*tag) } else { None }).unwrap();
+        update(&mut s, Msg::CountsLoaded { tag, result: Ok(counts()) });
+        insta::assert_snapshot!(format!("traces_{w}x{h}"), text(&draw(&s, &dark())));
+        let fx = key(&mut s, "3");
+        let tag = fx.iter().find_map(|f| if let Effect::LoadCounts { tag } = f { Some(*tag) } else { None }).unwrap();
+        update(&mut s, Msg::CountsLoaded { tag, result: Ok(counts()) });
+        insta::assert_snapshot!(format!("metrics_{w}x{h}"), text(&draw(&s, &dark())));
+    }
+}
+
+#[test]
+fn empty_queue_and_tiny_terminal() {
+    let mut s = AppState::new(Keymap::default(), test_policy(), "alice".into(), "sqlite:x.db".into(), t0());
+    update(&mut s, Msg::Resize { width: 80, height: 24 });
+    let tag = init(&mut s).iter().find_map(|f| if let Effect::LoadQueue { tag } = f { Some(*tag) } else { None }).unwrap();
+    update(&mut s, Msg::QueueLoaded { tag, result: Ok(Vec::new()) });
+    insta::assert_snapshot!("empty_80x24", text(&draw(&s, &dark())));
+    update(&mut s, Msg::Resize { width: 30, height: 8 });
+    insta::assert_snapshot!("tiny_30x8", text(&draw(&s, &dark())));
+}
+
+#[test]
+fn queue_with_colour() {
+    let (s, _) = loaded_state(80, 24);
+    insta::assert_debug_snapshot!("queue_80x24_styled", draw(&s, &dark()));
+}

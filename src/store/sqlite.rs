@@ -1,1 +1,709 @@
-//! sqlite
+//! `SqliteStore`: the approvals store on one embedded SQLite file (WAL, fsync on every commit).
+//! Owns the schema and its migrations, the conditional decision write and the audit chain. It
+//! holds no approval rules of its own: decisions are planned by `domain::decision::plan` inside
+//! the write transaction, statuses come from `domain::status`.
+
+mod audit;
+mod schema;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use serde_json::json;
+
+use super::{
+    ApprovalStore, AuditEntry, AuditReport, DecisionOutcome, QueueRow, StoreCounts, StoreError,
+    StoredRequest,
+};
+use crate::domain::approval::{ApprovalId, ApprovalRequest};
+use crate::domain::canonical::{canonical_json, sha256_hex};
+use crate::domain::decision::{self, DecisionAsk, Refusal, Verdict};
+use crate::domain::policy::{Policy, RiskTier};
+use crate::domain::status::Status;
+use schema::{Summary, to_ms, truncate_ms};
+
+/// How long a write waits for another writer before giving up as `Unavailable`.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Audit entries read per lock hold while streaming.
+const AUDIT_PAGE: i64 = 512;
+
+/// The approvals store on a local SQLite file. Each process or thread that wants its own
+/// connection opens its own `SqliteStore` on the same path; within one value, calls are
+/// serialised by a mutex.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A rusqlite error as a store error that names the file and what was being done.
+pub(crate) fn db_error(path: &str, doing: &str, e: &rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(format!(
+                "{path}: {doing}: the database is locked by another writer and stayed locked \
+                 past the busy timeout"
+            ))
+        }
+        Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt(format!("{path}: {doing}: {e}")),
+        _ => StoreError::Unavailable(format!("{path}: {doing}: {e}")),
+    }
+}
+
+fn is_primary_key_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+const OPEN_STATUSES: &str = "('pending', 'partially-decided')";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`: its parent directory, WAL journal,
+    /// `synchronous=FULL` so a commit is on disk when it returns, a 5 s busy timeout, foreign
+    /// keys, and the schema migrated to this binary's version.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let shown = path.display().to_string();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "{shown}: cannot create the directory {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        }
+        let mut conn =
+            Connection::open(path).map_err(|e| db_error(&shown, "opening the database", &e))?;
+        conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)
+            .map_err(|e| db_error(&shown, "setting the busy timeout", &e))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| db_error(&shown, "switching to the WAL journal", &e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!(
+                "{shown}: the file system refused the WAL journal (journal mode is {mode})"
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| db_error(&shown, "setting synchronous=FULL and foreign keys", &e))?;
+        schema::migrate(&mut conn, &shown)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The file this store was opened on.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Changes how long a write waits for another writer before failing as `Unavailable`.
+    pub fn set_busy_timeout(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.lock()
+            .busy_timeout(timeout)
+            .map_err(|e| db_error(&self.shown(), "setting the busy timeout", &e))
+    }
+
+    /// Enqueues many validated requests, each with its audit entry, in one transaction: all or
+    /// none. For imports and benchmarks.
+    pub fn submit_batch(
+        &self,
+        requests: &[ApprovalRequest],
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let shown = self.shown();
+        let at_ms = to_ms(Utc::now());
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| db_error(&shown, "starting the submit", &e))?;
+        for request in requests {
+            insert_request(&tx, &shown, request, actor, at_ms)?;
+        }
+        tx.commit()
+            .map_err(|e| db_error(&shown, "committing the submit", &e))
+    }
+
+    fn shown(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// The connection; a panic in another call never leaves it mid-transaction (an unfinished
+    /// transaction rolls back when dropped), so a poisoned lock is safe to take.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn insert_request(
+    conn: &Connection,
+    path: &str,
+    request: &ApprovalRequest,
+    actor: &str,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    let value = serde_json::to_value(request).map_err(|e| {
+        StoreError::Corrupt(format!("request {}: cannot serialise it: {e}", request.id))
+    })?;
+    let body = canonical_json(&value);
+    let body_hash = sha256_hex(body.as_bytes());
+    let s = Summary::of(request);
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO requests (id, agent_id, agent_alias_id, session_id, tier, reason, rule, \
+             action, key_params, inputs, raised_at_ms, expires_at_ms, status, approvals, body, \
+             body_hash, version) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', 0, ?13, ?14, 0)",
+        )
+        .and_then(|mut st| {
+            st.execute(rusqlite::params![
+                request.id.as_str(),
+                s.agent_id,
+                s.agent_alias_id,
+                s.session_id,
+                s.tier,
+                s.reason,
+                s.rule,
+                s.action,
+                s.key_params,
+                s.inputs,
+                s.raised_at_ms,
+                s.expires_at_ms,
+                body,
+                body_hash,
+            ])
+        });
+    match inserted {
+        Ok(_) => {}
+        Err(e) if is_primary_key_violation(&e) => {
+            return Err(StoreError::Duplicate(request.id.clone()));
+        }
+        Err(e) => {
+            return Err(db_error(
+                path,
+                &format!("inserting request {}", request.id),
+                &e,
+            ));
+        }
+    }
+    audit::append(
+        conn,
+        path,
+        at_ms,
+        actor,
+        "submitted",
+        &request.id,
+        &json!({
+            "request": request.id.as_str(),
+            "bodyHash": body_hash,
+            "status": Status::Pending.as_str(),
+        }),
+    )?;
+    Ok(())
+}
+
+/// The smallest string greater than every string that starts with `prefix` (None when no such
+/// string exists, i.e. the prefix is all `char::MAX`).
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = u32::from(last) + 1;
+        if (0xD800..=0xDFFF).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(c) = char::from_u32(next) {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// The refusal for deciding on a request whose stored status is already final, when the
+/// planner (with this caller's clock) did not see it so.
+fn refuse_final(
+    request: &ApprovalRequest,
+    stored: Status,
+    decisions: &[(i64, decision::Decision)],
+) -> Refusal {
+    if stored == Status::Expired {
+        return Refusal::Expired {
+            request: request.id.clone(),
+            at: request.expires_at,
+        };
+    }
+    match decisions
+        .iter()
+        .map(|(_, d)| d)
+        .max_by_key(|d| d.decided_at)
+    {
+        Some(last) => Refusal::AlreadyDecided {
+            request: request.id.clone(),
+            index: last.input_index,
+            verdict: last.verdict.as_str(),
+            by: last.reviewer.clone(),
+            at: last.decided_at,
+        },
+        None => Refusal::Final {
+            request: request.id.clone(),
+            status: stored,
+        },
+    }
+}
+
+impl ApprovalStore for SqliteStore {
+    fn submit(&self, request: &ApprovalRequest, actor: &str) -> Result<(), StoreError> {
+        self.submit_batch(std::slice::from_ref(request), actor)
+    }
+
+    fn resolve(&self, id_or_prefix: &str) -> Result<ApprovalId, StoreError> {
+        if id_or_prefix.is_empty() {
+            return Err(StoreError::NotFound(String::new()));
+        }
+        let shown = self.shown();
+        let conn = self.lock();
+        let err =
+            |e: rusqlite::Error| db_error(&shown, &format!("looking up {id_or_prefix:?}"), &e);
+        let exact: Option<String> = conn
+            .prepare_cached("SELECT id FROM requests WHERE id = ?1")
+            .and_then(|mut st| st.query_row([id_or_prefix], |r| r.get(0)).optional())
+            .map_err(err)?;
+        if let Some(id) = exact {
+            return Ok(ApprovalId(id));
+        }
+        // A range on the primary key: every id starting with the prefix sorts in [prefix, upper).
+        let (sql, upper) = match prefix_upper_bound(id_or_prefix) {
+            Some(upper) => (
+                "SELECT id FROM requests WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2",
+                upper,
+            ),
+            None => (
+                "SELECT id FROM requests WHERE id >= ?1 AND ?2 = '' ORDER BY id LIMIT 2",
+                String::new(),
+            ),
+        };
+        let first_two: Vec<String> = conn
+            .prepare_cached(sql)
+            .and_then(|mut st| {
+                st.query_map([id_or_prefix, upper.as_str()], |r| r.get(0))?
+                    .collect::<Result<_, _>>()
+            })
+            .map_err(err)?;
+        match first_two.as_slice() {
+            [] => Err(StoreError::NotFound(id_or_prefix.to_owned())),
+            [one] => Ok(ApprovalId(one.clone())),
+            _ => {
+                let count_sql = sql
+                    .replace("SELECT id", "SELECT count(*)")
+                    .replace(" ORDER BY id LIMIT 2", "");
+                let count: i64 = conn
+                    .query_row(&count_sql, [id_or_prefix, upper.as_str()], |r| r.get(0))
+                    .map_err(err)?;
+                Err(StoreError::Ambiguous {
+                    prefix: id_or_prefix.to_owned(),
+                    count: usize::try_from(count).unwrap_or(usize::MAX),
+                })
+            }
+        }
+    }
+
+    fn get(
+        &self,
+        id: &ApprovalId,
+        policy: &Policy,
+        now: DateTime<Utc>,
+    ) -> Result<StoredRequest, StoreError> {
+        let shown = self.shown();
+        let mut conn = self.lock();
+        // One read transaction, so the request and its decisions come from the same snapshot.
+        let tx = conn
+            .transaction()
+            .map_err(|e| db_error(&shown, "starting a read", &e))?;
+        let loaded = schema::load_request(&tx, &shown, id)?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let decisions: Vec<_> = schema::load_decisions(&tx, &shown, id)?
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
+        // A final stored status stands (nothing leaves a final state); an open one may have
+        // moved on with the clock since it was written.
+        let status = if loaded.status.is_final() {
+            loaded.status
+        } else {
+            Status::derive(&loaded.request, &decisions, policy, now)
+        };
+        Ok(StoredRequest {
+            request: loaded.request,
+            decisions,
+            status,
+        })
+    }
+
+    fn open_queue(&self, now: DateTime<Utc>) -> Result<Vec<QueueRow>, StoreError> {
+        let shown = self.shown();
+        let conn = self.lock();
+        let sql = format!(
+            "SELECT {} FROM requests WHERE status IN {OPEN_STATUSES} AND expires_at_ms > ?1 \
+             ORDER BY raised_at_ms, id",
+            schema::QUEUE_COLUMNS
+        );
+        let mut st = conn
+            .prepare_cached(&sql)
+            .map_err(|e| db_error(&shown, "preparing the queue query", &e))?;
+        let mut rows = st
+            .query([to_ms(now)])
+            .map_err(|e| db_error(&shown, "reading the queue", &e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows
+            .next()
+            .map_err(|e| db_error(&shown, "reading the queue", &e))?
+        {
+            out.push(schema::queue_row(row)?);
+        }
+        Ok(out)
+    }
+
+    fn decide(
+        &self,
+        ask: &DecisionAsk,
+        policy: &Policy,
+        now: DateTime<Utc>,
+    ) -> Result<DecisionOutcome, StoreError> {
+        // The store keeps milliseconds; plan with what will be read back.
+        let now = truncate_ms(now);
+        let shown = self.shown();
+        let mut conn = self.lock();
+        // IMMEDIATE takes the write lock before reading, so what we plan against is what we
+        // write over: racing deciders queue here and the later ones see the earlier decisions.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| {
+                db_error(
+                    &shown,
+                    &format!("starting the decision on {}", ask.request),
+                    &e,
+                )
+            })?;
+        let loaded = schema::load_request(&tx, &shown, &ask.request)?
+            .ok_or_else(|| StoreError::NotFound(ask.request.to_string()))?;
+        let existing = schema::load_decisions(&tx, &shown, &ask.request)?;
+        let decisions: Vec<_> = existing.iter().map(|(_, d)| d.clone()).collect();
+        if loaded.status.is_final() {
+            return Err(refuse_final(&loaded.request, loaded.status, &existing).into());
+        }
+        let plan = decision::plan(&loaded.request, &decisions, policy, ask, now)?;
+        let next_seq = existing.iter().map(|(s, _)| *s).max().unwrap_or(0) + 1;
+        let mut rows = Vec::with_capacity(plan.decisions.len());
+        for (offset, d) in plan.decisions.iter().enumerate() {
+            let seq = next_seq + offset as i64;
+            tx.prepare_cached(
+                "INSERT INTO decisions (request_id, seq, input_index, verdict, reviewer, reason, \
+                 decided_at_ms, dwell_ms, args_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut st| {
+                st.execute(rusqlite::params![
+                    d.request.as_str(),
+                    seq,
+                    d.input_index as i64,
+                    d.verdict.as_str(),
+                    d.reviewer,
+                    d.reason,
+                    to_ms(d.decided_at),
+                    d.dwell_ms.map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
+                    d.args_hash,
+                ])
+            })
+            .map_err(|e| {
+                db_error(
+                    &shown,
+                    &format!("recording the decision on {}", d.request),
+                    &e,
+                )
+            })?;
+            rows.push(schema::decision_json(seq, d));
+        }
+        let approvals = decisions
+            .iter()
+            .chain(&plan.decisions)
+            .filter(|d| d.verdict == Verdict::Confirm)
+            .count() as i64;
+        let changed = tx
+            .prepare_cached(
+                "UPDATE requests SET status = ?1, approvals = ?2, version = version + 1 \
+                 WHERE id = ?3 AND version = ?4",
+            )
+            .and_then(|mut st| {
+                st.execute(rusqlite::params![
+                    plan.status_after.as_str(),
+                    approvals,
+                    ask.request.as_str(),
+                    loaded.version
+                ])
+            })
+            .map_err(|e| db_error(&shown, &format!("updating request {}", ask.request), &e))?;
+        if changed != 1 {
+            return Err(StoreError::Unavailable(format!(
+                "{shown}: request {} changed while this decision was being written (version {}); \
+                 nothing was recorded, try again",
+                ask.request, loaded.version
+            )));
+        }
+        let audit_seq = audit::append(
+            &tx,
+            &shown,
+            to_ms(now),
+            &ask.reviewer,
+            "decided",
+            &ask.request,
+            &json!({
+                "request": ask.request.as_str(),
+                "decisions": rows,
+                "status": plan.status_after.as_str(),
+                "approvals": approvals,
+            }),
+        )?;
+        tx.commit().map_err(|e| {
+            db_error(
+                &shown,
+                &format!("committing the decision on {}", ask.request),
+                &e,
+            )
+        })?;
+        Ok(DecisionOutcome {
+            decisions: plan.decisions,
+            status: plan.status_after,
+            audit_seq: u64::try_from(audit_seq).unwrap_or(0),
+        })
+    }
+
+    fn expire_due(&self, now: DateTime<Utc>, actor: &str) -> Result<usize, StoreError> {
+        let shown = self.shown();
+        let now_ms = to_ms(now);
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| db_error(&shown, "starting the expiry sweep", &e))?;
+        let due: Vec<(String, String, i64, i64)> = tx
+            .prepare(&format!(
+                "SELECT id, status, version, expires_at_ms FROM requests \
+                 WHERE status IN {OPEN_STATUSES} AND expires_at_ms <= ?1 ORDER BY expires_at_ms, id"
+            ))
+            .and_then(|mut st| {
+                st.query_map([now_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<Result<_, _>>()
+            })
+            .map_err(|e| db_error(&shown, "finding requests due to expire", &e))?;
+        let mut expired = 0;
+        for (id, status, version, expires_at_ms) in due {
+            // The stored status is open, so when it was written not every input was final; with
+            // the session gone, `Status::derive` can only give `expired` now.
+            let from = schema::parse_status(&id, &status)?;
+            if from.check_transition(Status::Expired).is_err() {
+                continue;
+            }
+            let changed = tx
+                .prepare_cached(&format!(
+                    "UPDATE requests SET status = 'expired', version = version + 1 \
+                     WHERE id = ?1 AND version = ?2 AND status IN {OPEN_STATUSES}"
+                ))
+                .and_then(|mut st| st.execute(rusqlite::params![id, version]))
+                .map_err(|e| db_error(&shown, &format!("expiring request {id}"), &e))?;
+            if changed != 1 {
+                continue;
+            }
+            let request = ApprovalId(id);
+            audit::append(
+                &tx,
+                &shown,
+                now_ms,
+                actor,
+                "expired",
+                &request,
+                &json!({
+                    "request": request.as_str(),
+                    "status": Status::Expired.as_str(),
+                    "from": from.as_str(),
+                    "expiresAtMs": expires_at_ms,
+                }),
+            )?;
+            expired += 1;
+        }
+        tx.commit()
+            .map_err(|e| db_error(&shown, "committing the expiry sweep", &e))?;
+        Ok(expired)
+    }
+
+    fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let shown = self.shown();
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction()
+            .map_err(|e| db_error(&shown, "starting a read", &e))?;
+        let err = |e: rusqlite::Error| db_error(&shown, "counting", &e);
+        let one = |sql: &str| -> Result<u64, StoreError> {
+            tx.query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(err)
+        };
+        let pairs = |sql: &str| -> Result<Vec<(String, u64)>, StoreError> {
+            tx.prepare(sql)
+                .and_then(|mut st| {
+                    st.query_map([], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                        ))
+                    })?
+                    .collect()
+                })
+                .map_err(err)
+        };
+        let by_status_raw = pairs("SELECT status, count(*) FROM requests GROUP BY status")?;
+        let by_status = Status::ALL
+            .into_iter()
+            .map(|s| {
+                let n = by_status_raw
+                    .iter()
+                    .find(|(k, _)| k == s.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (s, n)
+            })
+            .collect();
+        let by_tier_raw = pairs(&format!(
+            "SELECT CAST(tier AS TEXT), count(*) FROM requests WHERE status IN {OPEN_STATUSES} \
+             GROUP BY tier"
+        ))?;
+        let by_tier_open = RiskTier::ALL
+            .into_iter()
+            .map(|t| {
+                let n = by_tier_raw
+                    .iter()
+                    .find(|(k, _)| *k == t.rank().to_string())
+                    .map_or(0, |(_, n)| *n);
+                (t, n)
+            })
+            .collect();
+        let decided =
+            one("SELECT count(*) FROM (SELECT request_id FROM decisions GROUP BY request_id)")?;
+        // The median over decided requests of (first decision - raised), found by offset.
+        let median_time_to_decision_ms = if decided == 0 {
+            None
+        } else {
+            let take = 2 - (decided % 2);
+            let offset = (decided - 1) / 2;
+            let middle: Vec<i64> = tx
+                .prepare(
+                    "SELECT max(0, first_ms - r.raised_at_ms) AS wait FROM requests r \
+                     JOIN (SELECT request_id, min(decided_at_ms) AS first_ms FROM decisions \
+                           GROUP BY request_id) d ON d.request_id = r.id \
+                     ORDER BY wait LIMIT ?1 OFFSET ?2",
+                )
+                .and_then(|mut st| {
+                    st.query_map([take as i64, offset as i64], |r| r.get(0))?
+                        .collect()
+                })
+                .map_err(err)?;
+            let n = middle.len() as i64;
+            (n > 0).then(|| u64::try_from(middle.iter().sum::<i64>() / n).unwrap_or(0))
+        };
+        Ok(StoreCounts {
+            requests: one("SELECT count(*) FROM requests")?,
+            by_status,
+            by_tier_open,
+            sessions: one("SELECT count(DISTINCT session_id) FROM requests")?,
+            agents: pairs(
+                "SELECT agent_id, count(*) AS n FROM requests GROUP BY agent_id \
+                 ORDER BY n DESC, agent_id",
+            )?,
+            decisions: one("SELECT count(*) FROM decisions")?,
+            confirms: one("SELECT count(*) FROM decisions WHERE verdict = 'confirm'")?,
+            denies: one("SELECT count(*) FROM decisions WHERE verdict = 'deny'")?,
+            reviewers: pairs(
+                "SELECT reviewer, count(*) AS n FROM decisions GROUP BY reviewer \
+                 ORDER BY n DESC, reviewer",
+            )?,
+            median_time_to_decision_ms,
+            audit_entries: one("SELECT count(*) FROM audit")?,
+        })
+    }
+
+    fn audit_verify(&self) -> Result<AuditReport, StoreError> {
+        let shown = self.shown();
+        let mut conn = self.lock();
+        verify::verify(&mut conn, &shown)
+    }
+
+    fn audit_each(
+        &self,
+        each: &mut dyn FnMut(AuditEntry) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let shown = self.shown();
+        let sql = format!(
+            "SELECT {} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            audit::ENTRY_COLUMNS
+        );
+        let mut after = 0_i64;
+        loop {
+            // Page by seq and release the lock between pages, so `each` may call the store.
+            let page: Vec<AuditEntry> = {
+                let conn = self.lock();
+                let mut st = conn
+                    .prepare_cached(&sql)
+                    .map_err(|e| db_error(&shown, "reading the audit log", &e))?;
+                let mut rows = st
+                    .query([after, AUDIT_PAGE])
+                    .map_err(|e| db_error(&shown, "reading the audit log", &e))?;
+                let mut page = Vec::new();
+                while let Some(row) = rows
+                    .next()
+                    .map_err(|e| db_error(&shown, "reading the audit log", &e))?
+                {
+                    page.push(audit::entry(row)?);
+                }
+                page
+            };
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = i64::try_from(last.seq).unwrap_or(i64::MAX);
+            for entry in page {
+                each(entry)?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_bounds_cover_exactly_the_prefixed_ids() {
+        assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
+        assert_eq!(
+            prefix_upper_bound("a\u{D7FF}").as_deref(),
+            Some("a\u{E000}")
+        );
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+        let upper = prefix_upper_bound("inv-1").unwrap_or_default();
+        for id in ["inv-1", "inv-10", "inv-1z", "inv-1\u{10FFFF}"] {
+            assert!(id >= "inv-1" && id < upper.as_str(), "{id}");
+        }
+        assert!("inv-2" >= upper.as_str());
+    }
+}

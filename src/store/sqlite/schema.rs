@@ -1,0 +1,356 @@
+//! The SQLite schema, its versioned migrations, and the summary columns a request row carries
+//! beside its body. Owns no behaviour beyond turning rows into store types and back.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
+
+use crate::domain::approval::{ApprovalId, ApprovalRequest, InvocationInput};
+use crate::domain::decision::{Decision, Verdict};
+use crate::domain::policy::{ControlReason, RiskTier};
+use crate::domain::status::Status;
+use crate::store::{QueueRow, StoreError};
+
+/// Each entry upgrades the schema by one version (`PRAGMA user_version` counts them). Append
+/// only: never edit a shipped migration. Later ones will add the traces tables and the outbox of
+/// agent resumes.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: requests, their decisions, and the hash-chained audit log.
+    "CREATE TABLE requests (
+        id             TEXT PRIMARY KEY NOT NULL,
+        agent_id       TEXT NOT NULL,
+        agent_alias_id TEXT NOT NULL,
+        session_id     TEXT NOT NULL,
+        tier           INTEGER NOT NULL CHECK (tier BETWEEN 0 AND 3),
+        reason         TEXT NOT NULL,
+        rule           TEXT,
+        action         TEXT NOT NULL,
+        key_params     TEXT NOT NULL,
+        inputs         INTEGER NOT NULL CHECK (inputs > 0),
+        raised_at_ms   INTEGER NOT NULL,
+        expires_at_ms  INTEGER NOT NULL,
+        status         TEXT NOT NULL,
+        approvals      INTEGER NOT NULL DEFAULT 0,
+        body           TEXT NOT NULL,
+        body_hash      TEXT NOT NULL,
+        version        INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX requests_open ON requests (status, expires_at_ms);
+    CREATE TABLE decisions (
+        request_id     TEXT NOT NULL REFERENCES requests (id),
+        seq            INTEGER NOT NULL CHECK (seq > 0),
+        input_index    INTEGER NOT NULL CHECK (input_index >= 0),
+        verdict        TEXT NOT NULL CHECK (verdict IN ('confirm', 'deny')),
+        reviewer       TEXT NOT NULL,
+        reason         TEXT,
+        decided_at_ms  INTEGER NOT NULL,
+        dwell_ms       INTEGER,
+        args_hash      TEXT NOT NULL,
+        PRIMARY KEY (request_id, seq)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX decisions_reviewer ON decisions (reviewer);
+    CREATE TABLE audit (
+        seq        INTEGER PRIMARY KEY,
+        at_ms      INTEGER NOT NULL,
+        actor      TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        payload    TEXT NOT NULL,
+        prev_hash  TEXT NOT NULL,
+        hash       TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX audit_request ON audit (request_id, seq);",
+];
+
+/// Brings the file at `path` up to the newest schema, in one transaction. A file written by a
+/// newer agentdeck is refused rather than misread.
+pub(super) fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len() as i64;
+    let read_version = |conn: &Connection| -> Result<i64, StoreError> {
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| super::db_error(path, "reading the schema version", &e))
+    };
+    let current = read_version(conn)?;
+    if current == known {
+        return Ok(());
+    }
+    if current > known {
+        return Err(too_new(path, current, known));
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| super::db_error(path, "starting the schema migration", &e))?;
+    // Another process may have migrated while we waited for the lock.
+    let current = read_version(&tx)?;
+    if current > known {
+        return Err(too_new(path, current, known));
+    }
+    for (done, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = done + 1;
+        tx.execute_batch(sql).map_err(|e| {
+            super::db_error(path, &format!("applying schema migration {version}"), &e)
+        })?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(|e| super::db_error(path, "recording the schema version", &e))?;
+    }
+    tx.commit()
+        .map_err(|e| super::db_error(path, "committing the schema migration", &e))
+}
+
+fn too_new(path: &str, found: i64, known: i64) -> StoreError {
+    StoreError::Unavailable(format!(
+        "{path}: the store has schema version {found} but this agentdeck knows only up to \
+         version {known}; it was written by a newer agentdeck, so upgrade rather than risk \
+         misreading it"
+    ))
+}
+
+pub(super) fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(super) fn from_ms(ms: i64, what: &dyn std::fmt::Display) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("{what}: {ms} ms is not a valid time")))
+}
+
+/// `t` without its sub-millisecond part: what a round trip through the store gives back.
+pub(super) fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+/// The columns a request row carries beside its body, derived from the body alone, so the audit
+/// check can recompute them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Summary {
+    pub agent_id: String,
+    pub agent_alias_id: String,
+    pub session_id: String,
+    pub tier: i64,
+    pub reason: String,
+    pub rule: Option<String>,
+    pub action: String,
+    /// JSON array of `[name, value]` for the first input's parameters and body properties.
+    pub key_params: String,
+    pub inputs: i64,
+    pub raised_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+impl Summary {
+    pub fn of(request: &ApprovalRequest) -> Self {
+        let lead = request.lead_assessment();
+        let first = request.inputs.first();
+        let params: Vec<(String, String)> = first
+            .map(|i| {
+                i.all_parameters()
+                    .into_iter()
+                    .map(|p| (p.name, p.value))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            agent_id: request.agent_id.clone(),
+            agent_alias_id: request.agent_alias_id.clone(),
+            session_id: request.session_id.clone(),
+            tier: i64::from(request.tier().rank()),
+            reason: lead
+                .map_or(ControlReason::ApprovalRequired, |a| a.reason)
+                .as_str()
+                .to_owned(),
+            rule: lead.and_then(|a| a.rule.clone()),
+            action: first.map(InvocationInput::action_label).unwrap_or_default(),
+            key_params: serde_json::to_string(&params).unwrap_or_else(|_| "[]".to_owned()),
+            inputs: request.inputs.len() as i64,
+            raised_at_ms: to_ms(request.raised_at),
+            expires_at_ms: to_ms(request.expires_at),
+        }
+    }
+
+    /// Each column as `(name, value as text)`, for naming the one that differs.
+    pub fn columns(&self) -> [(&'static str, String); 11] {
+        [
+            ("agent_id", self.agent_id.clone()),
+            ("agent_alias_id", self.agent_alias_id.clone()),
+            ("session_id", self.session_id.clone()),
+            ("tier", self.tier.to_string()),
+            ("reason", self.reason.clone()),
+            (
+                "rule",
+                self.rule.clone().unwrap_or_else(|| "NULL".to_owned()),
+            ),
+            ("action", self.action.clone()),
+            ("key_params", self.key_params.clone()),
+            ("inputs", self.inputs.to_string()),
+            ("raised_at_ms", self.raised_at_ms.to_string()),
+            ("expires_at_ms", self.expires_at_ms.to_string()),
+        ]
+    }
+}
+
+pub(super) const QUEUE_COLUMNS: &str = "id, agent_id, agent_alias_id, session_id, tier, reason, \
+     rule, action, key_params, inputs, raised_at_ms, expires_at_ms, status, approvals";
+
+fn corrupt(id: &str, column: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("request {id}: column {column} {detail}"))
+}
+
+/// A queue row from the columns named in `QUEUE_COLUMNS`, without touching the body.
+pub(super) fn queue_row(row: &Row<'_>) -> Result<QueueRow, StoreError> {
+    let get = |e: rusqlite::Error| StoreError::Corrupt(format!("reading a queue row: {e}"));
+    let id: String = row.get(0).map_err(get)?;
+    let tier: i64 = row.get(4).map_err(get)?;
+    let reason: String = row.get(5).map_err(get)?;
+    let key_params: String = row.get(8).map_err(get)?;
+    let inputs: i64 = row.get(9).map_err(get)?;
+    let status: String = row.get(12).map_err(get)?;
+    let approvals: i64 = row.get(13).map_err(get)?;
+    Ok(QueueRow {
+        agent_id: row.get(1).map_err(get)?,
+        agent_alias_id: row.get(2).map_err(get)?,
+        session_id: row.get(3).map_err(get)?,
+        tier: u8::try_from(tier)
+            .ok()
+            .and_then(RiskTier::from_rank)
+            .ok_or_else(|| corrupt(&id, "tier", format!("holds {tier}, not a tier rank 0-3")))?,
+        reason: ControlReason::parse(&reason)
+            .ok_or_else(|| corrupt(&id, "reason", format!("holds unknown reason {reason:?}")))?,
+        rule: row.get(6).map_err(get)?,
+        action: row.get(7).map_err(get)?,
+        key_params: serde_json::from_str(&key_params).map_err(|e| {
+            corrupt(
+                &id,
+                "key_params",
+                format!("is not a [[name, value]] list: {e}"),
+            )
+        })?,
+        inputs: usize::try_from(inputs)
+            .map_err(|_| corrupt(&id, "inputs", format!("holds {inputs}")))?,
+        raised_at: from_ms(
+            row.get(10).map_err(get)?,
+            &format!("request {id} raised_at_ms"),
+        )?,
+        expires_at: from_ms(
+            row.get(11).map_err(get)?,
+            &format!("request {id} expires_at_ms"),
+        )?,
+        status: parse_status(&id, &status)?,
+        approvals: usize::try_from(approvals)
+            .map_err(|_| corrupt(&id, "approvals", format!("holds {approvals}")))?,
+        id: ApprovalId(id),
+    })
+}
+
+pub(super) fn parse_status(id: &str, status: &str) -> Result<Status, StoreError> {
+    Status::parse(status)
+        .ok_or_else(|| corrupt(id, "status", format!("holds unknown status {status:?}")))
+}
+
+/// A stored request row: the parsed body, its status column and its version.
+#[derive(Debug)]
+pub(super) struct Loaded {
+    pub request: ApprovalRequest,
+    pub status: Status,
+    pub version: i64,
+}
+
+/// Loads a request by exact id, checking its body still matches the hash it was stored with, so
+/// nobody decides on arguments that were changed behind the store's back.
+pub(super) fn load_request(
+    conn: &Connection,
+    path: &str,
+    id: &ApprovalId,
+) -> Result<Option<Loaded>, StoreError> {
+    let row: Option<(String, String, String, i64)> = conn
+        .prepare_cached("SELECT body, body_hash, status, version FROM requests WHERE id = ?1")
+        .and_then(|mut st| {
+            st.query_row([id.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+        })
+        .map_err(|e| super::db_error(path, &format!("reading request {id}"), &e))?;
+    let Some((body, body_hash, status, version)) = row else {
+        return Ok(None);
+    };
+    if crate::domain::canonical::sha256_hex(body.as_bytes()) != body_hash {
+        return Err(StoreError::Corrupt(format!(
+            "request {id}: its body no longer matches the hash it was stored with; it was \
+             changed outside agentdeck (run the audit check)"
+        )));
+    }
+    let request: ApprovalRequest = serde_json::from_str(&body).map_err(|e| {
+        StoreError::Corrupt(format!("request {id}: the stored body does not parse: {e}"))
+    })?;
+    Ok(Some(Loaded {
+        request,
+        status: parse_status(id.as_str(), &status)?,
+        version,
+    }))
+}
+
+/// The decisions recorded on `id`, in the order they were written, with their `seq`.
+pub(super) fn load_decisions(
+    conn: &Connection,
+    path: &str,
+    id: &ApprovalId,
+) -> Result<Vec<(i64, Decision)>, StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT seq, input_index, verdict, reviewer, reason, decided_at_ms, dwell_ms, \
+             args_hash FROM decisions WHERE request_id = ?1 ORDER BY seq",
+        )
+        .map_err(|e| super::db_error(path, "preparing the decisions query", &e))?;
+    let rows = st
+        .query_map([id.as_str()], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, String>(7)?,
+            ))
+        })
+        .map_err(|e| super::db_error(path, &format!("reading the decisions on {id}"), &e))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, index, verdict, reviewer, reason, at_ms, dwell, args_hash) =
+            row.map_err(|e| super::db_error(path, &format!("reading the decisions on {id}"), &e))?;
+        let what = format!("request {id} decision {seq}");
+        out.push((
+            seq,
+            Decision {
+                request: id.clone(),
+                input_index: usize::try_from(index).map_err(|_| {
+                    StoreError::Corrupt(format!("{what}: input index {index} is negative"))
+                })?,
+                verdict: Verdict::parse(&verdict).ok_or_else(|| {
+                    StoreError::Corrupt(format!("{what}: unknown verdict {verdict:?}"))
+                })?,
+                reviewer,
+                reason,
+                decided_at: from_ms(at_ms, &what)?,
+                dwell_ms: dwell.map(|d| u64::try_from(d).unwrap_or(0)),
+                args_hash,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// A decision as it appears in a `decided` audit payload, so the check can compare rows with
+/// the log field by field.
+pub(super) fn decision_json(seq: i64, d: &Decision) -> serde_json::Value {
+    serde_json::json!({
+        "seq": seq,
+        "inputIndex": d.input_index,
+        "verdict": d.verdict.as_str(),
+        "reviewer": d.reviewer,
+        "reason": d.reason,
+        "decidedAtMs": to_ms(d.decided_at),
+        "dwellMs": d.dwell_ms,
+        "argsHash": d.args_hash,
+    })
+}

@@ -9,6 +9,9 @@ use crate::domain::decision::Verdict;
 use crate::domain::policy::{Policy, RiskTier, TierRequirements};
 use crate::store::{QueueRow, StoreCounts, StoredRequest};
 
+/// Inner width below which the queue stacks each request on two lines (the view uses the same).
+pub const STACK_BELOW_WIDTH: usize = 110;
+
 /// How long a "press again" arm stays live.
 pub const ARM_WINDOW: Duration = Duration::seconds(5);
 /// How long a status message stays before it fades (errors stay until the next action).
@@ -179,9 +182,12 @@ impl AppState {
         self.view.get(self.selected).and_then(|i| self.queue.get(*i))
     }
 
-    /// Rows of the queue list that fit on screen (header, tabs and bars excluded).
+    /// Requests of the queue list that fit on screen (header, tabs and bars excluded). Below
+    /// `STACK_BELOW_WIDTH` columns each request takes two lines.
     pub fn list_height(&self) -> usize {
-        usize::from(self.height.saturating_sub(6)).max(1)
+        let lines = usize::from(self.height.saturating_sub(6));
+        let per_row = if usize::from(self.width.saturating_sub(2)) < STACK_BELOW_WIDTH { 2 } else { 1 };
+        (lines / per_row).max(1)
     }
 
     /// The first visible row of the list: keeps the selection on screen, derived, not stored.

@@ -63,7 +63,7 @@ pub struct DecisionAsk {
 /// Why a decision was not taken. Every variant names what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("request {request} input {index} already decided ({verdict}) by {by} at {at}")]
+    #[error("request {request} input {} already decided ({verdict}) by {by} at {at}", .index + 1)]
     AlreadyDecided {
         request: ApprovalId,
         index: usize,
@@ -79,7 +79,7 @@ pub enum Refusal {
         at: DateTime<Utc>,
     },
     #[error(
-        "request {request} input {index}: the arguments differ from the ones you saw (hash {seen} is now {current})"
+        "request {request} input {}: the arguments differ from the ones you saw (hash {seen} is now {current})", .index + 1
     )]
     ArgumentsChanged {
         request: ApprovalId,
@@ -87,14 +87,14 @@ pub enum Refusal {
         seen: String,
         current: String,
     },
-    #[error("request {request} has no input {index} (it has {count})")]
+    #[error("request {request} has no input {} (it has {count})", .index + 1)]
     NoSuchInput {
         request: ApprovalId,
         index: usize,
         count: usize,
     },
     #[error(
-        "request {request} input {index} is {tier}: it needs {needed} distinct approvers and {reviewer} has already approved it"
+        "request {request} input {} is {tier}: it needs {needed} distinct approvers and {reviewer} has already approved it", .index + 1
     )]
     SameApprover {
         request: ApprovalId,

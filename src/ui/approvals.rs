@@ -15,6 +15,9 @@ use crate::domain::sanitize;
 use crate::domain::status::Status;
 use crate::store::QueueRow;
 
+/// Below this inner width each request takes two lines (see `Columns::for_width`).
+pub const STACK_BELOW: usize = crate::app::state::STACK_BELOW_WIDTH;
+
 /// Column widths for a given inner width. The marker column (1) comes first; separators are
 /// single spaces.
 #[derive(Debug, Clone, Copy)]
@@ -32,16 +35,21 @@ impl Columns {
     /// `agent_need` and `action_need` are the widest agent/alias and action labels on screen, so
     /// narrow terminals give the room to parameters rather than to padding.
     fn for_width(width: usize, agent_need: usize, action_need: usize) -> Self {
-        let short = width < 110;
+        let short = width < STACK_BELOW;
         let tier = if short { 8 } else { 12 };
         let left = 6;
         let agent = agent_need.clamp(11, 21);
         let reason = if short { 10 } else { 17 };
         let fixed = 1 + tier + left + agent + reason + 5;
         let rest = width.saturating_sub(fixed);
-        let share = if short { rest / 3 } else { rest * 2 / 5 };
-        let action = action_need.min(share).max(rest.min(8));
-        let params = rest.saturating_sub(action + 1);
+        // Narrow terminals stack each request on two lines, parameters on the second, so a
+        // reviewer sees whole values rather than a count.
+        let (action, params) = if short {
+            (rest + 1, width.saturating_sub(1 + tier + 1 + left + 1))
+        } else {
+            let action = action_need.min(rest * 2 / 5).max(rest.min(8));
+            (action, rest.saturating_sub(action + 1))
+        };
         Self {
             short,
             tier,
@@ -95,7 +103,8 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
     if inner.height == 0 {
         return;
     }
-    let height = usize::from(inner.height.saturating_sub(1));
+    let per_row = if usize::from(inner.width) < STACK_BELOW { 2 } else { 1 };
+    let height = usize::from(inner.height.saturating_sub(1)) / per_row;
     let offset = state.list_offset();
     let visible = || state.view.iter().skip(offset).take(height).map(|&i| &state.queue[i]);
     let agent_need = visible()
@@ -121,13 +130,24 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
     } else {
         for (pos, &i) in state.view.iter().enumerate().skip(offset).take(height) {
             let row = &state.queue[i];
-            lines.push(row_line(row, cols, state, theme, pos == state.selected));
+            lines.extend(row_lines(row, cols, state, theme, pos == state.selected));
         }
     }
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
 fn header(cols: Columns, theme: &Theme) -> Line<'static> {
+    if cols.short {
+        let text = format!(
+            " {} {} {} {} {}",
+            pad("TIER", cols.tier),
+            pad("LEFT", cols.left),
+            pad("AGENT/ALIAS", cols.agent),
+            pad("ACTION / parameters", cols.action),
+            pad("REASON", cols.reason),
+        );
+        return Line::styled(text, theme.style(Role::Muted));
+    }
     let text = format!(
         " {} {} {} {} {} {}",
         pad("TIER", cols.tier),
@@ -140,7 +160,7 @@ fn header(cols: Columns, theme: &Theme) -> Line<'static> {
     Line::styled(text, theme.style(Role::Muted))
 }
 
-fn row_line(row: &QueueRow, cols: Columns, state: &AppState, theme: &Theme, selected: bool) -> Line<'static> {
+fn row_lines(row: &QueueRow, cols: Columns, state: &AppState, theme: &Theme, selected: bool) -> Vec<Line<'static>> {
     let base = if selected { theme.style(Role::Selection) } else { Style::default() };
     let sel = |role: Role| {
         if selected { theme.style(role).patch(theme.style(Role::Selection)) } else { theme.style(role) }
@@ -163,7 +183,28 @@ fn row_line(row: &QueueRow, cols: Columns, state: &AppState, theme: &Theme, sele
         reason = format!("◐ {}", if cols.short { "partial" } else { "partly decided" });
     }
     let marker = if selected { "▌" } else { " " };
-    Line::from(vec![
+    if cols.short {
+        let first = Line::from(vec![
+            Span::styled(marker.to_owned(), sel(Role::Accent)),
+            Span::styled(pad(&tier_label(row.tier, cols.short), cols.tier), sel(tier_role(row.tier))),
+            Span::styled(" ".to_owned(), base),
+            Span::styled(pad(&left, cols.left), sel(left_role)),
+            Span::styled(" ".to_owned(), base),
+            Span::styled(pad(&ellipsize(&agent, cols.agent), cols.agent), sel(Role::Text)),
+            Span::styled(" ".to_owned(), base),
+            Span::styled(pad(&action, cols.action), sel(Role::Accent)),
+            Span::styled(" ".to_owned(), base),
+            Span::styled(pad(&reason, cols.reason), sel(Role::Muted)),
+        ]);
+        let indent = 1 + cols.tier + 1 + cols.left + 1;
+        let second = Line::from(vec![
+            Span::styled(marker.to_owned(), sel(Role::Accent)),
+            Span::styled(" ".repeat(indent - 1), base),
+            Span::styled(pad(&params, cols.params), sel(Role::Text)),
+        ]);
+        return vec![first, second];
+    }
+    vec![Line::from(vec![
         Span::styled(marker.to_owned(), sel(Role::Accent)),
         Span::styled(pad(&tier_label(row.tier, cols.short), cols.tier), sel(tier_role(row.tier))),
         Span::styled(" ".to_owned(), base),
@@ -176,5 +217,5 @@ fn row_line(row: &QueueRow, cols: Columns, state: &AppState, theme: &Theme, sele
         Span::styled(pad(&params, cols.params), sel(Role::Text)),
         Span::styled(" ".to_owned(), base),
         Span::styled(pad(&reason, cols.reason), sel(Role::Muted)),
-    ])
+    ])]
 }

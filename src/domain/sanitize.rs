@@ -413,7 +413,7 @@ fn is_invisible(c: char) -> bool {
 
 /// Approximates Extended_Pictographic: characters that can carry an emoji variation selector and
 /// be joined by ZWJ.
-pub(crate) fn is_pictographic(c: char) -> bool {
+fn is_pictographic(c: char) -> bool {
     matches!(
         c,
         '\u{a9}'

@@ -26,7 +26,11 @@ const OPEN: usize = 10_000;
 
 fn request(i: usize, config: &Config, open: bool) -> ApprovalRequest {
     let now = Utc::now();
-    let raised = if open { now - Duration::seconds((i % 500) as i64) } else { now - Duration::days(2) };
+    let raised = if open {
+        now - Duration::seconds((i % 500) as i64)
+    } else {
+        now - Duration::days(2)
+    };
     let doc = serde_json::json!({
         "agentId": format!("AGENT{}", i % 7),
         "agentAliasId": "PRODALIAS",
@@ -41,13 +45,23 @@ fn request(i: usize, config: &Config, open: bool) -> ApprovalRequest {
                             {"name": "memo", "type": "string", "value": "quarterly vendor payment"}]}}]}
     });
     let ttl = |_: &str| 600;
-    validate::submission(&doc, &SubmitContext { policy: &config.policy, now, ttl_secs: &ttl }).unwrap()
+    validate::submission(
+        &doc,
+        &SubmitContext {
+            policy: &config.policy,
+            now,
+            ttl_secs: &ttl,
+        },
+    )
+    .unwrap()
 }
 
 fn seeded(dir: &Path, config: &Config) -> std::path::PathBuf {
     let path = dir.join("bench.db");
     let store = SqliteStore::open(&path).unwrap();
-    let all: Vec<ApprovalRequest> = (0..TOTAL).map(|i| request(i, config, i % (TOTAL / OPEN) == 0)).collect();
+    let all: Vec<ApprovalRequest> = (0..TOTAL)
+        .map(|i| request(i, config, i % (TOTAL / OPEN) == 0))
+        .collect();
     for chunk in all.chunks(10_000) {
         store.submit_batch(chunk, "bench").unwrap();
     }
@@ -63,7 +77,13 @@ fn state_with(config: &Config, rows: Vec<agentdeck::store::QueueRow>) -> AppStat
         "sqlite:bench.db".into(),
         Utc::now(),
     );
-    update(&mut state, Msg::Resize { width: 120, height: 40 });
+    update(
+        &mut state,
+        Msg::Resize {
+            width: 120,
+            height: 40,
+        },
+    );
     let tag = agentdeck::app::update::init(&mut state)
         .into_iter()
         .find_map(|fx| match fx {
@@ -71,7 +91,13 @@ fn state_with(config: &Config, rows: Vec<agentdeck::store::QueueRow>) -> AppStat
             _ => None,
         })
         .unwrap();
-    update(&mut state, Msg::QueueLoaded { tag, result: Ok(rows) });
+    update(
+        &mut state,
+        Msg::QueueLoaded {
+            tag,
+            result: Ok(rows),
+        },
+    );
     state
 }
 
@@ -119,7 +145,13 @@ fn benches(c: &mut Criterion) {
             _ => None,
         })
         .unwrap();
-    update(&mut state, Msg::DetailLoaded { tag, result: Ok(Box::new(stored)) });
+    update(
+        &mut state,
+        Msg::DetailLoaded {
+            tag,
+            result: Ok(Box::new(stored)),
+        },
+    );
     c.bench_function("frame_detail_120x40", |b| {
         b.iter(|| {
             term.draw(|f| {

@@ -23,7 +23,7 @@ use agentdeck::ui::theme::Theme;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    match run(cli) {
+    match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::warn!(code = e.code, error = %e.message, "command failed");
@@ -66,7 +66,11 @@ fn load_theme(name: &str) -> Result<Theme, CliError> {
     if let Some(t) = Theme::builtin(name) {
         return Ok(t);
     }
-    let path = if name.contains('/') || name.ends_with(".toml") {
+    let is_path = name.contains('/')
+        || std::path::Path::new(name)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    let path = if is_path {
         Some(PathBuf::from(name))
     } else {
         config::user_theme_path(name).filter(|p| p.exists())
@@ -88,7 +92,7 @@ fn open_store(spec: &StoreSpec) -> Result<SqliteStore, CliError> {
     }
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
+fn run(cli: &Cli) -> Result<(), CliError> {
     let g = &cli.global;
     let overrides = Overrides {
         config_file: g.config.clone(),
@@ -106,13 +110,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             console(&config, store, &spec)
         }
         Some(Command::Demo { path }) => {
-            let path = match path {
-                Some(p) => p.clone(),
-                None => {
-                    let dir = std::env::temp_dir().join(format!("agentdeck-demo-{}", std::process::id()));
-                    dir.join("demo.db")
-                }
-            };
+            let path = path.clone().unwrap_or_else(|| {
+                std::env::temp_dir()
+                    .join(format!("agentdeck-demo-{}", std::process::id()))
+                    .join("demo.db")
+            });
             let spec = StoreSpec::Sqlite(path);
             let store = open_store(&spec)?;
             demo::seed(&store, &config, now)?;
@@ -129,15 +131,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
             match cmd {
                 Command::Submit { file, json } => {
                     let bytes = commands::read_submission(file, &mut std::io::stdin().lock())?;
-                    let source = if file == "-" { "(stdin)" } else { file.as_str() };
+                    let source = if file == "-" {
+                        "(stdin)"
+                    } else {
+                        file.as_str()
+                    };
                     commands::submit(&ctx, source, &bytes, *json, &mut stdout)
                 }
                 Command::Pending { json } => commands::pending(&ctx, *json, &mut stdout),
                 Command::Show { id, json } => commands::show(&ctx, id, *json, &mut stdout),
-                Command::Approve(args) => commands::decide(&ctx, args, Verdict::Confirm, &mut stdout),
+                Command::Approve(args) => {
+                    commands::decide(&ctx, args, Verdict::Confirm, &mut stdout)
+                }
                 Command::Reject(args) => {
                     if args.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-                        return Err(CliError::bad_input("reject needs --reason R: say why, for the agent and the audit log"));
+                        return Err(CliError::bad_input(
+                            "reject needs --reason R: say why, for the agent and the audit log",
+                        ));
                     }
                     commands::decide(&ctx, args, Verdict::Deny, &mut stdout)
                 }
@@ -171,6 +181,11 @@ fn console(config: &Config, store: SqliteStore, spec: &StoreSpec) -> Result<(), 
         .build()
         .map_err(|e| CliError::unavailable(format!("cannot start the runtime: {e}")))?;
     runtime
-        .block_on(agentdeck::runtime::run_console(state, theme, store, Some(spec.path().to_path_buf())))
+        .block_on(agentdeck::runtime::run_console(
+            state,
+            theme,
+            store,
+            Some(spec.path().to_path_buf()),
+        ))
         .map_err(|e| CliError::unavailable(format!("console: {e}")))
 }

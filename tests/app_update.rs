@@ -15,11 +15,23 @@ use agentdeck::domain::decision::{Decision, Verdict};
 use agentdeck::domain::policy::RiskTier;
 use agentdeck::domain::status::Status;
 use agentdeck::store::{DecisionOutcome, QueueRow, StoredRequest};
-use common::{at, multi_request, sample_request, test_policy, t0};
+use common::{at, multi_request, sample_request, t0, test_policy};
 
 fn state() -> AppState {
-    let mut s = AppState::new(Keymap::default(), test_policy(), "alice".into(), "sqlite:test.db".into(), t0());
-    update(&mut s, Msg::Resize { width: 120, height: 40 });
+    let mut s = AppState::new(
+        Keymap::default(),
+        test_policy(),
+        "alice".into(),
+        "sqlite:test.db".into(),
+        t0(),
+    );
+    update(
+        &mut s,
+        Msg::Resize {
+            width: 120,
+            height: 40,
+        },
+    );
     s
 }
 
@@ -32,35 +44,96 @@ fn press(s: &mut AppState, key: &str) -> Vec<Effect> {
         _ => None,
     };
     let now = s.now;
-    update(s, Msg::Key(KeyInput { key: key.parse().unwrap(), edit, at: now }))
+    update(
+        s,
+        Msg::Key(KeyInput {
+            key: key.parse().unwrap(),
+            edit,
+            at: now,
+        }),
+    )
 }
 
 fn type_text(s: &mut AppState, text: &str) {
     for c in text.chars() {
         let now = s.now;
-        update(s, Msg::Key(KeyInput { key: agentdeck::app::keymap::Key::char(c), edit: Some(Edit::Char(c)), at: now }));
+        update(
+            s,
+            Msg::Key(KeyInput {
+                key: agentdeck::app::keymap::Key::char(c),
+                edit: Some(Edit::Char(c)),
+                at: now,
+            }),
+        );
     }
 }
 
 fn load_queue(s: &mut AppState, requests: &[&ApprovalRequest]) {
     let fx = init(s);
-    let tag = fx.iter().find_map(|f| if let Effect::LoadQueue { tag } = f { Some(*tag) } else { None }).unwrap();
-    let rows = requests.iter().map(|r| QueueRow::of(r, Status::Pending, 0)).collect();
-    update(s, Msg::QueueLoaded { tag, result: Ok(rows) });
+    let tag = fx
+        .iter()
+        .find_map(|f| {
+            if let Effect::LoadQueue { tag } = f {
+                Some(*tag)
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    let rows = requests
+        .iter()
+        .map(|r| QueueRow::of(r, Status::Pending, 0))
+        .collect();
+    update(
+        s,
+        Msg::QueueLoaded {
+            tag,
+            result: Ok(rows),
+        },
+    );
 }
 
 fn detail_tag(fx: &[Effect]) -> u64 {
-    fx.iter().find_map(|f| if let Effect::LoadDetail { tag, .. } = f { Some(*tag) } else { None }).expect("LoadDetail")
+    fx.iter()
+        .find_map(|f| {
+            if let Effect::LoadDetail { tag, .. } = f {
+                Some(*tag)
+            } else {
+                None
+            }
+        })
+        .expect("LoadDetail")
 }
 
-fn deliver_detail(s: &mut AppState, fx: &[Effect], request: &ApprovalRequest, decisions: Vec<Decision>) {
+fn deliver_detail(
+    s: &mut AppState,
+    fx: &[Effect],
+    request: &ApprovalRequest,
+    decisions: Vec<Decision>,
+) {
     let tag = detail_tag(fx);
     let status = Status::derive(request, &decisions, &s.policy, s.now);
-    update(s, Msg::DetailLoaded { tag, result: Ok(Box::new(StoredRequest { request: request.clone(), decisions, status })) });
+    update(
+        s,
+        Msg::DetailLoaded {
+            tag,
+            result: Ok(Box::new(StoredRequest {
+                request: request.clone(),
+                decisions,
+                status,
+            })),
+        },
+    );
 }
 
 fn decide_effect(fx: &[Effect]) -> Option<(u64, agentdeck::domain::decision::DecisionAsk)> {
-    fx.iter().find_map(|f| if let Effect::Decide { tag, ask } = f { Some((*tag, ask.clone())) } else { None })
+    fx.iter().find_map(|f| {
+        if let Effect::Decide { tag, ask } = f {
+            Some((*tag, ask.clone()))
+        } else {
+            None
+        }
+    })
 }
 
 #[test]
@@ -73,10 +146,19 @@ fn queue_sorts_by_risk_then_time_left_and_drops_stale_answers() {
     let high = sample_request("inv-high", RiskTier::High);
     load_queue(&mut s, &[&low, &crit_late, &high, &crit_soon]);
     let order: Vec<&str> = s.view.iter().map(|i| s.queue[*i].id.as_str()).collect();
-    assert_eq!(order, ["inv-crit-soon", "inv-crit-late", "inv-high", "inv-low"]);
+    assert_eq!(
+        order,
+        ["inv-crit-soon", "inv-crit-late", "inv-high", "inv-low"]
+    );
 
     // A stale answer (old tag) changes nothing.
-    update(&mut s, Msg::QueueLoaded { tag: 9999, result: Ok(Vec::new()) });
+    update(
+        &mut s,
+        Msg::QueueLoaded {
+            tag: 9999,
+            result: Ok(Vec::new()),
+        },
+    );
     assert_eq!(s.queue.len(), 4);
 }
 
@@ -89,10 +171,28 @@ fn reload_keeps_the_selection_on_the_same_request() {
     press(&mut s, "j");
     assert_eq!(s.selected_row().unwrap().id.as_str(), "inv-b");
     let fx = update(&mut s, Msg::StoreChanged);
-    let tag = fx.iter().find_map(|f| if let Effect::LoadQueue { tag } = f { Some(*tag) } else { None }).unwrap();
+    let tag = fx
+        .iter()
+        .find_map(|f| {
+            if let Effect::LoadQueue { tag } = f {
+                Some(*tag)
+            } else {
+                None
+            }
+        })
+        .unwrap();
     let c = sample_request("inv-c", RiskTier::Critical);
-    let rows = [&c, &a, &b].iter().map(|r| QueueRow::of(r, Status::Pending, 0)).collect();
-    update(&mut s, Msg::QueueLoaded { tag, result: Ok(rows) });
+    let rows = [&c, &a, &b]
+        .iter()
+        .map(|r| QueueRow::of(r, Status::Pending, 0))
+        .collect();
+    update(
+        &mut s,
+        Msg::QueueLoaded {
+            tag,
+            result: Ok(rows),
+        },
+    );
     assert_eq!(s.selected_row().unwrap().id.as_str(), "inv-b");
 }
 
@@ -120,7 +220,10 @@ fn approving_from_the_queue_shows_the_request_first_then_decides_bound_to_its_ha
     let r = sample_request("inv-med", RiskTier::Medium);
     load_queue(&mut s, &[&r]);
     let fx = press(&mut s, "a");
-    assert!(decide_effect(&fx).is_none(), "no decision without seeing the request");
+    assert!(
+        decide_effect(&fx).is_none(),
+        "no decision without seeing the request"
+    );
     assert!(s.detail.is_some());
     deliver_detail(&mut s, &fx, &r, Vec::new());
     let fx = press(&mut s, "a");
@@ -142,7 +245,17 @@ fn approving_from_the_queue_shows_the_request_first_then_decides_bound_to_its_ha
         dwell_ms: ask.dwell_ms,
         args_hash: r.input_hash(0).unwrap(),
     };
-    let fx = update(&mut s, Msg::Decided { tag, result: Ok(DecisionOutcome { decisions: vec![decided], status: Status::Approved, audit_seq: 2 }) });
+    let fx = update(
+        &mut s,
+        Msg::Decided {
+            tag,
+            result: Ok(DecisionOutcome {
+                decisions: vec![decided],
+                status: Status::Approved,
+                audit_seq: 2,
+            }),
+        },
+    );
     assert_eq!(s.message.as_ref().unwrap().level, Level::Success);
     assert!(s.detail.is_none(), "a final decision returns to the queue");
     assert!(fx.iter().any(|f| matches!(f, Effect::LoadQueue { .. })));
@@ -175,10 +288,15 @@ fn critical_needs_a_reason_and_the_typed_word() {
     press(&mut s, "a");
     assert!(matches!(s.prompt, Some(Prompt::Reason { .. })));
     press(&mut s, "enter");
-    assert!(matches!(s.prompt, Some(Prompt::Reason { .. })), "empty reason refused");
+    assert!(
+        matches!(s.prompt, Some(Prompt::Reason { .. })),
+        "empty reason refused"
+    );
     type_text(&mut s, "invoice approved");
     press(&mut s, "enter");
-    let Some(Prompt::Word { intent, .. }) = &s.prompt else { panic!("word prompt expected") };
+    let Some(Prompt::Word { intent, .. }) = &s.prompt else {
+        panic!("word prompt expected")
+    };
     assert_eq!(intent.word, "transfer");
     type_text(&mut s, "transfr");
     let fx = press(&mut s, "enter");
@@ -204,11 +322,20 @@ fn reject_asks_a_reason_and_escape_cancels() {
     assert!(matches!(s.prompt, Some(Prompt::Reason { .. })));
     press(&mut s, "esc");
     assert!(s.prompt.is_none());
-    assert!(s.message.as_ref().unwrap().text.contains("nothing was recorded"));
+    assert!(
+        s.message
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("nothing was recorded")
+    );
     press(&mut s, "r");
     type_text(&mut s, "wrong customer");
     let (_, ask) = decide_effect(&press(&mut s, "enter")).expect("decides");
-    assert_eq!((ask.verdict, ask.reason.as_deref()), (Verdict::Deny, Some("wrong customer")));
+    assert_eq!(
+        (ask.verdict, ask.reason.as_deref()),
+        (Verdict::Deny, Some("wrong customer"))
+    );
 }
 
 #[test]
@@ -221,7 +348,9 @@ fn keys_typed_into_a_prompt_are_text_not_commands() {
     press(&mut s, "r");
     type_text(&mut s, "qa");
     assert!(!s.quit);
-    let Some(Prompt::Reason { text, .. }) = &s.prompt else { panic!() };
+    let Some(Prompt::Reason { text, .. }) = &s.prompt else {
+        panic!()
+    };
     assert_eq!(text, "qa");
     let fx = press(&mut s, "ctrl-c");
     assert!(s.quit && fx.contains(&Effect::Quit), "ctrl-c still quits");
@@ -235,7 +364,16 @@ fn a_failed_write_says_nothing_was_recorded_and_keeps_the_request_open() {
     let fx = press(&mut s, "enter");
     deliver_detail(&mut s, &fx, &r, Vec::new());
     let (tag, _) = decide_effect(&press(&mut s, "a")).unwrap();
-    update(&mut s, Msg::Decided { tag, result: Err(StoreFailure { message: "store unavailable: database is locked".into(), refused: false }) });
+    update(
+        &mut s,
+        Msg::Decided {
+            tag,
+            result: Err(StoreFailure {
+                message: "store unavailable: database is locked".into(),
+                refused: false,
+            }),
+        },
+    );
     let m = s.message.as_ref().unwrap();
     assert_eq!(m.level, Level::Error);
     assert!(m.text.contains("NOT recorded"), "{}", m.text);
@@ -277,13 +415,22 @@ fn the_same_reviewer_cannot_be_both_approvers() {
     deliver_detail(&mut s, &fx, &r, vec![mine]);
     let fx = press(&mut s, "a");
     assert!(decide_effect(&fx).is_none() && s.prompt.is_none());
-    assert!(s.message.as_ref().unwrap().text.contains("already approved"));
+    assert!(
+        s.message
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("already approved")
+    );
 }
 
 #[test]
 fn approve_all_takes_only_the_open_inputs() {
     let mut s = state();
-    let r = multi_request("inv-multi", &[RiskTier::Low, RiskTier::Medium, RiskTier::Low]);
+    let r = multi_request(
+        "inv-multi",
+        &[RiskTier::Low, RiskTier::Medium, RiskTier::Low],
+    );
     load_queue(&mut s, &[&r]);
     let fx = press(&mut s, "enter");
     let denied = Decision {

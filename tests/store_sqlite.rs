@@ -507,7 +507,7 @@ fn the_loser_learns_who_decided_and_when() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "request inv-1 input 0 already decided (confirm) by alice at 2026-03-02 09:01:00 UTC"
+        "request inv-1 input 1 already decided (confirm) by alice at 2026-03-02 09:01:00 UTC"
     );
 }
 

@@ -14,15 +14,30 @@ use agentdeck::domain::policy::RiskTier;
 use agentdeck::domain::status::Status;
 use agentdeck::store::{QueueRow, StoreCounts, StoredRequest};
 use agentdeck::ui::theme::Theme;
-use common::{at, envelope, function_input, multi_request, request_from_doc, sample_request, t0, test_policy};
+use common::{
+    at, envelope, function_input, multi_request, request_from_doc, sample_request, t0, test_policy,
+};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 
 fn key(s: &mut AppState, k: &str) -> Vec<Effect> {
-    let edit = if k.chars().count() == 1 { k.chars().next().map(Edit::Char) } else if k == "enter" { Some(Edit::Enter) } else { None };
+    let edit = if k.chars().count() == 1 {
+        k.chars().next().map(Edit::Char)
+    } else if k == "enter" {
+        Some(Edit::Enter)
+    } else {
+        None
+    };
     let now = s.now;
-    update(s, Msg::Key(KeyInput { key: k.parse().unwrap(), edit, at: now }))
+    update(
+        s,
+        Msg::Key(KeyInput {
+            key: k.parse().unwrap(),
+            edit,
+            at: now,
+        }),
+    )
 }
 
 fn requests() -> Vec<ApprovalRequest> {
@@ -32,20 +47,29 @@ fn requests() -> Vec<ApprovalRequest> {
             &[function_input(
                 "payments",
                 "transfer",
-                &[("amount", "\u{202e}00.005"), ("account", "pr\u{43e}d-7\u{1b}[2J"), ("memo", "ok\u{200b}")][..],
+                &[
+                    ("amount", "\u{202e}00.005"),
+                    ("account", "pr\u{43e}d-7\u{1b}[2J"),
+                    ("memo", "ok\u{200b}"),
+                ][..],
             )],
         ),
         &test_policy(),
         t0(),
     );
     let mut long = sample_request("inv-long-params", RiskTier::Medium);
-    long.inputs[0].parameters[1].value = "Flat 4, 1 Quay Street, Dublin 2, D02 XY45, Ireland (deliver to the back door, ring twice)".into();
+    long.inputs[0].parameters[1].value =
+        "Flat 4, 1 Quay Street, Dublin 2, D02 XY45, Ireland (deliver to the back door, ring twice)"
+            .into();
     let mut soon = sample_request("inv-soon", RiskTier::High);
     soon.expires_at = at(75);
     vec![
         sample_request("inv-crit", RiskTier::Critical),
         soon,
-        multi_request("inv-multi", &[RiskTier::Low, RiskTier::Medium, RiskTier::Low]),
+        multi_request(
+            "inv-multi",
+            &[RiskTier::Low, RiskTier::Medium, RiskTier::Low],
+        ),
         long,
         sample_request("inv-low", RiskTier::Low),
         hostile,
@@ -53,12 +77,36 @@ fn requests() -> Vec<ApprovalRequest> {
 }
 
 fn loaded_state(width: u16, height: u16) -> (AppState, Vec<ApprovalRequest>) {
-    let mut s = AppState::new(Keymap::default(), test_policy(), "alice@oncall".into(), "sqlite:/var/lib/agentdeck/queue.db".into(), t0());
+    let mut s = AppState::new(
+        Keymap::default(),
+        test_policy(),
+        "alice@oncall".into(),
+        "sqlite:/var/lib/agentdeck/queue.db".into(),
+        t0(),
+    );
     update(&mut s, Msg::Resize { width, height });
-    let tag = init(&mut s).iter().find_map(|f| if let Effect::LoadQueue { tag } = f { Some(*tag) } else { None }).unwrap();
+    let tag = init(&mut s)
+        .iter()
+        .find_map(|f| {
+            if let Effect::LoadQueue { tag } = f {
+                Some(*tag)
+            } else {
+                None
+            }
+        })
+        .unwrap();
     let reqs = requests();
-    let rows = reqs.iter().map(|r| QueueRow::of(r, Status::Pending, 0)).collect();
-    update(&mut s, Msg::QueueLoaded { tag, result: Ok(rows) });
+    let rows = reqs
+        .iter()
+        .map(|r| QueueRow::of(r, Status::Pending, 0))
+        .collect();
+    update(
+        &mut s,
+        Msg::QueueLoaded {
+            tag,
+            result: Ok(rows),
+        },
+    );
     update(&mut s, Msg::Tick(at(30)));
     (s, reqs)
 }
@@ -68,10 +116,29 @@ fn open(s: &mut AppState, reqs: &[ApprovalRequest], id: &str, decisions: Vec<Dec
         key(s, "j");
     }
     let fx = key(s, "enter");
-    let tag = fx.iter().find_map(|f| if let Effect::LoadDetail { tag, .. } = f { Some(*tag) } else { None }).unwrap();
+    let tag = fx
+        .iter()
+        .find_map(|f| {
+            if let Effect::LoadDetail { tag, .. } = f {
+                Some(*tag)
+            } else {
+                None
+            }
+        })
+        .unwrap();
     let r = reqs.iter().find(|r| r.id.as_str() == id).unwrap().clone();
     let status = Status::derive(&r, &decisions, &s.policy, s.now);
-    update(s, Msg::DetailLoaded { tag, result: Ok(Box::new(StoredRequest { request: r, decisions, status })) });
+    update(
+        s,
+        Msg::DetailLoaded {
+            tag,
+            result: Ok(Box::new(StoredRequest {
+                request: r,
+                decisions,
+                status,
+            })),
+        },
+    );
 }
 
 fn draw(s: &AppState, theme: &Theme) -> Buffer {
@@ -103,8 +170,18 @@ fn dark() -> Theme {
 fn counts() -> StoreCounts {
     StoreCounts {
         requests: 42,
-        by_status: vec![(Status::Pending, 6), (Status::Approved, 30), (Status::Rejected, 5), (Status::Expired, 1)],
-        by_tier_open: vec![(RiskTier::Low, 2), (RiskTier::Medium, 2), (RiskTier::High, 1), (RiskTier::Critical, 1)],
+        by_status: vec![
+            (Status::Pending, 6),
+            (Status::Approved, 30),
+            (Status::Rejected, 5),
+            (Status::Expired, 1),
+        ],
+        by_tier_open: vec![
+            (RiskTier::Low, 2),
+            (RiskTier::Medium, 2),
+            (RiskTier::High, 1),
+            (RiskTier::Critical, 1),
+        ],
         sessions: 40,
         agents: vec![("AGENT01".into(), 30), ("AGENT02".into(), 12)],
         decisions: 36,
@@ -148,7 +225,9 @@ fn hostile_request_detail_shows_markers_not_escapes() {
     let (mut s, reqs) = loaded_state(120, 40);
     open(&mut s, &reqs, "inv-hostile", Vec::new());
     let screen = text(&draw(&s, &dark()));
-    assert!(!screen.contains('\u{1b}') && !screen.contains('\u{202e}') && !screen.contains('\u{200b}'));
+    assert!(
+        !screen.contains('\u{1b}') && !screen.contains('\u{202e}') && !screen.contains('\u{200b}')
+    );
     insta::assert_snapshot!("detail_hostile_120x40", screen);
 }
 
@@ -158,7 +237,9 @@ fn long_values_are_wrapped_whole_in_the_detail() {
     open(&mut s, &reqs, "inv-long-params", Vec::new());
     let screen = text(&draw(&s, &dark()));
     let flat: String = screen.split_whitespace().collect::<Vec<_>>().join(" ");
-    for word in ["Flat", "Dublin", "D02", "XY45,", "Ireland", "ring", "twice)"] {
+    for word in [
+        "Flat", "Dublin", "D02", "XY45,", "Ireland", "ring", "twice)",
+    ] {
         assert!(flat.contains(word), "{word} missing from\n{screen}");
     }
 }
@@ -170,7 +251,14 @@ fn prompts_help_and_other_panes() {
     key(&mut s, "a");
     for c in "vendor ok".chars() {
         let now = s.now;
-        update(&mut s, Msg::Key(KeyInput { key: Key::char(c), edit: Some(Edit::Char(c)), at: now }));
+        update(
+            &mut s,
+            Msg::Key(KeyInput {
+                key: Key::char(c),
+                edit: Some(Edit::Char(c)),
+                at: now,
+            }),
+        );
     }
     insta::assert_snapshot!("reason_prompt_80x24", text(&draw(&s, &dark())));
 
@@ -181,24 +269,87 @@ fn prompts_help_and_other_panes() {
     for (w, h) in [(80, 24), (120, 40)] {
         let (mut s, _) = loaded_state(w, h);
         let fx = key(&mut s, "2");
-        let tag = fx.iter().find_map(|f| if let Effect::LoadCounts { tag } = f { Some(*tag) } else { None }).unwrap();
-        update(&mut s, Msg::CountsLoaded { tag, result: Ok(counts()) });
+        let tag = fx
+            .iter()
+            .find_map(|f| {
+                if let Effect::LoadCounts { tag } = f {
+                    Some(*tag)
+                } else {
+                    None
+                }
+            })
+            .unwrap();
+        update(
+            &mut s,
+            Msg::CountsLoaded {
+                tag,
+                result: Ok(counts()),
+            },
+        );
         insta::assert_snapshot!(format!("traces_{w}x{h}"), text(&draw(&s, &dark())));
         let fx = key(&mut s, "3");
-        let tag = fx.iter().find_map(|f| if let Effect::LoadCounts { tag } = f { Some(*tag) } else { None }).unwrap();
-        update(&mut s, Msg::CountsLoaded { tag, result: Ok(counts()) });
+        let tag = fx
+            .iter()
+            .find_map(|f| {
+                if let Effect::LoadCounts { tag } = f {
+                    Some(*tag)
+                } else {
+                    None
+                }
+            })
+            .unwrap();
+        update(
+            &mut s,
+            Msg::CountsLoaded {
+                tag,
+                result: Ok(counts()),
+            },
+        );
         insta::assert_snapshot!(format!("metrics_{w}x{h}"), text(&draw(&s, &dark())));
     }
 }
 
 #[test]
 fn empty_queue_and_tiny_terminal() {
-    let mut s = AppState::new(Keymap::default(), test_policy(), "alice".into(), "sqlite:x.db".into(), t0());
-    update(&mut s, Msg::Resize { width: 80, height: 24 });
-    let tag = init(&mut s).iter().find_map(|f| if let Effect::LoadQueue { tag } = f { Some(*tag) } else { None }).unwrap();
-    update(&mut s, Msg::QueueLoaded { tag, result: Ok(Vec::new()) });
+    let mut s = AppState::new(
+        Keymap::default(),
+        test_policy(),
+        "alice".into(),
+        "sqlite:x.db".into(),
+        t0(),
+    );
+    update(
+        &mut s,
+        Msg::Resize {
+            width: 80,
+            height: 24,
+        },
+    );
+    let tag = init(&mut s)
+        .iter()
+        .find_map(|f| {
+            if let Effect::LoadQueue { tag } = f {
+                Some(*tag)
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    update(
+        &mut s,
+        Msg::QueueLoaded {
+            tag,
+            result: Ok(Vec::new()),
+        },
+    );
     insta::assert_snapshot!("empty_80x24", text(&draw(&s, &dark())));
-    update(&mut s, Msg::Resize { width: 30, height: 8 });
+    update(
+        &mut s,
+        Msg::Resize {
+            width: 30,
+            height: 8,
+        },
+    );
     insta::assert_snapshot!("tiny_30x8", text(&draw(&s, &dark())));
 }
 

@@ -41,7 +41,10 @@ pub enum Msg {
     Paste(String),
     /// The clock moved (about once a second).
     Tick(DateTime<Utc>),
-    Resize { width: u16, height: u16 },
+    Resize {
+        width: u16,
+        height: u16,
+    },
     /// Another process (or this one) changed the store.
     StoreChanged,
     QueueLoaded {
@@ -60,7 +63,9 @@ pub enum Msg {
         tag: u64,
         result: Result<DecisionOutcome, StoreFailure>,
     },
-    Expired { result: Result<usize, String> },
+    Expired {
+        result: Result<usize, String>,
+    },
     /// The view's report of how far the open detail can scroll.
     DetailMaxScroll(u16),
 }
@@ -73,7 +78,10 @@ pub enum Effect {
     /// Read the store's totals; answer with `CountsLoaded`.
     LoadCounts { tag: u64 },
     /// Read one request in full; answer with `DetailLoaded`.
-    LoadDetail { tag: u64, id: crate::domain::approval::ApprovalId },
+    LoadDetail {
+        tag: u64,
+        id: crate::domain::approval::ApprovalId,
+    },
     /// Record a decision (conditional write); answer with `Decided`.
     Decide { tag: u64, ask: DecisionAsk },
     /// Mark requests whose session expired; answer with `Expired`.

@@ -107,6 +107,10 @@ pub struct Detail {
 }
 
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent UI flags, not a state machine in disguise"
+)]
 pub struct AppState {
     pub pane: Pane,
     pub now: DateTime<Utc>,
@@ -145,7 +149,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(keymap: Keymap, policy: Policy, reviewer: String, store_label: String, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        keymap: Keymap,
+        policy: Policy,
+        reviewer: String,
+        store_label: String,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             pane: Pane::Approvals,
             now,
@@ -179,21 +189,31 @@ impl AppState {
     }
 
     pub fn selected_row(&self) -> Option<&QueueRow> {
-        self.view.get(self.selected).and_then(|i| self.queue.get(*i))
+        self.view
+            .get(self.selected)
+            .and_then(|i| self.queue.get(*i))
     }
 
     /// Requests of the queue list that fit on screen (header, tabs and bars excluded). Below
     /// `STACK_BELOW_WIDTH` columns each request takes two lines.
     pub fn list_height(&self) -> usize {
         let lines = usize::from(self.height.saturating_sub(6));
-        let per_row = if usize::from(self.width.saturating_sub(2)) < STACK_BELOW_WIDTH { 2 } else { 1 };
+        let per_row = if usize::from(self.width.saturating_sub(2)) < STACK_BELOW_WIDTH {
+            2
+        } else {
+            1
+        };
         (lines / per_row).max(1)
     }
 
     /// The first visible row of the list: keeps the selection on screen, derived, not stored.
     pub fn list_offset(&self) -> usize {
         let h = self.list_height();
-        if self.selected < h { 0 } else { self.selected + 1 - h }
+        if self.selected < h {
+            0
+        } else {
+            self.selected + 1 - h
+        }
     }
 
     pub fn tag(&mut self) -> u64 {

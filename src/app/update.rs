@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 
 use super::action::Action;
 use super::msg::{Edit, Effect, KeyInput, Msg};
-use super::state::{ARM_WINDOW, AppState, Armed, Detail, Intent, Level, MESSAGE_TTL, Message, Pane, Prompt};
+use super::state::{
+    ARM_WINDOW, AppState, Armed, Detail, Intent, Level, MESSAGE_TTL, Message, Pane, Prompt,
+};
 use crate::domain::approval::{ActionTarget, ApprovalId, ApprovalRequest};
 use crate::domain::decision::{DecisionAsk, Verdict};
 use crate::domain::policy::{Confirmation, RiskTier};
@@ -48,7 +50,9 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             if let Some(d) = state.detail.as_mut().filter(|d| d.tag == tag) {
                 match result {
                     Ok(stored) => {
-                        d.selected_input = d.selected_input.min(stored.request.inputs.len().saturating_sub(1));
+                        d.selected_input = d
+                            .selected_input
+                            .min(stored.request.inputs.len().saturating_sub(1));
                         d.loaded = Some(stored);
                         d.load_error = None;
                     }
@@ -68,7 +72,9 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
         },
         Msg::Paste(text) => {
             let clean: String = text.chars().filter(|c| !c.is_control()).collect();
-            if let Some(Prompt::Reason { text, .. } | Prompt::Word { text, .. }) = state.prompt.as_mut() {
+            if let Some(Prompt::Reason { text, .. } | Prompt::Word { text, .. }) =
+                state.prompt.as_mut()
+            {
                 push_limited(text, &clean);
             } else if state.filter_editing {
                 push_limited(&mut state.filter, &clean);
@@ -111,7 +117,11 @@ fn tick(state: &mut AppState, now: DateTime<Utc>) -> Vec<Effect> {
             state.message = None;
         }
     }
-    if state.armed.as_ref().is_some_and(|a| now - a.at > ARM_WINDOW) {
+    if state
+        .armed
+        .as_ref()
+        .is_some_and(|a| now - a.at > ARM_WINDOW)
+    {
         state.armed = None;
     }
     if state.queue.iter().any(|r| r.expires_at <= now) {
@@ -128,16 +138,23 @@ fn reload(state: &mut AppState) -> Vec<Effect> {
     } else {
         state.loading_queue = true;
         state.queue_tag = state.tag();
-        fx.push(Effect::LoadQueue { tag: state.queue_tag });
+        fx.push(Effect::LoadQueue {
+            tag: state.queue_tag,
+        });
     }
     if state.pane != Pane::Approvals {
         state.counts_tag = state.tag();
-        fx.push(Effect::LoadCounts { tag: state.counts_tag });
+        fx.push(Effect::LoadCounts {
+            tag: state.counts_tag,
+        });
     }
     let tag = state.tag();
     if let Some(d) = state.detail.as_mut() {
         d.tag = tag;
-        fx.push(Effect::LoadDetail { tag, id: d.id.clone() });
+        fx.push(Effect::LoadDetail {
+            tag,
+            id: d.id.clone(),
+        });
     }
     fx
 }
@@ -151,7 +168,11 @@ fn sort_key(r: &QueueRow) -> (std::cmp::Reverse<RiskTier>, DateTime<Utc>, &str) 
     (std::cmp::Reverse(r.tier), r.expires_at, r.id.as_str())
 }
 
-fn queue_loaded(state: &mut AppState, tag: u64, result: Result<Vec<QueueRow>, String>) -> Vec<Effect> {
+fn queue_loaded(
+    state: &mut AppState,
+    tag: u64,
+    result: Result<Vec<QueueRow>, String>,
+) -> Vec<Effect> {
     if tag != state.queue_tag {
         return Vec::new();
     }
@@ -187,7 +208,13 @@ pub fn row_matches(row: &QueueRow, terms: &[String]) -> bool {
     }
     let mut hay = format!(
         "{} {} {} {} {} {} {} {}",
-        row.id, row.agent_id, row.agent_alias_id, row.session_id, row.action, row.tier, row.reason,
+        row.id,
+        row.agent_id,
+        row.agent_alias_id,
+        row.session_id,
+        row.action,
+        row.tier,
+        row.reason,
         row.rule.as_deref().unwrap_or("")
     );
     for (n, v) in &row.key_params {
@@ -201,7 +228,11 @@ pub fn row_matches(row: &QueueRow, terms: &[String]) -> bool {
 }
 
 fn refilter(state: &mut AppState) {
-    let terms: Vec<String> = state.filter.split_whitespace().map(str::to_lowercase).collect();
+    let terms: Vec<String> = state
+        .filter
+        .split_whitespace()
+        .map(str::to_lowercase)
+        .collect();
     state.view = state
         .queue
         .iter()
@@ -268,7 +299,9 @@ fn switch_pane(state: &mut AppState, pane: Pane) -> Vec<Effect> {
         return Vec::new();
     }
     state.counts_tag = state.tag();
-    vec![Effect::LoadCounts { tag: state.counts_tag }]
+    vec![Effect::LoadCounts {
+        tag: state.counts_tag,
+    }]
 }
 
 fn list_action(state: &mut AppState, action: Action) -> Vec<Effect> {
@@ -282,11 +315,9 @@ fn list_action(state: &mut AppState, action: Action) -> Vec<Effect> {
         Action::Top => state.selected = 0,
         Action::Bottom => state.selected = last,
         Action::Filter => state.filter_editing = true,
-        Action::Back => {
-            if !state.filter.is_empty() {
-                state.filter.clear();
-                refilter(state);
-            }
+        Action::Back if !state.filter.is_empty() => {
+            state.filter.clear();
+            refilter(state);
         }
         Action::Open => return open_detail(state, None),
         Action::Approve | Action::Reject | Action::ApproveAll | Action::RejectAll => {
@@ -322,11 +353,19 @@ fn open_detail(state: &mut AppState, arm: Option<Action>) -> Vec<Effect> {
             id: id.clone(),
             at: state.now,
         });
-        let key = state.keymap.keys_for(action).first().map(ToString::to_string).unwrap_or_default();
+        let key = state
+            .keymap
+            .keys_for(action)
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         say(
             state,
             Level::Info,
-            format!("review the full request; press {key} again to {}", action.short()),
+            format!(
+                "review the full request; press {key} again to {}",
+                action.short()
+            ),
         );
     }
     vec![Effect::LoadDetail { tag, id }]
@@ -379,7 +418,11 @@ pub fn confirm_word(request: &ApprovalRequest, index: usize) -> String {
 
 fn begin_decision(state: &mut AppState, action: Action) -> Vec<Effect> {
     if state.deciding.is_some() {
-        say(state, Level::Warn, "a decision is being recorded; wait for the store to answer");
+        say(
+            state,
+            Level::Warn,
+            "a decision is being recorded; wait for the store to answer",
+        );
         return Vec::new();
     }
     let Some(d) = state.detail.as_ref() else {
@@ -391,7 +434,11 @@ fn begin_decision(state: &mut AppState, action: Action) -> Vec<Effect> {
     };
     if stored.status.is_final() {
         let s = stored.status;
-        say(state, Level::Warn, format!("this request is {s}; there is nothing left to decide"));
+        say(
+            state,
+            Level::Warn,
+            format!("this request is {s}; there is nothing left to decide"),
+        );
         return Vec::new();
     }
     let verdict = match action {
@@ -408,12 +455,25 @@ fn begin_decision(state: &mut AppState, action: Action) -> Vec<Effect> {
     let mut chosen = Vec::new();
     let mut why_not = None;
     for i in candidates {
-        let tier = request.assessments.get(i).map_or(RiskTier::Critical, |a| a.tier);
+        let tier = request
+            .assessments
+            .get(i)
+            .map_or(RiskTier::Critical, |a| a.tier);
         let needed = state.policy.requirements(tier).approvers;
         match InputState::derive(&stored.decisions, i, needed) {
-            InputState::Confirmed { by, .. } => why_not = Some(format!("input {} is already confirmed by {}", i + 1, by.join(" and "))),
-            InputState::Denied { by, .. } => why_not = Some(format!("input {} is already denied by {by}", i + 1)),
-            InputState::Approving { approvers } if verdict == Verdict::Confirm && approvers.contains(&state.reviewer) => {
+            InputState::Confirmed { by, .. } => {
+                why_not = Some(format!(
+                    "input {} is already confirmed by {}",
+                    i + 1,
+                    by.join(" and ")
+                ));
+            }
+            InputState::Denied { by, .. } => {
+                why_not = Some(format!("input {} is already denied by {by}", i + 1));
+            }
+            InputState::Approving { approvers }
+                if verdict == Verdict::Confirm && approvers.contains(&state.reviewer) =>
+            {
                 why_not = Some(format!(
                     "you already approved input {}; {needed} different reviewers must approve a {tier}-risk action",
                     i + 1
@@ -482,7 +542,11 @@ fn confirm_step(state: &mut AppState, intent: Intent, reason_given: bool) -> Vec
                     id: intent.id.clone(),
                     at: state.now,
                 });
-                say(state, Level::Warn, format!("{tier} risk: press {key} again within 5 s to approve"));
+                say(
+                    state,
+                    Level::Warn,
+                    format!("{tier} risk: press {key} again within 5 s to approve"),
+                );
                 Vec::new()
             }
         }
@@ -511,7 +575,11 @@ fn decide(state: &mut AppState, intent: Intent) -> Vec<Effect> {
         reason: intent.reason.clone(),
         dwell_ms,
     };
-    let verb = if intent.verdict == Verdict::Confirm { "approval" } else { "rejection" };
+    let verb = if intent.verdict == Verdict::Confirm {
+        "approval"
+    } else {
+        "rejection"
+    };
     say(state, Level::Info, format!("recording the {verb}…"));
     state.deciding = Some((tag, intent));
     vec![Effect::Decide { tag, ask }]
@@ -533,15 +601,26 @@ fn decided(
     match result {
         Ok(outcome) => {
             let n = outcome.decisions.len();
-            let verb = if intent.verdict == Verdict::Confirm { "approved" } else { "rejected" };
+            let verb = if intent.verdict == Verdict::Confirm {
+                "approved"
+            } else {
+                "rejected"
+            };
             let plural = if n == 1 { "input" } else { "inputs" };
             let text = if outcome.status.is_final() {
-                format!("{verb} {n} {plural} of {short}: request is now {}", outcome.status)
+                format!(
+                    "{verb} {n} {plural} of {short}: request is now {}",
+                    outcome.status
+                )
             } else {
-                format!("{verb} {n} {plural} of {short}: recorded; request still {}", outcome.status)
+                format!(
+                    "{verb} {n} {plural} of {short}: recorded; request still {}",
+                    outcome.status
+                )
             };
             say(state, Level::Success, text);
-            if outcome.status.is_final() && state.detail.as_ref().is_some_and(|d| d.id == intent.id) {
+            if outcome.status.is_final() && state.detail.as_ref().is_some_and(|d| d.id == intent.id)
+            {
                 state.detail = None;
             }
         }
@@ -549,7 +628,10 @@ fn decided(
         Err(f) => say(
             state,
             Level::Error,
-            format!("decision NOT recorded ({}); nothing was written, press the key again to retry", f.message),
+            format!(
+                "decision NOT recorded ({}); nothing was written, press the key again to retry",
+                f.message
+            ),
         ),
     }
     reload(state)
@@ -605,7 +687,11 @@ fn prompt_key(state: &mut AppState, edit: Option<Edit>) -> Vec<Effect> {
                     say(
                         state,
                         Level::Error,
-                        format!("typed {:?}, expected {:?}: nothing was recorded", sanitize::line(&text), sanitize::line(&intent.word)),
+                        format!(
+                            "typed {:?}, expected {:?}: nothing was recorded",
+                            sanitize::line(&text),
+                            sanitize::line(&intent.word)
+                        ),
                     );
                     Vec::new()
                 }

@@ -28,7 +28,9 @@ pub struct Ctx<'a> {
 
 impl std::fmt::Debug for Ctx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx").field("now", &self.now).finish_non_exhaustive()
+        f.debug_struct("Ctx")
+            .field("now", &self.now)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,9 +59,19 @@ pub fn read_submission(file: &str, stdin: &mut dyn Read) -> Result<Vec<u8>, CliE
     Ok(buf)
 }
 
-pub fn submit(ctx: &Ctx<'_>, source: &str, bytes: &[u8], json_out: bool, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn submit(
+    ctx: &Ctx<'_>,
+    source: &str,
+    bytes: &[u8],
+    json_out: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        CliError::bad_input(format!("{source}: not valid JSON at line {} column {}: {e}", e.line(), e.column()))
+        CliError::bad_input(format!(
+            "{source}: not valid JSON at line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ))
     })?;
     let ttl = |agent: &str| ctx.config.ttl_secs(agent);
     let request = validate::submission(
@@ -91,19 +103,23 @@ pub fn submit(ctx: &Ctx<'_>, source: &str, bytes: &[u8], json_out: bool, out: &m
 }
 
 pub fn pending(ctx: &Ctx<'_>, json_out: bool, out: &mut dyn Write) -> Result<(), CliError> {
-    ctx.store.expire_due(ctx.now, &format!("expiry-sweep:{}", ctx.config.reviewer))?;
+    ctx.store
+        .expire_due(ctx.now, &format!("expiry-sweep:{}", ctx.config.reviewer))?;
     let mut rows = ctx.store.open_queue(ctx.now)?;
     sort_queue(&mut rows);
     if json_out {
         let v = serde_json::to_string(&rows).map_err(|e| CliError::unavailable(e.to_string()))?;
         writeln!(out, "{v}").map_err(|e| io(&e))
     } else {
-        out.write_all(output::queue_table(&rows, ctx.now).as_bytes()).map_err(|e| io(&e))
+        out.write_all(output::queue_table(&rows, ctx.now).as_bytes())
+            .map_err(|e| io(&e))
     }
 }
 
 fn stored_json(s: &StoredRequest) -> serde_json::Value {
-    let hashes: Vec<String> = (0..s.request.inputs.len()).filter_map(|i| s.request.input_hash(i)).collect();
+    let hashes: Vec<String> = (0..s.request.inputs.len())
+        .filter_map(|i| s.request.input_hash(i))
+        .collect();
     json!({
         "request": s.request,
         "status": s.status,
@@ -120,11 +136,17 @@ pub fn show(ctx: &Ctx<'_>, id: &str, json_out: bool, out: &mut dyn Write) -> Res
     if json_out {
         writeln!(out, "{}", stored_json(&stored)).map_err(|e| io(&e))
     } else {
-        out.write_all(output::request_text(&stored, ctx.now).as_bytes()).map_err(|e| io(&e))
+        out.write_all(output::request_text(&stored, ctx.now).as_bytes())
+            .map_err(|e| io(&e))
     }
 }
 
-pub fn decide(ctx: &Ctx<'_>, args: &DecideArgs, verdict: Verdict, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn decide(
+    ctx: &Ctx<'_>,
+    args: &DecideArgs,
+    verdict: Verdict,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let id = ctx.store.resolve(&args.id)?;
     let stored = ctx.store.get(&id, &ctx.config.policy, ctx.now)?;
     let r = &stored.request;
@@ -132,8 +154,16 @@ pub fn decide(ctx: &Ctx<'_>, args: &DecideArgs, verdict: Verdict, out: &mut dyn 
     let chosen: Vec<usize> = if args.all {
         (0..count)
             .filter(|i| {
-                let tier = r.assessments.get(*i).map_or(crate::domain::policy::RiskTier::Critical, |a| a.tier);
-                !InputState::derive(&stored.decisions, *i, ctx.config.policy.requirements(tier).approvers).is_final()
+                let tier = r
+                    .assessments
+                    .get(*i)
+                    .map_or(crate::domain::policy::RiskTier::Critical, |a| a.tier);
+                !InputState::derive(
+                    &stored.decisions,
+                    *i,
+                    ctx.config.policy.requirements(tier).approvers,
+                )
+                .is_final()
             })
             .collect()
     } else if args.inputs.is_empty() {
@@ -148,7 +178,9 @@ pub fn decide(ctx: &Ctx<'_>, args: &DecideArgs, verdict: Verdict, out: &mut dyn 
         let mut v = Vec::new();
         for n in &args.inputs {
             if *n == 0 || *n > count {
-                return Err(CliError::bad_input(format!("--input {n}: request {id} has inputs 1..={count}")));
+                return Err(CliError::bad_input(format!(
+                    "--input {n}: request {id} has inputs 1..={count}"
+                )));
             }
             if v.contains(&(n - 1)) {
                 return Err(CliError::bad_input(format!("--input {n} is given twice")));
@@ -158,12 +190,22 @@ pub fn decide(ctx: &Ctx<'_>, args: &DecideArgs, verdict: Verdict, out: &mut dyn 
         v
     };
     if chosen.is_empty() {
-        return Err(CliError::conflict(format!("request {id} has no open inputs left ({})", stored.status)));
+        return Err(CliError::conflict(format!(
+            "request {id} has no open inputs left ({})",
+            stored.status
+        )));
     }
     let inputs: Vec<(usize, String)> = if args.hashes.is_empty() {
-        chosen.iter().filter_map(|i| r.input_hash(*i).map(|h| (*i, h))).collect()
+        chosen
+            .iter()
+            .filter_map(|i| r.input_hash(*i).map(|h| (*i, h)))
+            .collect()
     } else if args.hashes.len() == chosen.len() {
-        chosen.iter().copied().zip(args.hashes.iter().cloned()).collect()
+        chosen
+            .iter()
+            .copied()
+            .zip(args.hashes.iter().cloned())
+            .collect()
     } else {
         return Err(CliError::bad_input(format!(
             "{} --hash given for {} inputs: give one per chosen input, in order",
@@ -201,8 +243,16 @@ pub fn decide(ctx: &Ctx<'_>, args: &DecideArgs, verdict: Verdict, out: &mut dyn 
         let v = json!({ "id": id, "status": outcome.status, "decisions": outcome.decisions, "auditSeq": outcome.audit_seq });
         writeln!(out, "{v}").map_err(|e| io(&e))
     } else {
-        let verb = if verdict == Verdict::Confirm { "approved" } else { "rejected" };
-        let list: Vec<String> = outcome.decisions.iter().map(|d| (d.input_index + 1).to_string()).collect();
+        let verb = if verdict == Verdict::Confirm {
+            "approved"
+        } else {
+            "rejected"
+        };
+        let list: Vec<String> = outcome
+            .decisions
+            .iter()
+            .map(|d| (d.input_index + 1).to_string())
+            .collect();
         writeln!(
             out,
             "{verb} input {} of {}; request is now {} (audit entry {})",
@@ -234,8 +284,13 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand, out: &mut dyn Write) -> Resu
                 writeln!(out, "audit log verifies: {} entries, chain intact, every request and decision accounted for", report.entries)
                     .map_err(|e| io(&e))?;
             } else {
-                writeln!(out, "audit log does NOT verify ({} entries, {} problems):", report.entries, report.problems.len())
-                    .map_err(|e| io(&e))?;
+                writeln!(
+                    out,
+                    "audit log does NOT verify ({} entries, {} problems):",
+                    report.entries,
+                    report.problems.len()
+                )
+                .map_err(|e| io(&e))?;
                 for p in &report.problems {
                     writeln!(out, "  {}", crate::domain::sanitize::line(p)).map_err(|e| io(&e))?;
                 }
@@ -243,12 +298,16 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand, out: &mut dyn Write) -> Resu
             if report.ok() {
                 Ok(())
             } else {
-                Err(CliError::conflict(format!("audit verification failed: {} problem(s)", report.problems.len())))
+                Err(CliError::conflict(format!(
+                    "audit verification failed: {} problem(s)",
+                    report.problems.len()
+                )))
             }
         }
         AuditCommand::Export { format } => {
             if *format == ExportFormat::Csv {
-                writeln!(out, "seq,at,actor,kind,request,payload,prev_hash,hash").map_err(|e| io(&e))?;
+                writeln!(out, "seq,at,actor,kind,request,payload,prev_hash,hash")
+                    .map_err(|e| io(&e))?;
             }
             let mut write_entry = |e: AuditEntry| -> Result<(), crate::store::StoreError> {
                 let line = match format {
@@ -265,7 +324,9 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand, out: &mut dyn Write) -> Resu
                     ]
                     .join(","),
                 };
-                writeln!(out, "{line}").map_err(|err| crate::store::StoreError::Unavailable(format!("cannot write output: {err}")))
+                writeln!(out, "{line}").map_err(|err| {
+                    crate::store::StoreError::Unavailable(format!("cannot write output: {err}"))
+                })
             };
             ctx.store.audit_each(&mut write_entry)?;
             Ok(())

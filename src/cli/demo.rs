@@ -19,9 +19,13 @@ struct Example {
 }
 
 /// Submits the example requests as if raised `ageSecs` ago. Returns how many were queued.
-pub fn seed(store: &dyn ApprovalStore, config: &Config, now: DateTime<Utc>) -> Result<usize, CliError> {
-    let examples: Vec<Example> =
-        serde_json::from_str(EXAMPLES).map_err(|e| CliError::bad_input(format!("demo examples: {e}")))?;
+pub fn seed(
+    store: &dyn ApprovalStore,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<usize, CliError> {
+    let examples: Vec<Example> = serde_json::from_str(EXAMPLES)
+        .map_err(|e| CliError::bad_input(format!("demo examples: {e}")))?;
     let ttl = |agent: &str| config.ttl_secs(agent);
     for ex in &examples {
         let mut doc = ex.submission.clone();

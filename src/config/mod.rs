@@ -98,7 +98,10 @@ pub struct Overrides {
 impl Config {
     /// Loads defaults, then the config file (`--config`, `AGENTDECK_CONFIG`, or the XDG config
     /// dir's `agentdeck/config.toml` when it exists), then `AGENTDECK_*` env vars, then flags.
-    pub fn load(overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn load(
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut raw = parse("(embedded defaults)", DEFAULTS)?;
         let explicit = overrides
             .config_file
@@ -110,7 +113,8 @@ impl Config {
         };
         if let Some(path) = &file {
             let name = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| cfg_err(&name, format!("cannot read: {e}")))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| cfg_err(&name, format!("cannot read: {e}")))?;
             merge(&mut raw, parse(&name, &text)?);
         }
         let env_layer = RawConfig {
@@ -137,7 +141,12 @@ impl Config {
 
     /// The defaults alone (tests, benches).
     pub fn defaults() -> Result<Self, ConfigError> {
-        finish(parse("(embedded defaults)", DEFAULTS)?, None, "(embedded defaults)", &|_| None)
+        finish(
+            parse("(embedded defaults)", DEFAULTS)?,
+            None,
+            "(embedded defaults)",
+            &|_| None,
+        )
     }
 
     /// Parses a config file's text over the defaults (tests, `agentdeck config check`).
@@ -218,11 +227,17 @@ fn finish(
             ))
         }
     };
-    let default_idle_ttl_secs = ttl_ok("default_idle_ttl_secs", raw.default_idle_ttl_secs.unwrap_or(600))?;
+    let default_idle_ttl_secs = ttl_ok(
+        "default_idle_ttl_secs",
+        raw.default_idle_ttl_secs.unwrap_or(600),
+    )?;
     let mut agent_ttl_secs = BTreeMap::new();
     for (agent, a) in raw.agents {
         if let Some(t) = a.idle_ttl_secs {
-            agent_ttl_secs.insert(agent.clone(), ttl_ok(&format!("agents.{agent}.idle_ttl_secs"), t)?);
+            agent_ttl_secs.insert(
+                agent.clone(),
+                ttl_ok(&format!("agents.{agent}.idle_ttl_secs"), t)?,
+            );
         }
     }
     let mut policy = Policy::default();
@@ -235,7 +250,10 @@ fn finish(
     let mut names = std::collections::BTreeSet::new();
     for spec in raw.policy.rules.unwrap_or_default() {
         if !names.insert(spec.name.clone()) {
-            return Err(cfg_err(source, format!("policy rule {:?} is defined twice", spec.name)));
+            return Err(cfg_err(
+                source,
+                format!("policy rule {:?} is defined twice", spec.name),
+            ));
         }
         policy
             .rules
@@ -261,7 +279,10 @@ fn finish(
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| default_reviewer(env));
     if reviewer.chars().any(char::is_control) || reviewer.chars().count() > 128 {
-        return Err(cfg_err(source, "reviewer: must be 1..128 printable characters"));
+        return Err(cfg_err(
+            source,
+            "reviewer: must be 1..128 printable characters",
+        ));
     }
     Ok(Config {
         reviewer,
@@ -276,9 +297,15 @@ fn finish(
 }
 
 fn default_reviewer(env: &dyn Fn(&str) -> Option<String>) -> String {
-    let user = env("USER").or_else(|| env("LOGNAME")).unwrap_or_else(|| "unknown".to_owned());
+    let user = env("USER")
+        .or_else(|| env("LOGNAME"))
+        .unwrap_or_else(|| "unknown".to_owned());
     let host = env("HOSTNAME")
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .filter(|h| !h.is_empty());
     match host {
         Some(h) => format!("{user}@{h}"),
@@ -309,7 +336,11 @@ pub fn state_dir() -> PathBuf {
 
 /// User themes live in `$XDG_CONFIG_HOME/agentdeck/themes/NAME.toml`.
 pub fn user_theme_path(name: &str) -> Option<PathBuf> {
-    dirs::config_dir().map(|d| d.join("agentdeck").join("themes").join(format!("{name}.toml")))
+    dirs::config_dir().map(|d| {
+        d.join("agentdeck")
+            .join("themes")
+            .join(format!("{name}.toml"))
+    })
 }
 
 /// A parsed `--store` value.
@@ -324,10 +355,7 @@ impl StoreSpec {
             None => Ok(Self::Sqlite(default_store_path())),
             Some(s) => match s.split_once(':') {
                 Some(("sqlite", path)) if !path.is_empty() => Ok(Self::Sqlite(PathBuf::from(path))),
-                _ => Err(cfg_err(
-                    "--store",
-                    format!("{s:?}: expected sqlite:PATH"),
-                )),
+                _ => Err(cfg_err("--store", format!("{s:?}: expected sqlite:PATH"))),
             },
         }
     }
@@ -346,6 +374,7 @@ impl StoreSpec {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -353,7 +382,12 @@ mod tests {
     fn defaults_load_and_carry_example_rules() {
         let c = Config::defaults().unwrap();
         assert_eq!(c.default_idle_ttl_secs, 600);
-        assert!(c.policy.rules.iter().any(|r| r.spec.name == "large-payment"));
+        assert!(
+            c.policy
+                .rules
+                .iter()
+                .any(|r| r.spec.name == "large-payment")
+        );
         assert_eq!(c.policy.requirements(RiskTier::Critical).approvers, 2);
     }
 
@@ -381,7 +415,10 @@ mod tests {
         assert_eq!((c.ttl_secs("AG1"), c.ttl_secs("OTHER")), (900, 600));
         let crit = c.policy.requirements(RiskTier::Critical);
         assert_eq!((crit.approvers, crit.reason_required), (3, true));
-        assert!(!c.policy.rules.is_empty(), "rules not replaced when the file has none");
+        assert!(
+            !c.policy.rules.is_empty(),
+            "rules not replaced when the file has none"
+        );
     }
 
     #[test]

@@ -119,7 +119,10 @@ pub async fn run_console(
         }
     }
     if !decisions.is_empty() {
-        tracing::info!(n = decisions.len(), "waiting for decisions in flight before quitting");
+        tracing::info!(
+            n = decisions.len(),
+            "waiting for decisions in flight before quitting"
+        );
         let _ = tokio::time::timeout(DRAIN_ON_QUIT, async {
             while decisions.join_next().await.is_some() {}
         })
@@ -173,7 +176,9 @@ impl Executor {
             Effect::ExpireDue => {
                 let actor = self.sweeper.clone();
                 tokio::task::spawn_blocking(move || {
-                    let result = store.expire_due(Utc::now(), &actor).map_err(|e| e.to_string());
+                    let result = store
+                        .expire_due(Utc::now(), &actor)
+                        .map_err(|e| e.to_string());
                     let _ = tx.send(Msg::Expired { result });
                 });
             }

@@ -71,9 +71,16 @@ impl QueueRow {
             tier: request.tier(),
             reason: lead.map_or(ControlReason::ApprovalRequired, |a| a.reason),
             rule: lead.and_then(|a| a.rule.clone()),
-            action: first.map(crate::domain::approval::InvocationInput::action_label).unwrap_or_default(),
+            action: first
+                .map(crate::domain::approval::InvocationInput::action_label)
+                .unwrap_or_default(),
             key_params: first
-                .map(|i| i.all_parameters().into_iter().map(|p| (p.name, p.value)).collect())
+                .map(|i| {
+                    i.all_parameters()
+                        .into_iter()
+                        .map(|p| (p.name, p.value))
+                        .collect()
+                })
                 .unwrap_or_default(),
             inputs: request.inputs.len(),
             raised_at: request.raised_at,

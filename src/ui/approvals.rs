@@ -70,7 +70,9 @@ fn ellipsize_start(s: &str, width: usize) -> String {
     }
     let chars: Vec<char> = s.chars().collect();
     let mut start = 0;
-    while start < chars.len() && display_width(&chars[start..].iter().collect::<String>()) + 1 > width {
+    while start < chars.len()
+        && display_width(&chars[start..].iter().collect::<String>()) + 1 > width
+    {
         start += 1;
     }
     format!("…{}", chars[start..].iter().collect::<String>())
@@ -103,10 +105,21 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
     if inner.height == 0 {
         return;
     }
-    let per_row = if usize::from(inner.width) < STACK_BELOW { 2 } else { 1 };
+    let per_row = if usize::from(inner.width) < STACK_BELOW {
+        2
+    } else {
+        1
+    };
     let height = usize::from(inner.height.saturating_sub(1)) / per_row;
     let offset = state.list_offset();
-    let visible = || state.view.iter().skip(offset).take(height).map(|&i| &state.queue[i]);
+    let visible = || {
+        state
+            .view
+            .iter()
+            .skip(offset)
+            .take(height)
+            .map(|&i| &state.queue[i])
+    };
     let agent_need = visible()
         .map(|r| display_width(&r.agent_id) + display_width(&r.agent_alias_id) + 1)
         .max()
@@ -122,7 +135,8 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
         let text = if !state.queue_loaded {
             "loading the queue…".to_owned()
         } else if state.queue.is_empty() {
-            "No requests waiting for a decision. New ones appear here as agents hand back control.".to_owned()
+            "No requests waiting for a decision. New ones appear here as agents hand back control."
+                .to_owned()
         } else {
             "No request matches the filter (Esc clears it).".to_owned()
         };
@@ -160,37 +174,75 @@ fn header(cols: Columns, theme: &Theme) -> Line<'static> {
     Line::styled(text, theme.style(Role::Muted))
 }
 
-fn row_lines(row: &QueueRow, cols: Columns, state: &AppState, theme: &Theme, selected: bool) -> Vec<Line<'static>> {
-    let base = if selected { theme.style(Role::Selection) } else { Style::default() };
+fn row_lines(
+    row: &QueueRow,
+    cols: Columns,
+    state: &AppState,
+    theme: &Theme,
+    selected: bool,
+) -> Vec<Line<'static>> {
+    let base = if selected {
+        theme.style(Role::Selection)
+    } else {
+        Style::default()
+    };
     let sel = |role: Role| {
-        if selected { theme.style(role).patch(theme.style(Role::Selection)) } else { theme.style(role) }
+        if selected {
+            theme.style(role).patch(theme.style(Role::Selection))
+        } else {
+            theme.style(role)
+        }
     };
     let left = countdown(row.expires_at, state.now);
-    let left_role = if urgent(row.expires_at, state.now) { Role::AlertWarn } else { Role::Text };
+    let left_role = if urgent(row.expires_at, state.now) {
+        Role::AlertWarn
+    } else {
+        Role::Text
+    };
     let agent = format!(
         "{}/{}",
         sanitize::line(&row.agent_id),
         sanitize::line(&row.agent_alias_id)
     );
-    let more = if row.inputs > 1 { format!(" +{}", row.inputs - 1) } else { String::new() };
+    let more = if row.inputs > 1 {
+        format!(" +{}", row.inputs - 1)
+    } else {
+        String::new()
+    };
     let action = format!(
         "{}{more}",
-        ellipsize_start(&sanitize::line(&row.action), cols.action.saturating_sub(more.len()))
+        ellipsize_start(
+            &sanitize::line(&row.action),
+            cols.action.saturating_sub(more.len())
+        )
     );
     let (params, _) = fit_pairs(&row.key_params, cols.params);
     let mut reason = reason_label(row.reason, cols.short).to_owned();
     if row.status == Status::PartiallyDecided {
-        reason = format!("◐ {}", if cols.short { "partial" } else { "partly decided" });
+        reason = format!(
+            "◐ {}",
+            if cols.short {
+                "partial"
+            } else {
+                "partly decided"
+            }
+        );
     }
     let marker = if selected { "▌" } else { " " };
     if cols.short {
         let first = Line::from(vec![
             Span::styled(marker.to_owned(), sel(Role::Accent)),
-            Span::styled(pad(&tier_label(row.tier, cols.short), cols.tier), sel(tier_role(row.tier))),
+            Span::styled(
+                pad(&tier_label(row.tier, cols.short), cols.tier),
+                sel(tier_role(row.tier)),
+            ),
             Span::styled(" ".to_owned(), base),
             Span::styled(pad(&left, cols.left), sel(left_role)),
             Span::styled(" ".to_owned(), base),
-            Span::styled(pad(&ellipsize(&agent, cols.agent), cols.agent), sel(Role::Text)),
+            Span::styled(
+                pad(&ellipsize(&agent, cols.agent), cols.agent),
+                sel(Role::Text),
+            ),
             Span::styled(" ".to_owned(), base),
             Span::styled(pad(&action, cols.action), sel(Role::Accent)),
             Span::styled(" ".to_owned(), base),
@@ -206,11 +258,17 @@ fn row_lines(row: &QueueRow, cols: Columns, state: &AppState, theme: &Theme, sel
     }
     vec![Line::from(vec![
         Span::styled(marker.to_owned(), sel(Role::Accent)),
-        Span::styled(pad(&tier_label(row.tier, cols.short), cols.tier), sel(tier_role(row.tier))),
+        Span::styled(
+            pad(&tier_label(row.tier, cols.short), cols.tier),
+            sel(tier_role(row.tier)),
+        ),
         Span::styled(" ".to_owned(), base),
         Span::styled(pad(&left, cols.left), sel(left_role)),
         Span::styled(" ".to_owned(), base),
-        Span::styled(pad(&ellipsize(&agent, cols.agent), cols.agent), sel(Role::Text)),
+        Span::styled(
+            pad(&ellipsize(&agent, cols.agent), cols.agent),
+            sel(Role::Text),
+        ),
         Span::styled(" ".to_owned(), base),
         Span::styled(pad(&action, cols.action), sel(Role::Accent)),
         Span::styled(" ".to_owned(), base),

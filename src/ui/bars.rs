@@ -17,10 +17,19 @@ pub fn tabs(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) 
     let mut spans = vec![Span::styled(" agentdeck ", theme.style(Role::Title))];
     for pane in Pane::ALL {
         let label = match pane {
-            Pane::Approvals => format!(" {} {} ({}) ", pane.index() + 1, pane.title(), state.queue.len()),
+            Pane::Approvals => format!(
+                " {} {} ({}) ",
+                pane.index() + 1,
+                pane.title(),
+                state.queue.len()
+            ),
             _ => format!(" {} {} ", pane.index() + 1, pane.title()),
         };
-        let role = if pane == state.pane { Role::Selection } else { Role::Muted };
+        let role = if pane == state.pane {
+            Role::Selection
+        } else {
+            Role::Muted
+        };
         spans.push(Span::styled("│".to_owned(), theme.style(Role::Border)));
         spans.push(Span::styled(label, theme.style(role)));
     }
@@ -28,18 +37,29 @@ pub fn tabs(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) 
     if crit + high > 0 {
         spans.push(Span::styled(
             format!(" ▲▲▲{crit} ▲▲{high} "),
-            theme.style(if crit > 0 { Role::RiskCritical } else { Role::RiskHigh }),
+            theme.style(if crit > 0 {
+                Role::RiskCritical
+            } else {
+                Role::RiskHigh
+            }),
         ));
     }
     let used: usize = spans.iter().map(|s| display_width(&s.content)).sum();
-    let right = format!("{} · {} ", sanitize::line(&state.reviewer), state.store_label);
+    let right = format!(
+        "{} · {} ",
+        sanitize::line(&state.reviewer),
+        state.store_label
+    );
     let room = usize::from(area.width).saturating_sub(used + 1);
     if room > 8 {
         let right = ellipsize(&right, room);
         spans.push(Span::raw(" ".repeat(room - display_width(&right) + 1)));
         spans.push(Span::styled(right, theme.style(Role::Muted)));
     }
-    frame.render_widget(Paragraph::new(Line::from(spans)).style(theme.style(Role::StatusBar)), area);
+    frame.render_widget(
+        Paragraph::new(Line::from(spans)).style(theme.style(Role::StatusBar)),
+        area,
+    );
 }
 
 pub fn message(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
@@ -49,13 +69,21 @@ pub fn message(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Them
             Prompt::Reason { intent, text } => (
                 format!(
                     "Reason to {} ({} risk): ",
-                    if intent.verdict == crate::domain::decision::Verdict::Confirm { "approve" } else { "reject" },
+                    if intent.verdict == crate::domain::decision::Verdict::Confirm {
+                        "approve"
+                    } else {
+                        "reject"
+                    },
                     intent.tier
                 ),
                 text,
             ),
             Prompt::Word { intent, text } => (
-                format!("{} risk: type {} to approve: ", intent.tier.word().to_uppercase(), sanitize::line(&intent.word)),
+                format!(
+                    "{} risk: type {} to approve: ",
+                    intent.tier.word().to_uppercase(),
+                    sanitize::line(&intent.word)
+                ),
                 text,
             ),
         };
@@ -93,7 +121,9 @@ fn input_line(label: &str, text: &str, width: usize, theme: &Theme) -> Line<'sta
     if display_width(&tail) > room {
         let chars: Vec<char> = shown.chars().collect();
         let mut start = 0;
-        while start < chars.len() && display_width(&chars[start..].iter().collect::<String>()) + 1 > room {
+        while start < chars.len()
+            && display_width(&chars[start..].iter().collect::<String>()) + 1 > room
+        {
             start += 1;
         }
         tail = format!("…{}", chars[start..].iter().collect::<String>());
@@ -132,16 +162,27 @@ pub fn context_actions(state: &AppState) -> Vec<Action> {
             Action::MoveDown,
             Action::MoveUp,
         ],
-        Pane::Traces | Pane::Metrics => vec![Action::NextPane, Action::PaneApprovals, Action::Help, Action::Quit],
+        Pane::Traces | Pane::Metrics => vec![
+            Action::NextPane,
+            Action::PaneApprovals,
+            Action::Help,
+            Action::Quit,
+        ],
     }
 }
 
 pub fn keys(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
     let width = usize::from(area.width);
     let pairs: Vec<(String, String)> = if state.prompt.is_some() {
-        vec![("Enter".into(), "confirm".into()), ("Esc".into(), "cancel".into())]
+        vec![
+            ("Enter".into(), "confirm".into()),
+            ("Esc".into(), "cancel".into()),
+        ]
     } else if state.filter_editing {
-        vec![("Enter".into(), "keep filter".into()), ("Esc".into(), "clear".into())]
+        vec![
+            ("Enter".into(), "keep filter".into()),
+            ("Esc".into(), "clear".into()),
+        ]
     } else {
         context_actions(state)
             .into_iter()

@@ -19,7 +19,13 @@ use crate::domain::status::InputState;
 use crate::store::StoredRequest;
 
 /// Renders the detail and returns the largest useful scroll offset.
-pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, d: &Detail, theme: &Theme) -> u16 {
+pub fn render(
+    frame: &mut Frame<'_>,
+    area: Rect,
+    state: &AppState,
+    d: &Detail,
+    theme: &Theme,
+) -> u16 {
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(theme.style(Role::BorderFocused))
@@ -47,7 +53,13 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, d: &Detail, t
 }
 
 /// Builds every line of the detail at `width` columns.
-pub fn lines(stored: &StoredRequest, selected: usize, state: &AppState, theme: &Theme, width: usize) -> Vec<Line<'static>> {
+pub fn lines(
+    stored: &StoredRequest,
+    selected: usize,
+    state: &AppState,
+    theme: &Theme,
+    width: usize,
+) -> Vec<Line<'static>> {
     let r = &stored.request;
     let mut out: Vec<Line<'static>> = Vec::new();
     let label = theme.style(Role::Muted);
@@ -56,9 +68,15 @@ pub fn lines(stored: &StoredRequest, selected: usize, state: &AppState, theme: &
     let lead = r.lead_assessment();
     let left = countdown(r.expires_at, state.now);
     out.push(Line::from(vec![
-        Span::styled(tier_label(tier, false).to_uppercase(), theme.style(tier_role(tier))),
+        Span::styled(
+            tier_label(tier, false).to_uppercase(),
+            theme.style(tier_role(tier)),
+        ),
         Span::raw("  "),
-        Span::styled(lead.map_or_else(String::new, |a| a.reason.to_string()), text),
+        Span::styled(
+            lead.map_or_else(String::new, |a| a.reason.to_string()),
+            text,
+        ),
         Span::raw("  "),
         Span::styled(
             format!("{} {}", status_symbol(stored.status), stored.status),
@@ -70,15 +88,25 @@ pub fn lines(stored: &StoredRequest, selected: usize, state: &AppState, theme: &
     let field = |name: &str, value: String, out: &mut Vec<Line<'static>>| {
         wrapped(out, &format!("{name:<10}"), &value, width, label, text);
     };
-    field("agent", format!(
-        "{} / alias {}{}",
-        r.agent_id,
-        r.agent_alias_id,
-        r.agent_version.as_ref().map_or_else(String::new, |v| format!(" / version {v}"))
-    ), &mut out);
+    field(
+        "agent",
+        format!(
+            "{} / alias {}{}",
+            r.agent_id,
+            r.agent_alias_id,
+            r.agent_version
+                .as_ref()
+                .map_or_else(String::new, |v| format!(" / version {v}"))
+        ),
+        &mut out,
+    );
     field("session", r.session_id.clone(), &mut out);
     field("raised", timestamp(r.raised_at), &mut out);
-    field("expires", format!("{} (idle session TTL)", timestamp(r.expires_at)), &mut out);
+    field(
+        "expires",
+        format!("{} (idle session TTL)", timestamp(r.expires_at)),
+        &mut out,
+    );
     let rule = match lead.and_then(|a| a.rule.as_ref()) {
         Some(name) => format!(
             "{name}: {}",
@@ -91,7 +119,10 @@ pub fn lines(stored: &StoredRequest, selected: usize, state: &AppState, theme: &
     out.push(Line::styled("Rationale", theme.style(Role::Title)));
     match &r.rationale {
         Some(t) => block_text(&mut out, t, width, text),
-        None => out.push(Line::styled("  (the agent gave no rationale for this step)", label)),
+        None => out.push(Line::styled(
+            "  (the agent gave no rationale for this step)",
+            label,
+        )),
     }
     out.push(Line::default());
     out.push(inputs_strip(stored, selected, state, theme));
@@ -101,23 +132,44 @@ pub fn lines(stored: &StoredRequest, selected: usize, state: &AppState, theme: &
     out.push(Line::default());
     let size = r.session_attributes_size();
     out.push(Line::styled(
-        format!("Session attributes ({}, {size} bytes)", r.session_attributes.len()),
+        format!(
+            "Session attributes ({}, {size} bytes)",
+            r.session_attributes.len()
+        ),
         theme.style(Role::Title),
     ));
     if r.session_attributes.is_empty() {
         out.push(Line::styled("  (none)", label));
     }
     for (k, v) in &r.session_attributes {
-        wrapped(&mut out, &format!("  {} = ", sanitize::line(k)), v, width, label, text);
+        wrapped(
+            &mut out,
+            &format!("  {} = ", sanitize::line(k)),
+            v,
+            width,
+            label,
+            text,
+        );
     }
     out
 }
 
-fn inputs_strip(stored: &StoredRequest, selected: usize, state: &AppState, theme: &Theme) -> Line<'static> {
+fn inputs_strip(
+    stored: &StoredRequest,
+    selected: usize,
+    state: &AppState,
+    theme: &Theme,
+) -> Line<'static> {
     let r = &stored.request;
-    let mut spans = vec![Span::styled(format!("Inputs ({}): ", r.inputs.len()), theme.style(Role::Title))];
+    let mut spans = vec![Span::styled(
+        format!("Inputs ({}): ", r.inputs.len()),
+        theme.style(Role::Title),
+    )];
     for (i, input) in r.inputs.iter().enumerate() {
-        let tier = r.assessments.get(i).map_or(crate::domain::policy::RiskTier::Critical, |a| a.tier);
+        let tier = r
+            .assessments
+            .get(i)
+            .map_or(crate::domain::policy::RiskTier::Critical, |a| a.tier);
         let needed = state.policy.requirements(tier).approvers;
         let (sym, role) = match InputState::derive(&stored.decisions, i, needed) {
             InputState::Pending => ("○", Role::VerdictPending),
@@ -130,7 +182,11 @@ fn inputs_strip(stored: &StoredRequest, selected: usize, state: &AppState, theme
             style = style.patch(theme.style(Role::Selection));
         }
         spans.push(Span::styled(
-            format!("[{} {sym} {}]", i + 1, sanitize::line(&input.action_label())),
+            format!(
+                "[{} {sym} {}]",
+                i + 1,
+                sanitize::line(&input.action_label())
+            ),
             style,
         ));
         spans.push(Span::raw(" "));
@@ -155,8 +211,22 @@ fn input_lines(
         format!("── Input {} of {} ", index + 1, r.inputs.len()),
         theme.style(Role::Accent),
     ));
-    wrapped(out, "action    ", &input.action_label(), width, label, theme.style(Role::Accent));
-    wrapped(out, "type      ", input.invocation_type.as_wire(), width, label, text);
+    wrapped(
+        out,
+        "action    ",
+        &input.action_label(),
+        width,
+        label,
+        theme.style(Role::Accent),
+    );
+    wrapped(
+        out,
+        "type      ",
+        input.invocation_type.as_wire(),
+        width,
+        label,
+        text,
+    );
     if let Some(a) = r.assessments.get(index) {
         let req = state.policy.requirements(a.tier);
         wrapped(
@@ -168,38 +238,70 @@ fn input_lines(
                 a.rule.as_deref().unwrap_or("default"),
                 req.approvers,
                 if req.approvers == 1 { "" } else { "s" },
-                if req.reason_required { ", reason required" } else { "" }
+                if req.reason_required {
+                    ", reason required"
+                } else {
+                    ""
+                }
             ),
             width,
             label,
             theme.style(tier_role_of(a.tier)),
         );
         for note in &a.notes {
-            wrapped(out, "  ⚠ ", note, width, theme.style(Role::AlertWarn), theme.style(Role::AlertWarn));
+            wrapped(
+                out,
+                "  ⚠ ",
+                note,
+                width,
+                theme.style(Role::AlertWarn),
+                theme.style(Role::AlertWarn),
+            );
         }
     }
     if let Some(c) = &input.collaborator_name {
         wrapped(out, "collab.   ", c, width, label, text);
     }
     if let Some(h) = r.input_hash(index) {
-        wrapped(out, "hash      ", &format!("sha256:{h}"), width, label, label);
+        wrapped(
+            out,
+            "hash      ",
+            &format!("sha256:{h}"),
+            width,
+            label,
+            label,
+        );
     }
     let params = &input.parameters;
-    out.push(Line::styled(format!("Parameters ({})", params.len()), theme.style(Role::Title)));
+    out.push(Line::styled(
+        format!("Parameters ({})", params.len()),
+        theme.style(Role::Title),
+    ));
     if params.is_empty() {
         out.push(Line::styled("  (none)", label));
     }
     for p in params {
         param_line(out, &p.name, &p.kind, &p.value, width, theme);
     }
-    if let ActionTarget::Api { request_body: Some(_), .. } = &input.target {
+    if let ActionTarget::Api {
+        request_body: Some(_),
+        ..
+    } = &input.target
+    {
         let props = input.body_properties();
-        out.push(Line::styled(format!("Request body ({} properties)", props.len()), theme.style(Role::Title)));
+        out.push(Line::styled(
+            format!("Request body ({} properties)", props.len()),
+            theme.style(Role::Title),
+        ));
         for p in &props {
             param_line(out, &p.name, &p.kind, &p.value, width, theme);
         }
     }
-    let decisions: Vec<_> = stored.decisions.iter().filter(|d| d.input_index == index).collect();
+    let decisions: Vec<_> = stored
+        .decisions
+        .iter()
+        .filter(|d| d.input_index == index)
+        .collect();
     if !decisions.is_empty() {
         out.push(Line::styled("Decisions", theme.style(Role::Title)));
         for d in decisions {
@@ -207,7 +309,10 @@ fn input_lines(
                 Verdict::Confirm => ("✓ approved", Role::VerdictApproved),
                 Verdict::Deny => ("✗ rejected", Role::VerdictRejected),
             };
-            let reason = d.reason.as_deref().map_or_else(String::new, |r| format!(": {r}"));
+            let reason = d
+                .reason
+                .as_deref()
+                .map_or_else(String::new, |r| format!(": {r}"));
             wrapped(
                 out,
                 &format!("  {sym} "),
@@ -224,14 +329,34 @@ fn tier_role_of(t: crate::domain::policy::RiskTier) -> Role {
     tier_role(t)
 }
 
-fn param_line(out: &mut Vec<Line<'static>>, name: &str, kind: &str, value: &str, width: usize, theme: &Theme) {
+fn param_line(
+    out: &mut Vec<Line<'static>>,
+    name: &str,
+    kind: &str,
+    value: &str,
+    width: usize,
+    theme: &Theme,
+) {
     let head = format!("  {} ({}) = ", sanitize::line(name), sanitize::line(kind));
-    wrapped(out, &head, value, width, theme.style(Role::Muted), theme.style(Role::Text));
+    wrapped(
+        out,
+        &head,
+        value,
+        width,
+        theme.style(Role::Muted),
+        theme.style(Role::Text),
+    );
     let suspicious = sanitize::mixed_script_words(value);
     let warn = theme.style(Role::AlertWarn);
     if !suspicious.is_empty() {
-        let words: Vec<String> = suspicious.iter().map(|w| sanitize::line(w).into_owned()).collect();
-        let why = format!("mixes alphabets (look-alike characters): {}", words.join(", "));
+        let words: Vec<String> = suspicious
+            .iter()
+            .map(|w| sanitize::line(w).into_owned())
+            .collect();
+        let why = format!(
+            "mixes alphabets (look-alike characters): {}",
+            words.join(", ")
+        );
         wrapped(out, "    ⚠ ", &why, width, warn, warn);
     }
     if !sanitize::is_clean(value) {
@@ -243,7 +368,14 @@ fn param_line(out: &mut Vec<Line<'static>>, name: &str, kind: &str, value: &str,
 /// `head` then `value` sanitised and wrapped; continuation lines indent under the value. When the
 /// head is too wide to leave room, it gets lines of its own and the value follows, indented: no
 /// character of either is ever cut off.
-fn wrapped(out: &mut Vec<Line<'static>>, head: &str, value: &str, width: usize, head_style: Style, style: Style) {
+fn wrapped(
+    out: &mut Vec<Line<'static>>,
+    head: &str,
+    value: &str,
+    width: usize,
+    head_style: Style,
+    style: Style,
+) {
     let head_width = display_width(head);
     let clean = sanitize::block(value);
     if head_width > width / 2 {
@@ -251,12 +383,19 @@ fn wrapped(out: &mut Vec<Line<'static>>, head: &str, value: &str, width: usize, 
             out.push(Line::styled(part, head_style));
         }
         for part in wrap(&clean, width.saturating_sub(4).max(1)) {
-            out.push(Line::from(vec![Span::raw("    "), Span::styled(part, style)]));
+            out.push(Line::from(vec![
+                Span::raw("    "),
+                Span::styled(part, style),
+            ]));
         }
         return;
     }
     for (i, part) in wrap(&clean, width - head_width).into_iter().enumerate() {
-        let lead = if i == 0 { head.to_owned() } else { " ".repeat(head_width) };
+        let lead = if i == 0 {
+            head.to_owned()
+        } else {
+            " ".repeat(head_width)
+        };
         out.push(Line::from(vec![
             Span::styled(lead, head_style),
             Span::styled(part, style),

@@ -14,7 +14,10 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(theme.style(Role::BorderFocused))
-        .title(Span::styled(" Keys (remap them in [keys] of the config file) ", theme.style(Role::Title)));
+        .title(Span::styled(
+            " Keys (remap them in [keys] of the config file) ",
+            theme.style(Role::Title),
+        ));
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let width = usize::from(inner.width);
@@ -24,8 +27,14 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
         .into_iter()
         .map(|(keys, help)| {
             Line::from(vec![
-                Span::styled(format!("{:>14}  ", ellipsize(&keys, 14)), theme.style(Role::KeyHint)),
-                Span::styled(ellipsize(help, width.saturating_sub(16)), theme.style(Role::Text)),
+                Span::styled(
+                    format!("{:>14}  ", ellipsize(&keys, 14)),
+                    theme.style(Role::KeyHint),
+                ),
+                Span::styled(
+                    ellipsize(help, width.saturating_sub(16)),
+                    theme.style(Role::Text),
+                ),
             ])
         })
         .collect();

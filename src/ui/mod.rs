@@ -65,7 +65,9 @@ pub fn render(frame: &mut Frame<'_>, state: &AppState, theme: &Theme) -> RenderR
     let mut report = RenderReport::default();
     match state.pane {
         Pane::Approvals => match &state.detail {
-            Some(d) => report.detail_max_scroll = Some(detail::render(frame, body, state, d, theme)),
+            Some(d) => {
+                report.detail_max_scroll = Some(detail::render(frame, body, state, d, theme));
+            }
             None => approvals::render(frame, body, state, theme),
         },
         Pane::Traces => summary::traces(frame, body, state, theme),

@@ -29,10 +29,10 @@ fn row(label: &str, value: String, theme: &Theme, style: Style) -> Line<'static>
 }
 
 fn loading(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
-    let text = state
-        .store_error
-        .as_ref()
-        .map_or_else(|| "loading…".to_owned(), |e| format!("✗ {}", sanitize::line(e)));
+    let text = state.store_error.as_ref().map_or_else(
+        || "loading…".to_owned(),
+        |e| format!("✗ {}", sanitize::line(e)),
+    );
     frame.render_widget(Paragraph::new(text).style(theme.style(Role::Muted)), area);
 }
 
@@ -52,7 +52,12 @@ pub fn traces(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
         Line::default(),
         row("agent sessions seen", c.sessions.to_string(), theme, text),
         row("approval requests", c.requests.to_string(), theme, text),
-        row("trace steps stored", "0 (no trace capture yet)".to_owned(), theme, theme.style(Role::Muted)),
+        row(
+            "trace steps stored",
+            "0 (no trace capture yet)".to_owned(),
+            theme,
+            theme.style(Role::Muted),
+        ),
         Line::default(),
         Line::styled("Requests per agent", theme.style(Role::Title)),
     ];
@@ -60,7 +65,12 @@ pub fn traces(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
         lines.push(Line::styled("  (none yet)", theme.style(Role::Muted)));
     }
     for (agent, n) in &c.agents {
-        lines.push(row(&ellipsize(&sanitize::line(agent), 26), n.to_string(), theme, text));
+        lines.push(row(
+            &ellipsize(&sanitize::line(agent), 26),
+            n.to_string(),
+            theme,
+            text,
+        ));
     }
     lines.truncate(usize::from(inner.height).max(1));
     frame.render_widget(Paragraph::new(lines), inner);
@@ -73,7 +83,8 @@ pub fn metrics(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Them
     let Some(c) = &state.counts else {
         return loading(frame, inner, state, theme);
     };
-    let [left, right] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(inner);
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(inner);
     frame.render_widget(Paragraph::new(metric_lines(c, theme)), left);
     let bars: Vec<Bar<'static>> = c
         .by_tier_open
@@ -96,7 +107,12 @@ pub fn metrics(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Them
 fn metric_lines(c: &StoreCounts, theme: &Theme) -> Vec<Line<'static>> {
     let text = theme.style(Role::Text);
     let mut lines = vec![Line::styled("Human in the loop", theme.style(Role::Title))];
-    lines.push(row("requests (all time)", c.requests.to_string(), theme, text));
+    lines.push(row(
+        "requests (all time)",
+        c.requests.to_string(),
+        theme,
+        text,
+    ));
     for (status, n) in &c.by_status {
         lines.push(row(
             &format!("{} {status}", status_symbol(*status)),
@@ -105,27 +121,51 @@ fn metric_lines(c: &StoreCounts, theme: &Theme) -> Vec<Line<'static>> {
             theme.style(status_role(*status)),
         ));
     }
-    lines.push(row("decisions recorded", c.decisions.to_string(), theme, text));
+    lines.push(row(
+        "decisions recorded",
+        c.decisions.to_string(),
+        theme,
+        text,
+    ));
     let rate = if c.confirms + c.denies > 0 {
-        format!("{:.1}% ({} of {})", 100.0 * c.confirms as f64 / (c.confirms + c.denies) as f64, c.confirms, c.confirms + c.denies)
+        format!(
+            "{:.1}% ({} of {})",
+            100.0 * c.confirms as f64 / (c.confirms + c.denies) as f64,
+            c.confirms,
+            c.confirms + c.denies
+        )
     } else {
         "no decisions yet".to_owned()
     };
     lines.push(row("approval rate", rate, theme, text));
     lines.push(row(
         "median time to decision",
-        c.median_time_to_decision_ms.map_or_else(|| "no decisions yet".to_owned(), duration_ms),
+        c.median_time_to_decision_ms
+            .map_or_else(|| "no decisions yet".to_owned(), duration_ms),
         theme,
         text,
     ));
-    lines.push(row("audit entries", c.audit_entries.to_string(), theme, text));
+    lines.push(row(
+        "audit entries",
+        c.audit_entries.to_string(),
+        theme,
+        text,
+    ));
     lines.push(Line::default());
-    lines.push(Line::styled("Decisions per reviewer", theme.style(Role::Title)));
+    lines.push(Line::styled(
+        "Decisions per reviewer",
+        theme.style(Role::Title),
+    ));
     if c.reviewers.is_empty() {
         lines.push(Line::styled("  (none yet)", theme.style(Role::Muted)));
     }
     for (who, n) in &c.reviewers {
-        lines.push(row(&ellipsize(&sanitize::line(who), 26), n.to_string(), theme, text));
+        lines.push(row(
+            &ellipsize(&sanitize::line(who), 26),
+            n.to_string(),
+            theme,
+            text,
+        ));
     }
     lines
 }

@@ -25,7 +25,14 @@ pub fn queue_table(rows: &[QueueRow], now: DateTime<Utc>) -> String {
         let params: Vec<String> = r
             .key_params
             .iter()
-            .map(|(n, v)| format!("{}={}", sanitize::line(n), sanitize::line(v)))
+            .map(|(n, v)| {
+                let v = sanitize::line(v);
+                if v.is_empty() || v.contains(char::is_whitespace) {
+                    format!("{}={v:?}", sanitize::line(n))
+                } else {
+                    format!("{}={v}", sanitize::line(n))
+                }
+            })
             .collect();
         let more = if r.inputs > 1 {
             format!(" (+{} more inputs)", r.inputs - 1)

@@ -118,7 +118,14 @@ pub fn lines(
     out.push(Line::default());
     out.push(Line::styled("Rationale", theme.style(Role::Title)));
     match &r.rationale {
-        Some(t) => block_text(&mut out, t, width, text),
+        Some(t) => {
+            block_text(&mut out, t, width, text);
+            if !sanitize::is_clean(t) {
+                let warn = theme.style(Role::AlertWarn);
+                let why = "the rationale contains hidden or control characters (escape sequences, bidi, zero-width), shown as markers";
+                wrapped(&mut out, "  ⚠ ", why, width, warn, warn);
+            }
+        }
         None => out.push(Line::styled(
             "  (the agent gave no rationale for this step)",
             label,

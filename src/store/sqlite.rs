@@ -231,6 +231,20 @@ fn prefix_upper_bound(prefix: &str) -> Option<String> {
     None
 }
 
+/// How many distinct reviewers have confirmed something on a request: what the queue shows
+/// against a two-person rule's 2.
+pub(crate) fn distinct_approvers<'a>(
+    decisions: impl Iterator<Item = &'a decision::Decision>,
+) -> usize {
+    let mut approvers: Vec<&str> = decisions
+        .filter(|d| d.verdict == Verdict::Confirm)
+        .map(|d| d.reviewer.as_str())
+        .collect();
+    approvers.sort_unstable();
+    approvers.dedup();
+    approvers.len()
+}
+
 /// The refusal for deciding on a request whose stored status is already final, when the
 /// planner (with this caller's clock) did not see it so.
 fn refuse_final(
@@ -433,11 +447,7 @@ impl ApprovalStore for SqliteStore {
             })?;
             rows.push(schema::decision_json(seq, d));
         }
-        let approvals = decisions
-            .iter()
-            .chain(&plan.decisions)
-            .filter(|d| d.verdict == Verdict::Confirm)
-            .count() as i64;
+        let approvals = distinct_approvers(decisions.iter().chain(&plan.decisions)) as i64;
         let changed = tx
             .prepare_cached(
                 "UPDATE requests SET status = ?1, approvals = ?2, version = version + 1 \

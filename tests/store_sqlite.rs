@@ -319,6 +319,46 @@ fn confirm_and_deny_are_per_input_and_deny_needs_a_reason() {
 }
 
 #[test]
+fn an_input_named_twice_in_one_ask_is_one_decision() {
+    let (_dir, store) = store();
+    let policy = test_policy();
+    let request = sample_request("inv-1", RiskTier::Critical);
+    store.submit(&request, "runner").unwrap();
+    let twice = ask(&request, Verdict::Confirm, &[0, 0], "alice", Some("ok"));
+    let out = store.decide(&twice, &policy, at(1)).unwrap();
+    assert_eq!(
+        (out.decisions.len(), out.status),
+        (1, Status::PartiallyDecided)
+    );
+    let row = &store.open_queue(at(2)).unwrap()[0];
+    assert_eq!(row.approvals, 1, "one approver of the two needed");
+    assert!(store.audit_verify().unwrap().ok());
+}
+
+#[test]
+fn the_first_inputs_parameters_include_its_request_body() {
+    let (_dir, store) = store();
+    let api = serde_json::json!({"apiInvocationInput": {
+        "actionGroup": "payments", "apiPath": "/transfers", "httpMethod": "post",
+        "parameters": [{"name": "account", "type": "string", "value": "dev-1"}],
+        "requestBody": {"content": {"application/json": {"properties": [
+            {"name": "amount", "type": "number", "value": "5000"}]}}}}});
+    let request =
+        common::request_from_doc(&common::envelope("inv-api", &[api]), &test_policy(), t0());
+    store.submit(&request, "runner").unwrap();
+    let row = &store.open_queue(at(1)).unwrap()[0];
+    assert_eq!(row.action, "payments POST /transfers");
+    assert_eq!(
+        row.key_params,
+        [
+            ("account".to_owned(), "dev-1".to_owned()),
+            ("amount".to_owned(), "5000".to_owned())
+        ]
+    );
+    assert!(store.audit_verify().unwrap().ok());
+}
+
+#[test]
 fn all_denied_is_rejected_and_all_confirmed_approved() {
     let (_dir, store) = store();
     let policy = test_policy();

@@ -172,6 +172,10 @@ pub fn plan(
     let mut rows = Vec::with_capacity(ask.inputs.len());
     for (index, seen) in &ask.inputs {
         let index = *index;
+        // An input named twice in one ask is one decision, not two rows.
+        if rows.iter().any(|r: &Decision| r.input_index == index) {
+            continue;
+        }
         let Some(current) = request.input_hash(index) else {
             return Err(Refusal::NoSuchInput {
                 request: request.id.clone(),

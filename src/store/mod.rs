@@ -52,7 +52,7 @@ pub struct QueueRow {
     pub raised_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub status: Status,
-    /// Confirm decisions recorded so far (a two-person rule shows 1/2).
+    /// Distinct reviewers who have confirmed so far (a two-person rule shows 1/2).
     pub approvals: usize,
 }
 

@@ -231,6 +231,20 @@ fn prefix_upper_bound(prefix: &str) -> Option<String> {
     None
 }
 
+/// How many distinct reviewers have confirmed something on a request: what the queue shows
+/// against a two-person rule's 2.
+pub(crate) fn distinct_approvers<'a>(
+    decisions: impl Iterator<Item = &'a decision::Decision>,
+) -> usize {
+    let mut approvers: Vec<&str> = decisions
+        .filter(|d| d.verdict == Verdict::Confirm)
+        .map(|d| d.reviewer.as_str())
+        .collect();
+    approvers.sort_unstable();
+    approvers.dedup();
+    approvers.len()
+}
+
 /// The refusal for deciding on a request whose stored status is already final, when the
 /// planner (with this caller's clock) did not see it so.
 fn refuse_final(
@@ -284,18 +298,15 @@ impl ApprovalStore for SqliteStore {
             return Ok(ApprovalId(id));
         }
         // A range on the primary key: every id starting with the prefix sorts in [prefix, upper).
-        let (sql, upper) = match prefix_upper_bound(id_or_prefix) {
-            Some(upper) => (
-                "SELECT id FROM requests WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2",
-                upper,
-            ),
-            None => (
-                "SELECT id FROM requests WHERE id >= ?1 AND ?2 = '' ORDER BY id LIMIT 2",
-                String::new(),
-            ),
+        // When the prefix is all `char::MAX`, every id from it on starts with it.
+        let (range, upper) = match prefix_upper_bound(id_or_prefix) {
+            Some(upper) => ("id >= ?1 AND id < ?2", upper),
+            None => ("id >= ?1 AND ?2 = ''", String::new()),
         };
         let first_two: Vec<String> = conn
-            .prepare_cached(sql)
+            .prepare_cached(&format!(
+                "SELECT id FROM requests WHERE {range} ORDER BY id LIMIT 2"
+            ))
             .and_then(|mut st| {
                 st.query_map([id_or_prefix, upper.as_str()], |r| r.get(0))?
                     .collect::<Result<_, _>>()
@@ -305,11 +316,12 @@ impl ApprovalStore for SqliteStore {
             [] => Err(StoreError::NotFound(id_or_prefix.to_owned())),
             [one] => Ok(ApprovalId(one.clone())),
             _ => {
-                let count_sql = sql
-                    .replace("SELECT id", "SELECT count(*)")
-                    .replace(" ORDER BY id LIMIT 2", "");
                 let count: i64 = conn
-                    .query_row(&count_sql, [id_or_prefix, upper.as_str()], |r| r.get(0))
+                    .query_row(
+                        &format!("SELECT count(*) FROM requests WHERE {range}"),
+                        [id_or_prefix, upper.as_str()],
+                        |r| r.get(0),
+                    )
                     .map_err(err)?;
                 Err(StoreError::Ambiguous {
                     prefix: id_or_prefix.to_owned(),
@@ -355,8 +367,9 @@ impl ApprovalStore for SqliteStore {
         let shown = self.shown();
         let conn = self.lock();
         let sql = format!(
-            "SELECT {} FROM requests WHERE status IN {OPEN_STATUSES} AND expires_at_ms > ?1 \
-             ORDER BY raised_at_ms, id",
+            "SELECT {} FROM requests INDEXED BY requests_open \
+             WHERE status IN {OPEN_STATUSES} AND expires_at_ms > ?1 \
+             ORDER BY expires_at_ms, raised_at_ms, id",
             schema::QUEUE_COLUMNS
         );
         let mut st = conn
@@ -434,11 +447,7 @@ impl ApprovalStore for SqliteStore {
             })?;
             rows.push(schema::decision_json(seq, d));
         }
-        let approvals = decisions
-            .iter()
-            .chain(&plan.decisions)
-            .filter(|d| d.verdict == Verdict::Confirm)
-            .count() as i64;
+        let approvals = distinct_approvers(decisions.iter().chain(&plan.decisions)) as i64;
         let changed = tx
             .prepare_cached(
                 "UPDATE requests SET status = ?1, approvals = ?2, version = version + 1 \
@@ -497,8 +506,9 @@ impl ApprovalStore for SqliteStore {
             .map_err(|e| db_error(&shown, "starting the expiry sweep", &e))?;
         let due: Vec<(String, String, i64, i64)> = tx
             .prepare(&format!(
-                "SELECT id, status, version, expires_at_ms FROM requests \
-                 WHERE status IN {OPEN_STATUSES} AND expires_at_ms <= ?1 ORDER BY expires_at_ms, id"
+                "SELECT id, status, version, expires_at_ms FROM requests INDEXED BY requests_open \
+                 WHERE status IN {OPEN_STATUSES} AND expires_at_ms <= ?1 \
+                 ORDER BY expires_at_ms, raised_at_ms, id"
             ))
             .and_then(|mut st| {
                 st.query_map([now_ms], |r| {

@@ -34,7 +34,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         body_hash      TEXT NOT NULL,
         version        INTEGER NOT NULL DEFAULT 0
     ) STRICT;
-    CREATE INDEX requests_open ON requests (status, expires_at_ms);
+    -- The open queue, covering and partial: it holds only open rows, so reading the queue
+    -- touches neither the bodies nor the decided history, whatever its size.
+    CREATE INDEX requests_open ON requests (
+        expires_at_ms, raised_at_ms, id, status, agent_id, agent_alias_id, session_id, tier,
+        reason, rule, action, key_params, inputs, approvals
+    ) WHERE status IN ('pending', 'partially-decided');
+    -- Totals (by status, by tier, per agent and session) without reading the bodies.
+    CREATE INDEX requests_status ON requests (status, tier);
+    CREATE INDEX requests_agent ON requests (agent_id, session_id);
     CREATE TABLE decisions (
         request_id     TEXT NOT NULL REFERENCES requests (id),
         seq            INTEGER NOT NULL CHECK (seq > 0),

@@ -3,7 +3,7 @@
 //! Reads leniently: whatever is in the file, a problem becomes a line of the report, never a
 //! panic or an early stop.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
@@ -321,21 +321,22 @@ fn check_requests(
             check_body(&id, &at, r, &body, row, problems);
         }
 
-        let mut confirms = 0_i64;
+        let mut approvers = BTreeSet::new();
         let mut drows = decisions_st
             .query([id.as_str()])
             .map_err(db(path, "reading the decisions"))?;
         while let Some(d) = drows.next().map_err(db(path, "reading the decisions"))? {
             let fields = decision_fields(d).map_err(db(path, "reading the decisions"))?;
             if fields.get("verdict").and_then(Value::as_str) == Some("confirm") {
-                confirms += 1;
+                approvers.insert(fields.get("reviewer").map(ToString::to_string));
             }
             check_decision(&id, &fields, request.as_ref(), log, problems);
         }
-        if approvals != Some(confirms) {
+        if approvals != i64::try_from(approvers.len()).ok() {
             problems.push(format!(
-                "{at}: its approvals column is {} but {confirms} confirm decisions are recorded",
-                text(cell(2)?)
+                "{at}: its approvals column is {} but {} distinct reviewers confirmed it",
+                text(cell(2)?),
+                approvers.len()
             ));
         }
         match &logged.last_status {

@@ -229,51 +229,35 @@ fn row_lines(
         );
     }
     let marker = if selected { "▌" } else { " " };
+    let cell = |text: String, width: usize, role: Role| Span::styled(pad(&text, width), sel(role));
+    let gap = || Span::styled(" ".to_owned(), base);
+    let mut first = vec![
+        cell(marker.to_owned(), 1, Role::Accent),
+        cell(
+            tier_label(row.tier, cols.short),
+            cols.tier,
+            tier_role(row.tier),
+        ),
+        gap(),
+        cell(left, cols.left, left_role),
+        gap(),
+        cell(ellipsize(&agent, cols.agent), cols.agent, Role::Text),
+        gap(),
+        cell(action, cols.action, Role::Accent),
+        gap(),
+    ];
+    let reason = cell(reason, cols.reason, Role::Muted);
+    let params = cell(params, cols.params, Role::Text);
     if cols.short {
-        let first = Line::from(vec![
-            Span::styled(marker.to_owned(), sel(Role::Accent)),
-            Span::styled(
-                pad(&tier_label(row.tier, cols.short), cols.tier),
-                sel(tier_role(row.tier)),
-            ),
-            Span::styled(" ".to_owned(), base),
-            Span::styled(pad(&left, cols.left), sel(left_role)),
-            Span::styled(" ".to_owned(), base),
-            Span::styled(
-                pad(&ellipsize(&agent, cols.agent), cols.agent),
-                sel(Role::Text),
-            ),
-            Span::styled(" ".to_owned(), base),
-            Span::styled(pad(&action, cols.action), sel(Role::Accent)),
-            Span::styled(" ".to_owned(), base),
-            Span::styled(pad(&reason, cols.reason), sel(Role::Muted)),
-        ]);
+        first.push(reason);
         let indent = 1 + cols.tier + 1 + cols.left + 1;
-        let second = Line::from(vec![
-            Span::styled(marker.to_owned(), sel(Role::Accent)),
+        let second = vec![
+            cell(marker.to_owned(), 1, Role::Accent),
             Span::styled(" ".repeat(indent - 1), base),
-            Span::styled(pad(&params, cols.params), sel(Role::Text)),
-        ]);
-        return vec![first, second];
+            params,
+        ];
+        return vec![Line::from(first), Line::from(second)];
     }
-    vec![Line::from(vec![
-        Span::styled(marker.to_owned(), sel(Role::Accent)),
-        Span::styled(
-            pad(&tier_label(row.tier, cols.short), cols.tier),
-            sel(tier_role(row.tier)),
-        ),
-        Span::styled(" ".to_owned(), base),
-        Span::styled(pad(&left, cols.left), sel(left_role)),
-        Span::styled(" ".to_owned(), base),
-        Span::styled(
-            pad(&ellipsize(&agent, cols.agent), cols.agent),
-            sel(Role::Text),
-        ),
-        Span::styled(" ".to_owned(), base),
-        Span::styled(pad(&action, cols.action), sel(Role::Accent)),
-        Span::styled(" ".to_owned(), base),
-        Span::styled(pad(&params, cols.params), sel(Role::Text)),
-        Span::styled(" ".to_owned(), base),
-        Span::styled(pad(&reason, cols.reason), sel(Role::Muted)),
-    ])]
+    first.extend([params, gap(), reason]);
+    vec![Line::from(first)]
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
 
-use crate::domain::approval::{ApprovalId, ApprovalRequest, InvocationInput};
+use crate::domain::approval::{ApprovalId, ApprovalRequest};
 use crate::domain::decision::{Decision, Verdict};
 use crate::domain::policy::{ControlReason, RiskTier};
 use crate::domain::status::Status;
@@ -146,31 +146,19 @@ pub(super) struct Summary {
 
 impl Summary {
     pub fn of(request: &ApprovalRequest) -> Self {
-        let lead = request.lead_assessment();
-        let first = request.inputs.first();
-        let params: Vec<(String, String)> = first
-            .map(|i| {
-                i.all_parameters()
-                    .into_iter()
-                    .map(|p| (p.name, p.value))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let row = QueueRow::of(request, crate::domain::status::Status::Pending, 0);
         Self {
-            agent_id: request.agent_id.clone(),
-            agent_alias_id: request.agent_alias_id.clone(),
-            session_id: request.session_id.clone(),
-            tier: i64::from(request.tier().rank()),
-            reason: lead
-                .map_or(ControlReason::ApprovalRequired, |a| a.reason)
-                .as_str()
-                .to_owned(),
-            rule: lead.and_then(|a| a.rule.clone()),
-            action: first.map(InvocationInput::action_label).unwrap_or_default(),
-            key_params: serde_json::to_string(&params).unwrap_or_else(|_| "[]".to_owned()),
-            inputs: request.inputs.len() as i64,
-            raised_at_ms: to_ms(request.raised_at),
-            expires_at_ms: to_ms(request.expires_at),
+            agent_id: row.agent_id,
+            agent_alias_id: row.agent_alias_id,
+            session_id: row.session_id,
+            tier: i64::from(row.tier.rank()),
+            reason: row.reason.as_str().to_owned(),
+            rule: row.rule,
+            action: row.action,
+            key_params: serde_json::to_string(&row.key_params).unwrap_or_else(|_| "[]".to_owned()),
+            inputs: row.inputs as i64,
+            raised_at_ms: to_ms(row.raised_at),
+            expires_at_ms: to_ms(row.expires_at),
         }
     }
 

@@ -40,9 +40,11 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// A tmux server of our own, killed when dropped (also when the test fails).
+/// A tmux server of our own, killed (and its socket file removed) when dropped, also when the
+/// test fails.
 struct Tmux {
     socket: String,
+    socket_path: Option<std::path::PathBuf>,
 }
 
 impl Tmux {
@@ -56,7 +58,10 @@ impl Tmux {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let tmux = Self { socket };
+        let mut tmux = Self {
+            socket,
+            socket_path: None,
+        };
         let mut env = vec![
             format!("PATH={}", std::env::var("PATH").unwrap_or_default()),
             "TERM=xterm-256color".to_owned(),
@@ -85,6 +90,9 @@ impl Tmux {
             "tmux new-session failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let path = tmux.run(&["display-message", "-p", "#{socket_path}"]);
+        let path = String::from_utf8_lossy(&path.stdout).trim().to_owned();
+        tmux.socket_path = (!path.is_empty()).then(|| path.into());
         tmux
     }
 
@@ -162,6 +170,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
+        if let Some(p) = &self.socket_path {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 

@@ -164,7 +164,7 @@ fn console(config: &Config, store: SqliteStore, spec: &StoreSpec) -> Result<(), 
             .file
             .as_ref()
             .map_or_else(|| "(configuration)".to_owned(), |p| p.display().to_string());
-        CliError::bad_input(format!("{file}: [keys]: {e}"))
+        CliError::bad_input(format!("{file}: {e}"))
     })?;
     let theme = load_theme(&config.theme)?;
     let state = AppState::new(

@@ -40,6 +40,7 @@ fn io(e: &std::io::Error) -> CliError {
 
 /// Reads a submission from a file or `-` (stdin), refusing anything over the limit.
 pub fn read_submission(file: &str, stdin: &mut dyn Read) -> Result<Vec<u8>, CliError> {
+    let name = if file == "-" { "(stdin)" } else { file };
     let mut buf = Vec::new();
     let limit = MAX_SUBMISSION + 1;
     let read = if file == "-" {
@@ -50,10 +51,10 @@ pub fn read_submission(file: &str, stdin: &mut dyn Read) -> Result<Vec<u8>, CliE
             .take(limit)
             .read_to_end(&mut buf)
     };
-    read.map_err(|e| CliError::bad_input(format!("{file}: cannot read: {e}")))?;
+    read.map_err(|e| CliError::bad_input(format!("{name}: cannot read: {e}")))?;
     if buf.len() as u64 > MAX_SUBMISSION {
         return Err(CliError::bad_input(format!(
-            "{file}: the submission is larger than {MAX_SUBMISSION} bytes; nothing was written"
+            "{name}: the submission is larger than {MAX_SUBMISSION} bytes; nothing was written"
         )));
     }
     Ok(buf)

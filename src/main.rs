@@ -106,8 +106,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
         None => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
-            let store = open_store(&spec)?;
-            console(&config, store, &spec)
+            console(&config, &spec, false)
         }
         Some(Command::Demo { path }) => {
             let path = path.clone().unwrap_or_else(|| {
@@ -116,9 +115,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     .join("demo.db")
             });
             let spec = StoreSpec::Sqlite(path);
-            let store = open_store(&spec)?;
-            demo::seed(&store, &config, now)?;
-            console(&config, store, &spec)
+            console(&config, &spec, true)
         }
         Some(cmd) => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
@@ -158,7 +155,9 @@ fn run(cli: &Cli) -> Result<(), CliError> {
     }
 }
 
-fn console(config: &Config, store: SqliteStore, spec: &StoreSpec) -> Result<(), CliError> {
+/// Opens the console. The keymap and theme are checked before the store is touched, so a bad
+/// config leaves nothing behind. With `demo`, the store is seeded with the example requests.
+fn console(config: &Config, spec: &StoreSpec, demo: bool) -> Result<(), CliError> {
     let keymap = Keymap::with_overrides(&config.keys).map_err(|e| {
         let file = config
             .file
@@ -167,6 +166,10 @@ fn console(config: &Config, store: SqliteStore, spec: &StoreSpec) -> Result<(), 
         CliError::bad_input(format!("{file}: {e}"))
     })?;
     let theme = load_theme(&config.theme)?;
+    let store = open_store(spec)?;
+    if demo {
+        demo::seed(&store, config, Utc::now())?;
+    }
     let state = AppState::new(
         keymap,
         config.policy.clone(),

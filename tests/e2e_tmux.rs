@@ -439,15 +439,11 @@ fn scenario_e_critical_needs_reason_word_and_a_second_reviewer() {
             .unwrap()
             .is_empty()
     );
-    // A wrong word ends the attempt; starting over asks for the reason and the word again.
-    tmux.keys(&["a"]);
-    tmux.wait_text("Reason to approve (critical risk):");
-    tmux.type_text("invoice INV-2291 checked");
-    tmux.keys(&["Enter"]);
+    // A wrong word keeps the prompt open, empty, for another try; the reason is kept.
     tmux.wait_text("type transferFunds to approve:");
     tmux.type_text("transferFunds");
     tmux.keys(&["Enter"]);
-    tmux.wait_text("recorded; request still partially-decided");
+    tmux.wait_text("needs 2 distinct approvers; waiting for another");
     let shown = sb.show("crit-e001");
     assert_eq!(shown["decisions"][0]["reviewer"], "carol");
     assert_eq!(shown["decisions"][0]["reason"], "invoice INV-2291 checked");

@@ -507,6 +507,7 @@ fn begin_decision(state: &mut AppState, action: Action) -> Vec<Effect> {
         reason: None,
     };
     if verdict == Verdict::Deny || intent.requirements.reason_required {
+        state.message = None;
         state.prompt = Some(Prompt::Reason {
             intent,
             text: String::new(),
@@ -551,6 +552,7 @@ fn confirm_step(state: &mut AppState, intent: Intent, reason_given: bool) -> Vec
             }
         }
         Confirmation::TypedWord => {
+            state.message = None;
             state.prompt = Some(Prompt::Word {
                 intent,
                 text: String::new(),
@@ -611,6 +613,11 @@ fn decided(
                 format!(
                     "{verb} {n} {plural} of {short}: request is now {}",
                     outcome.status
+                )
+            } else if intent.verdict == Verdict::Confirm && intent.requirements.approvers > 1 {
+                format!(
+                    "approval recorded: {short} needs {} distinct approvers; waiting for another",
+                    intent.requirements.approvers
                 )
             } else {
                 format!(
@@ -684,15 +691,16 @@ fn prompt_key(state: &mut AppState, edit: Option<Edit>) -> Vec<Effect> {
                 if text == intent.word {
                     decide(state, intent)
                 } else {
-                    say(
-                        state,
-                        Level::Error,
-                        format!(
-                            "typed {:?}, expected {:?}: nothing was recorded",
-                            sanitize::line(&text),
-                            sanitize::line(&intent.word)
-                        ),
+                    let msg = format!(
+                        "typed {:?}, expected {:?}: nothing was recorded; type it again or Esc",
+                        sanitize::line(&text),
+                        sanitize::line(&intent.word)
                     );
+                    state.prompt = Some(Prompt::Word {
+                        intent,
+                        text: String::new(),
+                    });
+                    say(state, Level::Error, msg);
                     Vec::new()
                 }
             }

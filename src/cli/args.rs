@@ -8,7 +8,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  ok
   2  bad input or usage (the message names the field and the rule)
-  3  conflict: already decided, expired, or not allowed by policy
+  3  conflict: already decided, expired, not allowed by policy, or `audit verify` found tampering
   4  store unavailable";
 
 /// agentdeck: approve agents' actions, inspect their traces, watch the fleet's health.

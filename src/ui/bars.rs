@@ -173,6 +173,18 @@ pub fn context_actions(state: &AppState) -> Vec<Action> {
 
 pub fn keys(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
     let width = usize::from(area.width);
+    if state.prompt.is_some() {
+        if let Some(m) = state.message.as_ref().filter(|m| m.level >= Level::Warn) {
+            let (sym, role) = if m.level == Level::Error {
+                ("✗", Role::AlertError)
+            } else {
+                ("!", Role::AlertWarn)
+            };
+            let text = ellipsize(&format!("{sym} {}", sanitize::line(&m.text)), width);
+            frame.render_widget(Paragraph::new(Line::styled(text, theme.style(role))), area);
+            return;
+        }
+    }
     let pairs: Vec<(String, String)> = if state.prompt.is_some() {
         vec![
             ("Enter".into(), "confirm".into()),

@@ -358,3 +358,23 @@ fn queue_with_colour() {
     let (s, _) = loaded_state(80, 24);
     insta::assert_debug_snapshot!("queue_80x24_styled", draw(&s, &dark()));
 }
+
+#[test]
+fn markers_are_styled_apart_from_text_so_a_typed_lookalike_cannot_pass_for_one() {
+    let (mut s, reqs) = loaded_state(120, 40);
+    open(&mut s, &reqs, "inv-hostile", Vec::new());
+    let theme = dark();
+    let buf = draw(&s, &theme);
+    let untrusted = theme.style(agentdeck::ui::theme::Role::Untrusted);
+    let mut marker_cells = 0;
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            let cell = &buf[(x, y)];
+            if cell.symbol() == "⟨" || cell.symbol() == "␛" {
+                assert_eq!(cell.fg, untrusted.fg.unwrap(), "marker at {x},{y} not styled");
+                marker_cells += 1;
+            }
+        }
+    }
+    assert!(marker_cells >= 3, "expected marker cells, found {marker_cells}");
+}

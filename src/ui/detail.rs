@@ -8,13 +8,13 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::format::{countdown, status_role, status_symbol, tier_label, tier_role, timestamp};
-use super::text::{display_width, wrap};
+use super::text::{display_width, wrap, wrap_segments};
 use super::theme::{Role, Theme};
 use crate::app::AppState;
 use crate::app::state::Detail;
 use crate::domain::approval::{ActionTarget, InvocationInput};
 use crate::domain::decision::Verdict;
-use crate::domain::sanitize;
+use crate::domain::sanitize::{self, Segment};
 use crate::domain::status::InputState;
 use crate::store::StoredRequest;
 
@@ -86,7 +86,15 @@ pub fn lines(
         Span::styled(format!("{left} left"), theme.style(Role::AlertWarn)),
     ]));
     let field = |name: &str, value: String, out: &mut Vec<Line<'static>>| {
-        wrapped(out, &format!("{name:<10}"), &value, width, label, text);
+        wrapped(
+            out,
+            &format!("{name:<10}"),
+            &value,
+            width,
+            label,
+            text,
+            theme.style(Role::Untrusted),
+        );
     };
     field(
         "agent",
@@ -119,11 +127,19 @@ pub fn lines(
     out.push(Line::styled("Rationale", theme.style(Role::Title)));
     match &r.rationale {
         Some(t) => {
-            block_text(&mut out, t, width, text);
+            block_text(&mut out, t, width, text, theme.style(Role::Untrusted));
             if !sanitize::is_clean(t) {
                 let warn = theme.style(Role::AlertWarn);
                 let why = "the rationale contains hidden or control characters (escape sequences, bidi, zero-width), shown as markers";
-                wrapped(&mut out, "  ⚠ ", why, width, warn, warn);
+                wrapped(
+                    &mut out,
+                    "  ⚠ ",
+                    why,
+                    width,
+                    warn,
+                    warn,
+                    theme.style(Role::Untrusted),
+                );
             }
         }
         None => out.push(Line::styled(
@@ -156,6 +172,7 @@ pub fn lines(
             width,
             label,
             text,
+            theme.style(Role::Untrusted),
         );
     }
     out
@@ -225,6 +242,7 @@ fn input_lines(
         width,
         label,
         theme.style(Role::Accent),
+        theme.style(Role::Untrusted),
     );
     wrapped(
         out,
@@ -233,6 +251,7 @@ fn input_lines(
         width,
         label,
         text,
+        theme.style(Role::Untrusted),
     );
     if let Some(a) = r.assessments.get(index) {
         let req = state.policy.requirements(a.tier);
@@ -254,6 +273,7 @@ fn input_lines(
             width,
             label,
             theme.style(tier_role_of(a.tier)),
+            theme.style(Role::Untrusted),
         );
         for note in &a.notes {
             wrapped(
@@ -263,11 +283,20 @@ fn input_lines(
                 width,
                 theme.style(Role::AlertWarn),
                 theme.style(Role::AlertWarn),
+                theme.style(Role::Untrusted),
             );
         }
     }
     if let Some(c) = &input.collaborator_name {
-        wrapped(out, "collab.   ", c, width, label, text);
+        wrapped(
+            out,
+            "collab.   ",
+            c,
+            width,
+            label,
+            text,
+            theme.style(Role::Untrusted),
+        );
     }
     if let Some(h) = r.input_hash(index) {
         wrapped(
@@ -277,6 +306,7 @@ fn input_lines(
             width,
             label,
             label,
+            theme.style(Role::Untrusted),
         );
     }
     let params = &input.parameters;
@@ -327,6 +357,7 @@ fn input_lines(
                 width,
                 theme.style(role),
                 text,
+                theme.style(Role::Untrusted),
             );
         }
     }
@@ -352,6 +383,7 @@ fn param_line(
         width,
         theme.style(Role::Muted),
         theme.style(Role::Text),
+        theme.style(Role::Untrusted),
     );
     let suspicious = sanitize::mixed_script_words(value);
     let warn = theme.style(Role::AlertWarn);
@@ -364,11 +396,27 @@ fn param_line(
             "mixes alphabets (look-alike characters): {}",
             words.join(", ")
         );
-        wrapped(out, "    ⚠ ", &why, width, warn, warn);
+        wrapped(
+            out,
+            "    ⚠ ",
+            &why,
+            width,
+            warn,
+            warn,
+            theme.style(Role::Untrusted),
+        );
     }
     if !sanitize::is_clean(value) {
-        let why = "contains hidden or control characters, shown as ⟨U+…⟩ or ␛-style markers";
-        wrapped(out, "    ⚠ ", why, width, warn, warn);
+        let why = "contains hidden or control characters, shown as highlighted markers";
+        wrapped(
+            out,
+            "    ⚠ ",
+            why,
+            width,
+            warn,
+            warn,
+            theme.style(Role::Untrusted),
+        );
     }
 }
 
@@ -382,37 +430,50 @@ fn wrapped(
     width: usize,
     head_style: Style,
     style: Style,
+    marker: Style,
 ) {
     let head_width = display_width(head);
-    let clean = sanitize::block(value);
+    let segments = sanitize::segments(value, true);
+    let spans = |line: Vec<Segment>| -> Vec<Span<'static>> {
+        line.into_iter()
+            .map(|seg| match seg {
+                Segment::Text(t) => Span::styled(t, style),
+                Segment::Marker(m) => Span::styled(m, marker),
+            })
+            .collect()
+    };
     if head_width > width / 2 {
         for part in wrap(head, width) {
             out.push(Line::styled(part, head_style));
         }
-        for part in wrap(&clean, width.saturating_sub(4).max(1)) {
-            out.push(Line::from(vec![
-                Span::raw("    "),
-                Span::styled(part, style),
-            ]));
+        for line in wrap_segments(&segments, width.saturating_sub(4).max(1)) {
+            let mut v = vec![Span::raw("    ")];
+            v.extend(spans(line));
+            out.push(Line::from(v));
         }
         return;
     }
-    for (i, part) in wrap(&clean, width - head_width).into_iter().enumerate() {
+    for (i, line) in wrap_segments(&segments, width - head_width)
+        .into_iter()
+        .enumerate()
+    {
         let lead = if i == 0 {
             head.to_owned()
         } else {
             " ".repeat(head_width)
         };
-        out.push(Line::from(vec![
-            Span::styled(lead, head_style),
-            Span::styled(part, style),
-        ]));
+        let mut v = vec![Span::styled(lead, head_style)];
+        v.extend(spans(line));
+        out.push(Line::from(v));
     }
 }
 
-fn block_text(out: &mut Vec<Line<'static>>, value: &str, width: usize, style: Style) {
-    let clean = sanitize::block(value);
-    for part in wrap(&clean, width.saturating_sub(2).max(1)) {
-        out.push(Line::from(vec![Span::raw("  "), Span::styled(part, style)]));
-    }
+fn block_text(
+    out: &mut Vec<Line<'static>>,
+    value: &str,
+    width: usize,
+    style: Style,
+    marker: Style,
+) {
+    wrapped(out, "  ", value, width, style, style, marker);
 }

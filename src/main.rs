@@ -117,6 +117,23 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             let spec = StoreSpec::Sqlite(path);
             console(&config, &spec, true)
         }
+        Some(Command::Sim {
+            port,
+            scenario,
+            seed,
+            faults,
+            time_scale,
+        }) => agentdeck::sim::cli::run(
+            &agentdeck::sim::cli::SimArgs {
+                port: *port,
+                scenarios: scenario.clone(),
+                seed: *seed,
+                faults: faults.clone(),
+                time_scale: *time_scale,
+            },
+            &mut stdout,
+        )
+        .map_err(|e| CliError::bad_input(e.to_string())),
         Some(cmd) => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
             let store = open_store(&spec)?;
@@ -149,7 +166,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     commands::decide(&ctx, args, Verdict::Deny, &mut stdout)
                 }
                 Command::Audit { command } => commands::audit(&ctx, command, &mut stdout),
-                Command::Demo { .. } => Ok(()),
+                Command::Demo { .. } | Command::Sim { .. } => Ok(()),
             }
         }
     }

@@ -371,10 +371,17 @@ fn markers_are_styled_apart_from_text_so_a_typed_lookalike_cannot_pass_for_one()
         for x in 0..buf.area.width {
             let cell = &buf[(x, y)];
             if cell.symbol() == "⟨" || cell.symbol() == "␛" {
-                assert_eq!(cell.fg, untrusted.fg.unwrap(), "marker at {x},{y} not styled");
+                assert_eq!(
+                    cell.fg,
+                    untrusted.fg.unwrap(),
+                    "marker at {x},{y} not styled"
+                );
                 marker_cells += 1;
             }
         }
     }
-    assert!(marker_cells >= 3, "expected marker cells, found {marker_cells}");
+    assert!(
+        marker_cells >= 3,
+        "expected marker cells, found {marker_cells}"
+    );
 }

@@ -576,7 +576,13 @@ pub fn summarize(agent: &AgentDef, script: &ScriptDef) -> String {
             Step::Kb { knowledge_base, .. } => parts.push(format!("KB {knowledge_base}")),
             Step::Code { .. } => parts.push("code interpreter".to_owned()),
             Step::Collaborate { collaborator, .. } => {
-                parts.push(format!("-> collaborator {collaborator}"));
+                let target = agent
+                    .collaborators
+                    .iter()
+                    .find(|c| &c.name == collaborator)
+                    .map(|c| format!(" ({}/{})", c.agent, c.alias))
+                    .unwrap_or_default();
+                parts.push(format!("collaborator {collaborator}{target}"));
             }
             Step::Fail { end, .. } => parts.push(match end {
                 FailEnd::Exception => "failureTrace + exception frame".to_owned(),
@@ -586,5 +592,6 @@ pub fn summarize(agent: &AgentDef, script: &ScriptDef) -> String {
             Step::Answer { .. } => parts.push("answer".to_owned()),
         }
     }
+    parts.dedup();
     parts.join(", ")
 }

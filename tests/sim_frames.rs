@@ -424,3 +424,42 @@ async fn a_stall_holds_the_stream_then_it_completes() {
     assert!(decode_all(&r.body()).len() > 3);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn time_scale_paces_the_scripted_latencies() {
+    let h = start(SimConfig {
+        time_scale: 0.05,
+        ..SimConfig::builtin().unwrap()
+    })
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let r = raw(
+        &h,
+        "/agents/PAYAGENT01/agentAliases/PRODALIAS/sessions/s-pace/text",
+        Some(AUTH),
+        r#"{"inputText":"balance","enableTrace":true}"#,
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let total_ms = decode_all(&r.body())
+        .iter()
+        .filter(|m| header_str(m, ":event-type") == "trace")
+        .find_map(|m| {
+            let v: serde_json::Value = serde_json::from_slice(m.payload()).unwrap();
+            v["trace"]["orchestrationTrace"]["observation"]["finalResponse"]["metadata"]["operationTotalTimeMs"].as_u64()
+        })
+        .unwrap();
+    // the scripted run took total_ms of virtual time; at 0.05 the stream took about 5% of it
+    let expected = std::time::Duration::from_millis(total_ms * 5 / 100);
+    assert!(total_ms > 500, "{total_ms}");
+    assert!(
+        elapsed >= expected.mul_f64(0.9),
+        "{elapsed:?} < {expected:?}"
+    );
+    assert!(
+        elapsed < expected * 4 + std::time::Duration::from_millis(500),
+        "{elapsed:?}"
+    );
+    h.shutdown().await;
+}

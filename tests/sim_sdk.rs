@@ -1340,5 +1340,25 @@ async fn two_hundred_concurrent_sessions() {
         frames as f64 / wall.as_secs_f64()
     );
     assert!(wall < Duration::from_secs(60));
+
+    // one client, one session after another, streamed answers (many small frames)
+    let started = Instant::now();
+    let mut frames = 0;
+    for i in 0..100 {
+        let session = format!("seq-{i}");
+        let mut call = Call::new(
+            "KBAGENT003",
+            "LIVE",
+            &session,
+            "how do I book business class travel?",
+        );
+        call.stream = true;
+        frames += invoke(&c, call).await.unwrap().events.len();
+    }
+    let wall = started.elapsed();
+    eprintln!(
+        "100 sequential streamed invocations: {wall:?}, {frames} frames, {:.0} frames/s",
+        frames as f64 / wall.as_secs_f64()
+    );
     h.shutdown().await;
 }

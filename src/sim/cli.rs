@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{AgentSummary, Faults, Scenario, SimConfig, SimError, SimStats, start};
+use super::{AgentSummary, Behaviour, Faults, Scenario, SimConfig, SimError, SimStats, start};
 
 /// The command line's options.
 #[derive(Debug, Clone)]
@@ -49,60 +49,62 @@ pub fn banner(endpoint: &str, agents: &[AgentSummary], faults: &Faults, seed: u6
         "{:<11} {:<20} {:<22} {:>5}  INPUT CONTAINING -> DOES",
         "AGENT ID", "NAME", "ALIASES", "TTL"
     );
-    for a in agents {
-        let mut first = true;
-        for b in &a.behaviours {
-            let words = if b.keywords.is_empty() {
-                "(anything else)".to_owned()
-            } else {
-                b.keywords
-                    .iter()
-                    .map(|k| format!("{k:?}"))
-                    .collect::<Vec<_>>()
-                    .join("|")
-            };
-            if first {
-                let _ = writeln!(
-                    s,
-                    "{:<11} {:<20} {:<22} {:>4}s  {words} -> {}",
-                    a.id,
-                    a.name,
-                    a.aliases.join(","),
-                    a.idle_ttl_secs,
-                    b.does
-                );
-                first = false;
-            } else {
-                let _ = writeln!(s, "{:<62}  {words} -> {}", "", b.does);
-            }
+    let words = |b: &Behaviour| {
+        if b.keywords.is_empty() {
+            "(anything else)".to_owned()
+        } else {
+            b.keywords
+                .iter()
+                .map(|k| format!("{k:?}"))
+                .collect::<Vec<_>>()
+                .join("|")
         }
-        if first {
-            let _ = writeln!(
-                s,
-                "{:<11} {:<20} {:<22} {:>4}s  (anything) -> answer",
-                a.id,
-                a.name,
-                a.aliases.join(","),
-                a.idle_ttl_secs
-            );
+    };
+    for a in agents {
+        let own: Vec<&Behaviour> = a.behaviours.iter().filter(|b| !b.shared).collect();
+        let first = own.first().map_or_else(
+            || "(anything) -> answer".to_owned(),
+            |b| format!("{} -> {}", words(b), b.does),
+        );
+        let _ = writeln!(
+            s,
+            "{:<11} {:<20} {:<22} {:>4}s  {first}",
+            a.id,
+            a.name,
+            a.aliases.join(","),
+            a.idle_ttl_secs
+        );
+        for b in own.iter().skip(1) {
+            let _ = writeln!(s, "{:<62}  {} -> {}", "", words(b), b.does);
         }
     }
-    let _ = writeln!(s);
+    let shared: Vec<&Behaviour> = agents
+        .first()
+        .map(|a| a.behaviours.iter().filter(|b| b.shared).collect())
+        .unwrap_or_default();
+    if !shared.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "Any agent (checked before its own scripts):");
+        for b in shared {
+            let _ = writeln!(s, "  {} -> {}", words(b), b.does);
+        }
+    }
     let _ = writeln!(
         s,
-        "Any agent: streamingConfigurations.streamFinalResponse=true streams the answer in small chunks."
+        "  streamingConfigurations.streamFinalResponse=true -> the answer in small chunks, guardrail traces between them"
     );
+    let _ = writeln!(s);
     let _ = writeln!(
         s,
         "Requests must be SigV4-signed (any credentials; signatures are not checked). Try:"
     );
     let _ = writeln!(
         s,
-        "  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test aws bedrock-agent-runtime invoke-agent \\\n    --region us-east-1 --endpoint-url {endpoint} --agent-id PAYAGENT01 --agent-alias-id PRODALIAS \\\n    --session-id demo-1 --enable-trace --input-text \"pay 250 EUR to acct-77\" out.bin"
+        "  python3 -c \"import boto3; c = boto3.client('bedrock-agent-runtime', endpoint_url='{endpoint}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test'); [print(e) for e in c.invoke_agent(agentId='PAYAGENT01', agentAliasId='PRODALIAS', sessionId='demo-1', enableTrace=True, inputText='pay 250 EUR to acct-77')['completion']]\""
     );
     let _ = writeln!(
         s,
-        "  agentdeck (runner) or any AWS SDK: set endpoint_url to {endpoint}. Ctrl-C stops."
+        "  Rust SDK: aws_sdk_bedrockagentruntime::config::Builder::new().endpoint_url(\"{endpoint}\"). (The AWS CLI has no invoke-agent.) Ctrl-C stops."
     );
     s
 }
@@ -112,6 +114,27 @@ fn summary(stats: &SimStats) -> String {
         "served {} invocations ({} resumes), {} frames, {} bytes, {} sessions, {} errors",
         stats.invocations, stats.resumes, stats.frames, stats.bytes, stats.sessions, stats.errors
     )
+}
+
+/// Ctrl-C, or SIGTERM where there is one.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Run until Ctrl-C.
@@ -128,7 +151,7 @@ pub fn run(args: &SimArgs, out: &mut dyn Write) -> Result<(), SimError> {
             banner(&handle.endpoint(), &handle.agents(), handle.faults(), seed).as_bytes(),
         )?;
         out.flush()?;
-        let _ = tokio::signal::ctrl_c().await;
+        stopped().await;
         let stats = handle.stats();
         handle.shutdown().await;
         writeln!(out, "\n{}", summary(&stats))?;

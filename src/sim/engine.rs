@@ -677,7 +677,7 @@ impl<'w> Runner<'w> {
             Step::Custom { event } => {
                 let text = Self::r(act, event);
                 Self::begin_step(act);
-                let (_, _) = self.advance(20, 200);
+                self.advance(20, 200);
                 let trace_id = act.trace_id.clone();
                 self.trace(
                     act,
@@ -759,7 +759,7 @@ impl<'w> Runner<'w> {
     }
 
     fn failure(&mut self, act: &mut Act, reason: &str, code: i32) {
-        if act.trace_id.ends_with("-0") && act.step == 0 {
+        if act.step == 0 {
             Self::begin_step(act);
         }
         let (start, end) = self.advance(50, 400);
@@ -1091,7 +1091,6 @@ impl<'w> Runner<'w> {
                     "promptCreationMode": "DEFAULT", "parserMode": "DEFAULT" } } }),
             );
             let start = self.now_ms;
-            let mut sent = 0usize;
             let mut since_check = 0usize;
             let mut checks = 0;
             let chars: Vec<char> = text.chars().collect();
@@ -1108,13 +1107,11 @@ impl<'w> Runner<'w> {
                     checks += 1;
                     since_check = 0;
                 }
-                sent += piece.len();
                 let attribution = (at >= chars.len())
                     .then(|| Self::attribution(act, text))
                     .flatten();
                 self.chunk(&piece, attribution);
             }
-            let _ = sent;
             if act.st.agent.guardrail.is_some() {
                 let id = format!("{}-guardrail-post-{checks}", act.request_id);
                 self.guardrail(act, &id, false, false);

@@ -67,6 +67,8 @@ pub struct Behaviour {
     /// Any of these words in the input; empty = anything else.
     pub keywords: Vec<String>,
     pub does: String,
+    /// A script every agent follows (checked before the agent's own).
+    pub shared: bool,
 }
 
 /// An agent the simulator serves.
@@ -188,11 +190,13 @@ impl SimHandle {
                     .map(|s| Behaviour {
                         keywords: s.keywords.clone(),
                         does: summarize(a, s),
+                        shared: false,
                     })
                     .collect();
                 behaviours.extend(world.shared.iter().map(|s| Behaviour {
                     keywords: s.keywords.clone(),
                     does: summarize(a, s),
+                    shared: true,
                 }));
                 if let Some(g) = &a.guardrail {
                     behaviours.insert(
@@ -200,6 +204,7 @@ impl SimHandle {
                         Behaviour {
                             keywords: g.deny_words.clone(),
                             does: format!("guardrail {} INTERVENED, blocked answer", g.id),
+                            shared: false,
                         },
                     );
                 }

@@ -1,6 +1,46 @@
 //! Scenario files (TOML): the agents the simulator serves, their aliases, action groups,
 //! knowledge bases, guardrails and collaborators, and the scripts that say what an agent does for
 //! a given input. Parsing and validation only; the engine runs the scripts.
+//!
+//! ```toml
+//! faults = "slow=5ms"                      # optional, `Faults::parse` syntax
+//!
+//! [[agent]]
+//! id = "HRAGENT007"                        # [0-9a-zA-Z]{1,10}
+//! name = "hr-bot"
+//! aliases = ["BETA", "TSTALIASID"]         # TSTALIASID reports agentVersion DRAFT
+//! idle_ttl_secs = 600                      # 60..=5400
+//! # also: version, foundation_model, instruction, pre_processing, post_processing, model_ms,
+//! # [agent.guardrail], [[agent.knowledge_base]] + [[agent.knowledge_base.document]],
+//! # [[agent.collaborator]], default_answer
+//!
+//! [[agent.action_group]]
+//! name = "hr"
+//! executor = "return_control"              # or "lambda"
+//! [[agent.action_group.function]]          # or [[agent.action_group.api]] method/path/body
+//! name = "approveLeave"
+//! confirmation = true                      # requireConfirmation: ENABLED
+//! params = [{ name = "days", type = "integer" }]
+//!
+//! [[agent.script]]
+//! keywords = ["leave"]                     # any of, case-insensitive; none = fallback
+//! vars = { days = "number(1..10)" }
+//! [[agent.script.step]]
+//! type = "think"                           # think | action | kb | code | collaborate |
+//! rationale = "Approve {days} days."       # fail | custom | answer
+//! [[agent.script.step]]
+//! type = "action"
+//! [[agent.script.step.call]]
+//! action_group = "hr"
+//! function = "approveLeave"
+//! params = { days = "{days}" }
+//! [[agent.script.step]]
+//! type = "answer"
+//! text = "Approved: {result}"
+//! denied = "Not approved."
+//! ```
+//!
+//! Top-level `[[script]]` tables apply to every agent and are tried before an agent's own.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -576,7 +616,13 @@ pub fn summarize(agent: &AgentDef, script: &ScriptDef) -> String {
             Step::Kb { knowledge_base, .. } => parts.push(format!("KB {knowledge_base}")),
             Step::Code { .. } => parts.push("code interpreter".to_owned()),
             Step::Collaborate { collaborator, .. } => {
-                parts.push(format!("-> collaborator {collaborator}"));
+                let target = agent
+                    .collaborators
+                    .iter()
+                    .find(|c| &c.name == collaborator)
+                    .map(|c| format!(" ({}/{})", c.agent, c.alias))
+                    .unwrap_or_default();
+                parts.push(format!("collaborator {collaborator}{target}"));
             }
             Step::Fail { end, .. } => parts.push(match end {
                 FailEnd::Exception => "failureTrace + exception frame".to_owned(),
@@ -586,5 +632,6 @@ pub fn summarize(agent: &AgentDef, script: &ScriptDef) -> String {
             Step::Answer { .. } => parts.push("answer".to_owned()),
         }
     }
+    parts.dedup();
     parts.join(", ")
 }

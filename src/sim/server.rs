@@ -513,15 +513,16 @@ fn plan(
     let mut rng = fastrand::Rng::with_seed(seed);
     let request_id = engine::uuid(&mut rng);
     let fail = |e: AwsError| (e, request_id.clone());
+    // Every resume attempt counts, even one that is throttled or rejected.
+    let resume_id = invoke.invocation_id.clone();
+    if let Some(id) = &resume_id {
+        *lock(&shared.resumes).entry(id.clone()).or_insert(0) += 1;
+    }
     if shared.faults.throttle > 0.0 {
         let mut t = fastrand::Rng::with_seed(mix(seed, &["throttle", &throttle_n.to_string()]));
         if t.f64() < shared.faults.throttle {
             return Err(fail(AwsError::throttling()));
         }
-    }
-    let resume_id = invoke.invocation_id.clone();
-    if let Some(id) = &resume_id {
-        *lock(&shared.resumes).entry(id.clone()).or_insert(0) += 1;
     }
     let Some(agent) = shared.world.agents.get(agent_id).cloned() else {
         return Err(fail(AwsError::not_found()));

@@ -53,6 +53,12 @@ fn boto3_round_trips_through_the_simulator() {
 
     let first = &v["first"];
     assert_eq!(first["sessionId"], "boto3-session-1");
+    assert_eq!(first["contentType"], "application/json");
+    assert_eq!(
+        first["eventTimeTypes"],
+        serde_json::json!(["datetime"]),
+        "RFC 3339 strings decode as datetimes"
+    );
     let kinds: Vec<&str> = first["traces"]
         .as_array()
         .unwrap()

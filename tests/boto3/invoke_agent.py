@@ -15,7 +15,8 @@ from botocore.config import Config
 
 
 def drain(response):
-    out = {"chunks": "", "traces": [], "returnControl": None, "files": 0, "sessionId": response.get("sessionId")}
+    out = {"chunks": "", "traces": [], "returnControl": None, "files": 0, "sessionId": response.get("sessionId"),
+           "contentType": response.get("contentType"), "eventTimeTypes": set()}
     for event in response["completion"]:
         if "chunk" in event:
             out["chunks"] += event["chunk"]["bytes"].decode("utf-8")
@@ -24,6 +25,7 @@ def drain(response):
             kinds = list(part["trace"].keys())
             inner = part["trace"][kinds[0]]
             sub = list(inner.keys()) if isinstance(inner, dict) else []
+            out["eventTimeTypes"].add(type(part.get("eventTime")).__name__)
             out["traces"].append({"kind": kinds[0], "sub": sub, "eventTime": str(part.get("eventTime")),
                                   "collaborator": part.get("collaboratorName")})
         elif "returnControl" in event:
@@ -50,6 +52,7 @@ def main():
                                       inputText="pay 5000 EUR to prod-7", enableTrace=True))
     rc = first["returnControl"]
     summary["first"] = {"traces": first["traces"], "chunks": first["chunks"], "sessionId": first["sessionId"],
+                        "contentType": first["contentType"], "eventTimeTypes": sorted(first["eventTimeTypes"]),
                         "invocationId": rc and rc["invocationId"],
                         "inputs": rc and rc["invocationInputs"]}
     results = []

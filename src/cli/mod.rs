@@ -4,6 +4,7 @@
 pub mod args;
 pub mod commands;
 pub mod demo;
+pub mod invoke;
 pub mod output;
 
 pub use args::{Cli, Command};

@@ -127,16 +127,47 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// The modelled name of a service error. Exception frames in the event stream carry no error
+/// code in their metadata, so the variant is what tells them apart.
+pub(crate) trait ErrorName {
+    fn name(&self) -> Option<&'static str>;
+}
+
+macro_rules! error_names {
+    ($ty:ty) => {
+        impl ErrorName for $ty {
+            fn name(&self) -> Option<&'static str> {
+                Some(match self {
+                    Self::AccessDeniedException(_) => "AccessDeniedException",
+                    Self::BadGatewayException(_) => "BadGatewayException",
+                    Self::ConflictException(_) => "ConflictException",
+                    Self::DependencyFailedException(_) => "DependencyFailedException",
+                    Self::InternalServerException(_) => "InternalServerException",
+                    Self::ModelNotReadyException(_) => "ModelNotReadyException",
+                    Self::ResourceNotFoundException(_) => "ResourceNotFoundException",
+                    Self::ServiceQuotaExceededException(_) => "ServiceQuotaExceededException",
+                    Self::ThrottlingException(_) => "ThrottlingException",
+                    Self::ValidationException(_) => "ValidationException",
+                    _ => return None,
+                })
+            }
+        }
+    };
+}
+
+error_names!(aws_sdk_bedrockagentruntime::operation::invoke_agent::InvokeAgentError);
+error_names!(aws_sdk_bedrockagentruntime::types::error::ResponseStreamError);
+
 /// An SDK error (from the initial call or from the event stream) as a `RunnerError`.
 pub(crate) fn classify<E, R>(err: &SdkError<E, R>, agent_id: &str, alias_id: &str) -> RunnerError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + ErrorName + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
     let detail = chain(err);
     if let SdkError::ServiceError(service) = err {
         let e = service.err();
-        let code = e.code().unwrap_or("UnknownError").to_owned();
+        let code = e.name().or(e.code()).unwrap_or("UnknownError").to_owned();
         let message = e.message().unwrap_or("no message").to_owned();
         // Stream exceptions carry the `:exception-type` (`throttlingException`); HTTP errors the
         // modelled name (`ThrottlingException`): compare without case.

@@ -47,7 +47,11 @@ impl Obj {
 
 /// RFC 3339 with whatever sub-second digits were sent (nanoseconds survive).
 pub fn time(t: &SmithyTime) -> Value {
-    t.fmt(Format::DateTime).map_or(Value::Null, Value::String)
+    // Smithy's own formatter keeps microseconds only; Bedrock sends nanoseconds.
+    match chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()) {
+        Some(c) => Value::String(c.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        None => t.fmt(Format::DateTime).map_or(Value::Null, Value::String),
+    }
 }
 
 fn strings(items: &[String]) -> Vec<Value> {

@@ -48,7 +48,7 @@ fn now_ns() -> String {
     )
 }
 
-fn part(trace: Value) -> Value {
+fn part(trace: &Value) -> Value {
     json!({
         "agentId": "PAYAGENT01", "agentAliasId": "PRODALIAS", "agentVersion": "3",
         "sessionId": "sess-1", "eventTime": now_ns(),
@@ -63,13 +63,13 @@ fn roc_turn(invocation_id: &str) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend(event(
         "trace",
-        &part(json!({"orchestrationTrace": {"modelInvocationInput": {
+        &part(&json!({"orchestrationTrace": {"modelInvocationInput": {
             "traceId": tid, "text": "SYSTEM: you move money\nUSER: pay 5000 to prod-7",
             "type": "ORCHESTRATION", "foundationModel": "anthropic.claude-3-haiku"}}})),
     ));
     b.extend(event(
         "trace",
-        &part(json!({"orchestrationTrace": {"modelInvocationOutput": {
+        &part(&json!({"orchestrationTrace": {"modelInvocationOutput": {
             "traceId": tid, "rawResponse": {"content": "<thinking>transfer</thinking>"},
             "metadata": {"startTime": "2025-03-14T18:17:14.100000000Z",
                          "endTime": "2025-03-14T18:17:15.350000000Z",
@@ -77,7 +77,7 @@ fn roc_turn(invocation_id: &str) -> Vec<u8> {
     ));
     b.extend(event(
         "trace",
-        &part(json!({"orchestrationTrace": {"rationale": {
+        &part(&json!({"orchestrationTrace": {"rationale": {
             "traceId": tid, "text": "The user asked to pay 5000 to prod-7; transferFunds needs confirmation."}}})),
     ));
     b.extend(event(
@@ -97,7 +97,7 @@ fn finish_turn(text: &str) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend(event(
         "trace",
-        &part(json!({"orchestrationTrace": {"observation": {
+        &part(&json!({"orchestrationTrace": {"observation": {
             "traceId": tid, "type": "FINISH",
             "finalResponse": {"text": text, "metadata": {"operationTotalTimeMs": 2400}}}}})),
     ));

@@ -10,5 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod runtime;
+pub mod sim;
 pub mod store;
 pub mod ui;

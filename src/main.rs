@@ -120,6 +120,23 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             demo::seed(&store, &config, now)?;
             console(&config, store, &spec)
         }
+        Some(Command::Sim {
+            port,
+            scenario,
+            seed,
+            faults,
+            time_scale,
+        }) => agentdeck::sim::cli::run(
+            &agentdeck::sim::cli::SimArgs {
+                port: *port,
+                scenarios: scenario.clone(),
+                seed: *seed,
+                faults: faults.clone(),
+                time_scale: *time_scale,
+            },
+            &mut stdout,
+        )
+        .map_err(|e| CliError::bad_input(e.to_string())),
         Some(cmd) => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
             let store = open_store(&spec)?;
@@ -162,7 +179,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 Command::Resume(args) => {
                     agentdeck::cli::invoke::resume(&config, &store, args, &mut stdout)
                 }
-                Command::Demo { .. } => Ok(()),
+                Command::Demo { .. } | Command::Sim { .. } => Ok(()),
             }
         }
     }

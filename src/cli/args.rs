@@ -78,6 +78,24 @@ pub enum Command {
     Invoke(super::invoke::InvokeArgs),
     /// Send every decided return of control back to its agent, exactly once (the outbox).
     Resume(super::invoke::ResumeArgs),
+    /// Run the local Bedrock Agent Runtime simulator on 127.0.0.1 until Ctrl-C.
+    Sim {
+        /// Port to listen on (0 = any free port).
+        #[arg(long, default_value_t = 8777)]
+        port: u16,
+        /// More scenario files (TOML) to load after the built-in ones; repeatable.
+        #[arg(long = "scenario", value_name = "FILE")]
+        scenario: Vec<PathBuf>,
+        /// Seed for timing jitter, amounts and ids: the same seed gives the same run.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Faults, e.g. throttle=0.1,exception=3,slow=20ms,stall=5s@0.2,drop=4,corrupt=flip.
+        #[arg(long, value_name = "SPEC")]
+        faults: Option<String>,
+        /// Multiply scripted latencies (1 = real time, 0 = no waiting).
+        #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+        time_scale: f64,
+    },
     /// Verify or export the audit log.
     Audit {
         #[command(subcommand)]

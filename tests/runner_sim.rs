@@ -292,17 +292,20 @@ async fn a_knowledge_base_answer_keeps_its_references() {
         .unwrap();
     assert_eq!(summary.outcome, Outcome::Finished, "{summary:?}");
     let events = f.store.events(&summary.request_id, 0, 1000).unwrap();
-    let kb = events.iter().map(|e| e.event()).find_map(|e| match e.kind {
-        TraceKind::Step {
-            event:
-                StepEvent::Observation(agentdeck::domain::trace::Observation {
-                    detail: ObservationDetail::KnowledgeBase { references, .. },
-                    ..
-                }),
-            ..
-        } => Some(references),
-        _ => None,
-    });
+    let kb = events
+        .iter()
+        .map(agentdeck::store::StoredEvent::event)
+        .find_map(|e| match e.kind {
+            TraceKind::Step {
+                event:
+                    StepEvent::Observation(agentdeck::domain::trace::Observation {
+                        detail: ObservationDetail::KnowledgeBase { references, .. },
+                        ..
+                    }),
+                ..
+            } => Some(references),
+            _ => None,
+        });
     assert!(!kb.unwrap_or_default().is_empty());
     assert_eq!(
         f.store.chunk_text(&summary.request_id).unwrap(),

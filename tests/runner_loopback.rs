@@ -609,3 +609,65 @@ proptest! {
         prop_assert!(result.is_err(), "{:?}", result.map(|s| s.outcome));
     }
 }
+
+#[tokio::test]
+async fn variants_the_sdk_does_not_know_are_kept_as_unknown_events() {
+    let mut body = Vec::new();
+    body.extend(event(
+        "trace",
+        &part(&json!({"memoryTrace": {"traceId": "m-0"}})),
+    ));
+    body.extend(event(
+        "trace",
+        &part(&json!({"orchestrationTrace": {"planTrace": {"traceId": "p-0"}}})),
+    ));
+    body.extend(event("somethingNew", &json!({"x": 1})));
+    body.extend(finish_turn("ok"));
+    let server = serve(vec![Reply::Stream(body)]).await;
+    let runner = BedrockRunner::loopback(&server.url);
+    let (_dir, store) = store();
+    let policy = Policy::default();
+    let summary = runner
+        .invoke(&request(), &store, &settings(&policy), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Finished);
+    let kinds: Vec<String> = store
+        .events("req-1", 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "unknown(-)",
+            "orchestration/unknown(-)",
+            "orchestration/observation"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_invocation_input_member_is_refused_by_name_and_nothing_is_queued() {
+    let mut body = Vec::new();
+    body.extend(event(
+        "returnControl",
+        &json!({"invocationId": "inv-n", "invocationInputs": [{"mcpInvocationInput": {"tool": "x"}}]}),
+    ));
+    let server = serve(vec![Reply::Stream(body)]).await;
+    let runner = BedrockRunner::loopback(&server.url);
+    let (_dir, store) = store();
+    let policy = Policy::default();
+    let err = runner
+        .invoke(&request(), &store, &settings(&policy), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunnerError::Submission(_)), "{err}");
+    assert!(err.to_string().contains("invocationInputs[0]"), "{err}");
+    assert!(store.open_queue(Utc::now()).unwrap().is_empty());
+    assert_eq!(
+        store.invocation("req-1").unwrap().unwrap().outcome,
+        Outcome::Exception
+    );
+}

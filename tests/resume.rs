@@ -227,7 +227,10 @@ fn three_inputs_get_three_results_in_order_and_a_collaborator_keeps_its_agent_id
     ]);
     let exec = Recorder::default();
     let results = build_results(&p, &exec);
-    let wire: Vec<Value> = results.iter().map(|r| r.to_wire()).collect();
+    let wire: Vec<Value> = results
+        .iter()
+        .map(agentdeck::domain::resume::InvocationResult::to_wire)
+        .collect();
     assert_eq!(wire.len(), 3);
     assert_eq!(
         wire[0]["functionResult"]["confirmationState"],
@@ -314,8 +317,11 @@ fn the_plan_exists_only_when_every_input_is_final_and_carries_the_deciding_reaso
             {"functionInvocationInput": {"actionGroup": "payments", "function": "refund",
                 "actionInvocationType": "RESULT"}}]}
     });
-    let mut policy = Policy::default();
-    policy.default_tier = RiskTier::Critical; // two distinct approvers
+    // Critical by default: two distinct approvers.
+    let policy = Policy {
+        default_tier: RiskTier::Critical,
+        ..Policy::default()
+    };
     let request = agentdeck::domain::validate::submission(
         &doc,
         &agentdeck::domain::validate::SubmitContext {

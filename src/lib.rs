@@ -5,6 +5,7 @@
 //! their adapters; `runtime` is the only impure glue of the console; `cli` runs the headless commands.
 
 pub mod app;
+pub mod bedrock;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -166,6 +166,16 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     commands::decide(&ctx, args, Verdict::Deny, &mut stdout)
                 }
                 Command::Audit { command } => commands::audit(&ctx, command, &mut stdout),
+                Command::Invoke(args) => agentdeck::cli::invoke::invoke(
+                    &config,
+                    &store,
+                    args,
+                    &mut stdout,
+                    &mut std::io::stdin().lock(),
+                ),
+                Command::Resume(args) => {
+                    agentdeck::cli::invoke::resume(&config, &store, args, &mut stdout)
+                }
                 Command::Demo { .. } | Command::Sim { .. } => Ok(()),
             }
         }

@@ -73,6 +73,11 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         path: Option<PathBuf>,
     },
+    /// Run one agent turn on Bedrock (or a simulator) with its trace printed live; returns of
+    /// control land in the queue, or with --decide-inline are decided here and resumed.
+    Invoke(super::invoke::InvokeArgs),
+    /// Send every decided return of control back to its agent, exactly once (the outbox).
+    Resume(super::invoke::ResumeArgs),
     /// Run the local Bedrock Agent Runtime simulator on 127.0.0.1 until Ctrl-C.
     Sim {
         /// Port to listen on (0 = any free port).

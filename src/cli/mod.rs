@@ -4,6 +4,7 @@
 pub mod args;
 pub mod commands;
 pub mod demo;
+pub mod invoke;
 pub mod output;
 
 pub use args::{Cli, Command};
@@ -56,7 +57,7 @@ impl From<crate::store::StoreError> for CliError {
         let code = match &e {
             E::Unavailable(_) | E::Corrupt(_) => exit::UNAVAILABLE,
             E::Refused(r) if r.is_bad_input() => exit::BAD_INPUT,
-            E::Refused(_) | E::Duplicate(_) => exit::CONFLICT,
+            E::Refused(_) | E::Duplicate(_) | E::LeaseLost(_) => exit::CONFLICT,
             E::NotFound(_) | E::Ambiguous { .. } => exit::BAD_INPUT,
         };
         Self {

@@ -5,6 +5,8 @@ pub mod approval;
 pub mod canonical;
 pub mod decision;
 pub mod policy;
+pub mod resume;
 pub mod sanitize;
 pub mod status;
+pub mod trace;
 pub mod validate;

@@ -1,7 +1,13 @@
 //! Store ports: what the console and the CLI need from durable storage, whatever the backend.
 //! Adapters (`SqliteStore`, later `DynamoStore`) implement these; no backend type leaks out.
 
+pub mod run;
 pub mod sqlite;
+
+pub use run::{
+    InvocationEnd, InvocationRecord, InvocationStart, OutboxRow, OutboxState, OutboxStore, Outcome,
+    RunnerLink, SessionRow, StepRow, StoredEvent, TraceStore,
+};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -32,6 +38,9 @@ pub enum StoreError {
     /// Stored data could not be read back (exit 4).
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
+    /// An outbox row is no longer leased to this worker: another took it over (exit 3).
+    #[error("outbox row {0} is no longer leased to this worker; another worker took it over")]
+    LeaseLost(ApprovalId),
 }
 
 /// One row of the approvals queue: enough to draw the list, without the request body.

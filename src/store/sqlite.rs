@@ -4,7 +4,9 @@
 //! the write transaction, statuses come from `domain::status`.
 
 mod audit;
+mod outbox;
 mod schema;
+mod trace;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -138,6 +140,27 @@ impl SqliteStore {
 
     fn shown(&self) -> String {
         self.path.display().to_string()
+    }
+
+    /// Runs a read and maps every row, holding the lock for the one statement.
+    fn read_rows<T>(
+        &self,
+        doing: &str,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+        map: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let shown = self.shown();
+        let conn = self.lock();
+        let mut st = conn
+            .prepare_cached(sql)
+            .map_err(|e| db_error(&shown, doing, &e))?;
+        let mut rows = st.query(args).map_err(|e| db_error(&shown, doing, &e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| db_error(&shown, doing, &e))? {
+            out.push(map(row)?);
+        }
+        Ok(out)
     }
 
     /// The connection; a panic in another call never leaves it mid-transaction (an unfinished
@@ -469,6 +492,27 @@ impl ApprovalStore for SqliteStore {
                 ask.request, loaded.version
             )));
         }
+        // A runner-raised request that just became final gets its resume queued in this same
+        // transaction: the decision and the promise to send it back commit together or not at all.
+        let all: Vec<_> = decisions.iter().chain(&plan.decisions).cloned().collect();
+        let resume = outbox::queue_resume(
+            &tx,
+            &shown,
+            &loaded.request,
+            &all,
+            policy,
+            plan.status_after,
+            to_ms(now),
+        )?;
+        let mut payload = json!({
+            "request": ask.request.as_str(),
+            "decisions": rows,
+            "status": plan.status_after.as_str(),
+            "approvals": approvals,
+        });
+        if resume {
+            payload["resume"] = json!("queued");
+        }
         let audit_seq = audit::append(
             &tx,
             &shown,
@@ -476,12 +520,7 @@ impl ApprovalStore for SqliteStore {
             &ask.reviewer,
             "decided",
             &ask.request,
-            &json!({
-                "request": ask.request.as_str(),
-                "decisions": rows,
-                "status": plan.status_after.as_str(),
-                "approvals": approvals,
-            }),
+            &payload,
         )?;
         tx.commit().map_err(|e| {
             db_error(

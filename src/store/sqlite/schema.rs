@@ -11,8 +11,7 @@ use crate::domain::status::Status;
 use crate::store::{QueueRow, StoreError};
 
 /// Each entry upgrades the schema by one version (`PRAGMA user_version` counts them). Append
-/// only: never edit a shipped migration. Later ones will add the traces tables and the outbox of
-/// agent resumes.
+/// only: never edit a shipped migration.
 pub(super) const MIGRATIONS: &[&str] = &[
     // 1: requests, their decisions, and the hash-chained audit log.
     "CREATE TABLE requests (
@@ -67,6 +66,114 @@ pub(super) const MIGRATIONS: &[&str] = &[
         hash       TEXT NOT NULL
     ) STRICT;
     CREATE INDEX audit_request ON audit (request_id, seq);",
+    // 2: what the Bedrock runner records: sessions, invocations, their trace events grouped into
+    // steps (raw JSON kept), chunk text, which requests the runner raised (and so can resume),
+    // and the outbox of resumes that `decide` fills in the decision's own transaction.
+    "CREATE TABLE sessions (
+        agent_id       TEXT NOT NULL,
+        agent_alias_id TEXT NOT NULL,
+        session_id     TEXT NOT NULL,
+        first_at_ms    INTEGER NOT NULL,
+        last_at_ms     INTEGER NOT NULL,
+        invocations    INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (agent_id, agent_alias_id, session_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX sessions_recent ON sessions (last_at_ms DESC, agent_id, agent_alias_id, session_id);
+    CREATE TABLE invocations (
+        request_id     TEXT PRIMARY KEY NOT NULL,
+        agent_id       TEXT NOT NULL,
+        agent_alias_id TEXT NOT NULL,
+        session_id     TEXT NOT NULL,
+        input_text     TEXT,
+        -- The return-of-control invocationId this invocation answered, for resumes.
+        resumes        TEXT,
+        started_at_ms  INTEGER NOT NULL,
+        ended_at_ms    INTEGER,
+        outcome        TEXT NOT NULL CHECK (outcome IN
+                         ('running', 'finished', 'failed', 'waiting-for-human', 'exception')),
+        error          TEXT,
+        final_response TEXT,
+        latency_ms     INTEGER,
+        input_tokens   INTEGER NOT NULL DEFAULT 0,
+        output_tokens  INTEGER NOT NULL DEFAULT 0,
+        events         INTEGER NOT NULL DEFAULT 0,
+        steps          INTEGER NOT NULL DEFAULT 0,
+        chunks         INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX invocations_session ON invocations (session_id, started_at_ms, request_id);
+    CREATE INDEX invocations_recent ON invocations (started_at_ms, request_id);
+    -- One row per reasoning step (events sharing a traceId), with running figures so a step
+    -- list never reads the events: duration comes from the metadata span, else the summed
+    -- totalTimeMs, else the span of event times (domain::trace::StepAccumulator).
+    CREATE TABLE trace_steps (
+        request_id     TEXT NOT NULL REFERENCES invocations (request_id),
+        step           INTEGER NOT NULL CHECK (step > 0),
+        trace_id       TEXT NOT NULL,
+        kinds          TEXT NOT NULL,
+        events         INTEGER NOT NULL,
+        first_seq      INTEGER NOT NULL,
+        last_seq       INTEGER NOT NULL,
+        rationale      TEXT,
+        input_tokens   INTEGER NOT NULL DEFAULT 0,
+        output_tokens  INTEGER NOT NULL DEFAULT 0,
+        meta_start_ns  INTEGER,
+        meta_end_ns    INTEGER,
+        total_time_ms  INTEGER,
+        first_time_ns  INTEGER,
+        last_time_ns   INTEGER,
+        PRIMARY KEY (request_id, step)
+    ) STRICT, WITHOUT ROWID;
+    CREATE UNIQUE INDEX trace_steps_trace ON trace_steps (request_id, trace_id);
+    -- Events keep their raw TracePart JSON (prompts run to 10 KB): a rowid table, so large rows
+    -- stay out of the index b-tree.
+    CREATE TABLE trace_events (
+        request_id     TEXT NOT NULL REFERENCES invocations (request_id),
+        seq            INTEGER NOT NULL CHECK (seq > 0),
+        step           INTEGER NOT NULL,
+        trace_id       TEXT,
+        kind           TEXT NOT NULL,
+        event_time     TEXT,
+        summary        TEXT NOT NULL,
+        raw            TEXT NOT NULL
+    ) STRICT;
+    CREATE UNIQUE INDEX trace_events_seq ON trace_events (request_id, seq);
+    CREATE INDEX trace_events_step ON trace_events (request_id, step, seq);
+    CREATE TABLE chunks (
+        request_id     TEXT NOT NULL REFERENCES invocations (request_id),
+        seq            INTEGER NOT NULL CHECK (seq > 0),
+        text           TEXT NOT NULL,
+        PRIMARY KEY (request_id, seq)
+    ) STRICT;
+    -- Requests the runner raised: it holds the session they can be resumed on, and links the
+    -- request to its invocation and to the step whose rationale it carries.
+    CREATE TABLE resumable (
+        request_id     TEXT PRIMARY KEY NOT NULL REFERENCES requests (id),
+        invocation     TEXT NOT NULL,
+        trace_id       TEXT,
+        source         TEXT NOT NULL DEFAULT 'runner'
+    ) STRICT;
+    CREATE TABLE outbox (
+        request_id     TEXT PRIMARY KEY NOT NULL REFERENCES requests (id),
+        invocation     TEXT,
+        session_id     TEXT NOT NULL,
+        agent_id       TEXT NOT NULL,
+        agent_alias_id TEXT NOT NULL,
+        state          TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'acked', 'failed')),
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        last_error     TEXT,
+        -- The resume plan (domain::resume::ResumePlan): each input with its final verdict.
+        payload        TEXT NOT NULL,
+        -- The results built from it, kept before the first send so a retry never re-runs the
+        -- executor.
+        results        TEXT,
+        lease_owner    TEXT,
+        -- Leased until, or (with no owner) not to be tried before.
+        lease_until_ms INTEGER,
+        created_at_ms  INTEGER NOT NULL,
+        updated_at_ms  INTEGER NOT NULL,
+        continuation   TEXT
+    ) STRICT;
+    CREATE INDEX outbox_due ON outbox (created_at_ms, request_id) WHERE state IN ('pending', 'sent');",
 ];
 
 /// Brings the file at `path` up to the newest schema, in one transaction. A file written by a

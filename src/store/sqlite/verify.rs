@@ -78,6 +78,7 @@ pub(super) fn verify(conn: &mut Connection, path: &str) -> Result<AuditReport, S
     let mut log = read_log(&tx, path, &mut problems)?;
     check_requests(&tx, path, &mut log, &mut problems)?;
     check_orphan_decisions(&tx, path, &mut log, &mut problems)?;
+    check_outbox(&tx, path, &mut problems)?;
 
     let mut leftovers: BTreeMap<i64, String> = BTreeMap::new();
     for (id, r) in &log.requests {
@@ -485,6 +486,49 @@ fn check_orphan_decisions(
              request was deleted"
         ));
         check_decision(&id, &fields, None, log, problems);
+    }
+    Ok(())
+}
+
+/// The outbox against the requests: a resume exists exactly for the runner-raised requests that
+/// ended approved, rejected or mixed (never for expired or open ones, nor for others).
+fn check_outbox(
+    conn: &Connection,
+    path: &str,
+    problems: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    let checks: [(&str, &str); 3] = [
+        (
+            "SELECT o.request_id, coalesce(r.status, 'missing') FROM outbox o \
+             LEFT JOIN requests r ON r.id = o.request_id \
+             WHERE r.status IS NULL OR r.status NOT IN ('approved', 'rejected', 'mixed') \
+             ORDER BY o.request_id",
+            "has an outbox row but its status is {}: only approved, rejected or mixed requests \
+             are resumed",
+        ),
+        (
+            "SELECT o.request_id, '' FROM outbox o \
+             WHERE o.request_id NOT IN (SELECT request_id FROM resumable) ORDER BY o.request_id",
+            "has an outbox row but the runner did not raise it{}",
+        ),
+        (
+            "SELECT s.request_id, r.status FROM resumable s JOIN requests r ON r.id = s.request_id \
+             WHERE r.status IN ('approved', 'rejected', 'mixed') \
+             AND s.request_id NOT IN (SELECT request_id FROM outbox) ORDER BY s.request_id",
+            "is {} and the runner raised it, but it has no outbox row: its resume was lost",
+        ),
+    ];
+    for (sql, message) in checks {
+        let found: Vec<(String, String)> = conn
+            .prepare(sql)
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((text(r.get_ref(0)?), text(r.get_ref(1)?))))?
+                    .collect()
+            })
+            .map_err(db(path, "reading the outbox"))?;
+        for (id, detail) in found {
+            problems.push(format!("request {id}: {}", message.replace("{}", &detail)));
+        }
     }
     Ok(())
 }

@@ -1,0 +1,621 @@
+//! `BedrockRunner`: one InvokeAgent turn with tracing on. Every stream event is mapped through
+//! the SDK's accessors (`wire`) into the domain's types and recorded as it arrives, in batches;
+//! a `returnControl` is validated and queued as a resumable approval request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_bedrockagentruntime::Client;
+use aws_sdk_bedrockagentruntime::config::{Credentials, Region};
+use aws_sdk_bedrockagentruntime::operation::RequestId;
+use aws_sdk_bedrockagentruntime::types::{self as sdk, ResponseStream};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use super::{RunnerError, classify, wire};
+use crate::domain::approval::{ApprovalId, ApprovalRequest};
+use crate::domain::policy::Policy;
+use crate::domain::trace::{StepAccumulator, StepFigures, TraceEvent};
+use crate::domain::validate::{self, SubmitContext};
+use crate::store::{
+    InvocationEnd, InvocationStart, OutboxStore, Outcome, RunnerLink, StoreError, TraceStore,
+};
+
+/// Events buffered before a write; a batch is also written after `FLUSH_EVERY`.
+const BATCH_EVENTS: usize = 64;
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+/// Where the client comes from. Unset fields fall back to aws-config's standard chain (env,
+/// profile, SSO, IMDS...). `AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME` (and `AWS_ENDPOINT_URL`)
+/// are honoured by the SDK itself; `endpoint_url` overrides them.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerSettings {
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// What the store and policy need to queue a return of control.
+pub struct SubmitSettings<'a> {
+    pub policy: &'a Policy,
+    pub ttl_secs: &'a dyn Fn(&str) -> u32,
+    /// Recorded as the submitting actor in the audit log.
+    pub actor: &'a str,
+}
+
+impl std::fmt::Debug for SubmitSettings<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubmitSettings")
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One turn to run.
+#[derive(Debug, Clone, Default)]
+pub struct InvokeRequest {
+    pub agent_id: String,
+    pub agent_alias_id: String,
+    pub session_id: String,
+    pub input_text: String,
+    pub session_attributes: BTreeMap<String, String>,
+}
+
+/// What the caller sees while a turn streams.
+#[derive(Debug)]
+pub enum LiveEvent<'a> {
+    /// The service answered; this is the call's request id.
+    Started {
+        request_id: &'a str,
+        session_id: &'a str,
+    },
+    /// A reasoning step closed (the next event had another traceId, or the stream ended).
+    Step {
+        trace_id: &'a str,
+        kinds: &'a [String],
+        figures: StepFigures,
+        /// The last event's one-line summary (untrusted).
+        summary: &'a str,
+    },
+    /// Text the agent streamed (untrusted).
+    Chunk(&'a str),
+    /// The agent returned control: the request is in the queue.
+    Queued(&'a ApprovalRequest),
+    /// Files the agent produced (names only; untrusted).
+    Files(Vec<String>),
+}
+
+/// How a turn went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvocationSummary {
+    pub request_id: String,
+    pub session_id: String,
+    pub outcome: Outcome,
+    /// The chunk text.
+    pub text: String,
+    pub final_response: Option<String>,
+    /// Requests queued from return-of-control events.
+    pub queued: Vec<ApprovalId>,
+    pub events: u64,
+    pub steps: u64,
+    pub latency_ms: Option<i64>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// What went wrong, when the outcome is `Failed` or `Exception`.
+    pub error: Option<String>,
+}
+
+/// Invokes Bedrock agents and records what they do.
+#[derive(Debug, Clone)]
+pub struct BedrockRunner {
+    client: Client,
+    /// For messages: where requests go.
+    endpoint: String,
+}
+
+/// The store the runner records into.
+pub trait RunnerStore: TraceStore + OutboxStore {}
+impl<T: TraceStore + OutboxStore> RunnerStore for T {}
+
+fn now_rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+impl BedrockRunner {
+    /// A client from aws-config's standard chain (credentials, profile, region), with the
+    /// settings applied over it.
+    pub async fn from_env(settings: &RunnerSettings) -> Result<Self, RunnerError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(p) = &settings.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &settings.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        let shared = loader.load().await;
+        let mut builder = aws_sdk_bedrockagentruntime::config::Builder::from(&shared);
+        if shared.region().is_none() {
+            // A local simulator does not care which region signs; AWS does.
+            if settings.endpoint_url.is_some() {
+                builder = builder.region(Region::new("us-east-1"));
+            } else {
+                return Err(RunnerError::MissingRegion);
+            }
+        }
+        if let Some(url) = &settings.endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        let conf = builder.build();
+        Ok(Self::from_conf(conf))
+    }
+
+    /// A client from a ready SDK config.
+    pub fn from_conf(conf: aws_sdk_bedrockagentruntime::Config) -> Self {
+        let endpoint = conf
+            .region()
+            .map_or_else(|| "(no region)".to_owned(), |r| format!("region {r}"));
+        Self {
+            client: Client::from_conf(conf),
+            endpoint,
+        }
+    }
+
+    /// A client for a local simulator at `endpoint_url`: fixed dummy credentials and region,
+    /// nothing read from the environment.
+    pub fn loopback(endpoint_url: &str) -> Self {
+        let conf = aws_sdk_bedrockagentruntime::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(
+                "AKIDLOCAL",
+                "local",
+                None,
+                None,
+                "loopback",
+            ))
+            .endpoint_url(endpoint_url)
+            .build();
+        let mut runner = Self::from_conf(conf);
+        endpoint_url.clone_into(&mut runner.endpoint);
+        runner
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs one turn: sends the text with tracing on, records every event, queues each return
+    /// of control. The returned summary's outcome says how it ended; an error means nothing
+    /// usable came back (and, when the call itself failed, the failure is recorded too).
+    pub async fn invoke(
+        &self,
+        req: &InvokeRequest,
+        store: &dyn RunnerStore,
+        submit: &SubmitSettings<'_>,
+        observer: &mut dyn FnMut(&LiveEvent<'_>),
+    ) -> Result<InvocationSummary, RunnerError> {
+        let started_at = Utc::now();
+        let attributes: HashMap<String, String> = req
+            .session_attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut call = self
+            .client
+            .invoke_agent()
+            .agent_id(&req.agent_id)
+            .agent_alias_id(&req.agent_alias_id)
+            .session_id(&req.session_id)
+            .input_text(&req.input_text)
+            .enable_trace(true);
+        if !attributes.is_empty() {
+            call = call.session_state(
+                sdk::SessionState::builder()
+                    .set_session_attributes(Some(attributes))
+                    .build(),
+            );
+        }
+        let sent = call.send().await;
+        let context = Turn {
+            agent_id: &req.agent_id,
+            agent_alias_id: &req.agent_alias_id,
+            session_id: &req.session_id,
+            input_text: Some(&req.input_text),
+            resumes: None,
+            session_attributes: &req.session_attributes,
+            started_at,
+        };
+        match sent {
+            Ok(output) => record_stream(output, &context, store, submit, observer).await,
+            Err(e) => {
+                let error = classify(&e, &req.agent_id, &req.agent_alias_id);
+                let request_id = e
+                    .as_service_error()
+                    .and_then(RequestId::request_id)
+                    .map_or_else(|| local_request_id(started_at), str::to_owned);
+                record_failed_call(store, &context, &request_id, &error)?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Where requests go, for messages.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
+/// An id for a call the service gave none for.
+pub(crate) fn local_request_id(at: DateTime<Utc>) -> String {
+    format!(
+        "local-{}-{:08x}",
+        at.timestamp_nanos_opt().unwrap_or_default(),
+        fastrand::u32(..)
+    )
+}
+
+/// What a turn was asked to do.
+#[derive(Debug)]
+pub(crate) struct Turn<'a> {
+    pub agent_id: &'a str,
+    pub agent_alias_id: &'a str,
+    pub session_id: &'a str,
+    pub input_text: Option<&'a str>,
+    pub resumes: Option<&'a str>,
+    pub session_attributes: &'a BTreeMap<String, String>,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Records a call that failed before any stream: its invocation row, with the error.
+pub(crate) fn record_failed_call(
+    store: &dyn RunnerStore,
+    turn: &Turn<'_>,
+    request_id: &str,
+    error: &RunnerError,
+) -> Result<(), StoreError> {
+    store.begin_invocation(&InvocationStart {
+        request_id: request_id.to_owned(),
+        agent_id: turn.agent_id.to_owned(),
+        agent_alias_id: turn.agent_alias_id.to_owned(),
+        session_id: turn.session_id.to_owned(),
+        input_text: turn.input_text.map(str::to_owned),
+        resumes: turn.resumes.map(str::to_owned),
+        started_at: turn.started_at,
+    })?;
+    let now = Utc::now();
+    store.finish_invocation(
+        request_id,
+        &InvocationEnd {
+            outcome: Outcome::Exception,
+            ended_at: now,
+            error: Some(error.to_string()),
+            final_response: None,
+            latency_ms: Some((now - turn.started_at).num_milliseconds()),
+        },
+    )
+}
+
+/// The step being streamed, for the live view.
+#[derive(Debug, Default)]
+struct OpenStep {
+    trace_id: Option<String>,
+    kinds: Vec<String>,
+    acc: StepAccumulator,
+    summary: String,
+}
+
+impl OpenStep {
+    fn close(&mut self, observer: &mut dyn FnMut(&LiveEvent<'_>)) {
+        if let Some(trace_id) = self.trace_id.take() {
+            observer(&LiveEvent::Step {
+                trace_id: &trace_id,
+                kinds: &self.kinds,
+                figures: self.acc.figures(),
+                summary: &self.summary,
+            });
+        }
+        *self = Self::default();
+    }
+
+    fn add(&mut self, e: &TraceEvent, observer: &mut dyn FnMut(&LiveEvent<'_>)) {
+        if self.trace_id.as_deref().is_some_and(|t| t != e.step_key()) {
+            self.close(observer);
+        }
+        self.trace_id = Some(e.step_key().to_owned());
+        let kind = e.kind_name();
+        if !self.kinds.contains(&kind) {
+            self.kinds.push(kind);
+        }
+        self.acc.add(e);
+        let summary = e.summary();
+        if !summary.is_empty() {
+            self.summary = summary;
+        }
+    }
+}
+
+/// Buffers events and chunks and writes them in batches.
+struct Batch<'s> {
+    store: &'s dyn RunnerStore,
+    request_id: String,
+    events: Vec<TraceEvent>,
+    chunks: Vec<String>,
+    last: Instant,
+}
+
+impl Batch<'_> {
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.store
+            .append_trace(&self.request_id, &self.events, &self.chunks)?;
+        self.events.clear();
+        self.chunks.clear();
+        self.last = Instant::now();
+        Ok(())
+    }
+
+    fn maybe_flush(&mut self) -> Result<(), StoreError> {
+        if self.events.len() >= BATCH_EVENTS || self.last.elapsed() >= FLUSH_EVERY {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// What the stream told us so far.
+#[derive(Debug, Default)]
+struct Seen {
+    text: String,
+    final_response: Option<String>,
+    operation_ms: Option<i64>,
+    failure: Option<String>,
+    agent_version: Option<String>,
+    /// The last rationale and the traceId of its step.
+    rationale: Option<(String, Option<String>)>,
+    last_event_time: Option<DateTime<Utc>>,
+    queued: Vec<ApprovalId>,
+    events: u64,
+    steps: Vec<String>,
+    input_tokens: i64,
+    output_tokens: i64,
+}
+
+impl Seen {
+    fn note(&mut self, e: &TraceEvent, top_agent: &str) {
+        self.events += 1;
+        let key = e.step_key().to_owned();
+        if !self.steps.contains(&key) {
+            self.steps.push(key);
+        }
+        if let Some(m) = e.metadata() {
+            self.input_tokens += m.input_tokens.unwrap_or(0);
+            self.output_tokens += m.output_tokens.unwrap_or(0);
+        }
+        // The version of the agent we invoked, not of a collaborator.
+        if e.collaborator_name.is_none()
+            && e.agent_id.as_deref().is_none_or(|a| a == top_agent)
+            && let Some(v) = &e.agent_version
+        {
+            self.agent_version = Some(v.clone());
+        }
+        if let Some(r) = e.rationale() {
+            self.rationale = Some((r.to_owned(), e.trace_id().map(str::to_owned)));
+        }
+        if let Some(t) = e.event_time {
+            self.last_event_time = Some(t);
+        }
+        if let Some((text, meta)) = e.final_response()
+            && e.collaborator_name.is_none()
+        {
+            self.final_response = Some(text.to_owned());
+            self.operation_ms = meta.and_then(|m| m.operation_total_time_ms);
+        }
+        if let crate::domain::trace::TraceKind::Failure { reason, code, .. } = &e.kind {
+            self.failure = Some(format!(
+                "failure trace{}: {}",
+                code.map(|c| format!(" {c}")).unwrap_or_default(),
+                reason.as_deref().unwrap_or("no reason given")
+            ));
+        }
+    }
+}
+
+/// Reads a turn's stream to its end, recording as it goes.
+pub(crate) async fn record_stream(
+    mut output: aws_sdk_bedrockagentruntime::operation::invoke_agent::InvokeAgentOutput,
+    turn: &Turn<'_>,
+    store: &dyn RunnerStore,
+    submit: &SubmitSettings<'_>,
+    observer: &mut dyn FnMut(&LiveEvent<'_>),
+) -> Result<InvocationSummary, RunnerError> {
+    let request_id = output
+        .request_id()
+        .map_or_else(|| local_request_id(turn.started_at), str::to_owned);
+    let session_id = if output.session_id().is_empty() {
+        turn.session_id.to_owned()
+    } else {
+        output.session_id().to_owned()
+    };
+    store.begin_invocation(&InvocationStart {
+        request_id: request_id.clone(),
+        agent_id: turn.agent_id.to_owned(),
+        agent_alias_id: turn.agent_alias_id.to_owned(),
+        session_id: session_id.clone(),
+        input_text: turn.input_text.map(str::to_owned),
+        resumes: turn.resumes.map(str::to_owned),
+        started_at: turn.started_at,
+    })?;
+    observer(&LiveEvent::Started {
+        request_id: &request_id,
+        session_id: &session_id,
+    });
+    let mut batch = Batch {
+        store,
+        request_id: request_id.clone(),
+        events: Vec::new(),
+        chunks: Vec::new(),
+        last: Instant::now(),
+    };
+    let mut seen = Seen::default();
+    let mut step = OpenStep::default();
+    let mut stream_error: Option<RunnerError> = None;
+    let mut unknown_events = 0_u64;
+    loop {
+        let next = output.completion.recv().await;
+        match next {
+            Ok(Some(ResponseStream::Trace(part))) => {
+                let event = TraceEvent::from_wire(wire::trace_part(&part));
+                seen.note(&event, turn.agent_id);
+                step.add(&event, observer);
+                batch.events.push(event);
+            }
+            Ok(Some(ResponseStream::Chunk(chunk))) => {
+                let text = wire::chunk_text(&chunk);
+                observer(&LiveEvent::Chunk(&text));
+                seen.text.push_str(&text);
+                batch.chunks.push(text);
+            }
+            Ok(Some(ResponseStream::ReturnControl(rc))) => {
+                step.close(observer);
+                batch.flush()?;
+                let doc = submission_doc(turn, &session_id, &seen, &rc);
+                let request = validate::submission(
+                    &doc,
+                    &SubmitContext {
+                        policy: submit.policy,
+                        now: Utc::now(),
+                        ttl_secs: submit.ttl_secs,
+                    },
+                )
+                .map_err(RunnerError::Submission);
+                let request = match request {
+                    Ok(r) => r,
+                    Err(e) => {
+                        stream_error = Some(e);
+                        break;
+                    }
+                };
+                let link = RunnerLink {
+                    invocation: request_id.clone(),
+                    trace_id: seen.rationale.as_ref().and_then(|(_, t)| t.clone()),
+                };
+                match store.submit_resumable(&request, &link, submit.actor) {
+                    Ok(()) => {}
+                    // The same returnControl seen twice (a replayed stream) is queued once.
+                    Err(StoreError::Duplicate(_)) => {
+                        tracing::warn!(request = %request.id, "return of control already queued");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                observer(&LiveEvent::Queued(&request));
+                seen.queued.push(request.id);
+            }
+            Ok(Some(ResponseStream::Files(files))) => {
+                let names = files
+                    .files()
+                    .iter()
+                    .map(|f| f.name().unwrap_or("(unnamed)").to_owned())
+                    .collect();
+                observer(&LiveEvent::Files(names));
+            }
+            Ok(Some(_)) => {
+                unknown_events += 1;
+                tracing::warn!(request_id, "an event type this version does not know");
+            }
+            Ok(None) => break,
+            Err(e) => {
+                stream_error = Some(classify(&e, turn.agent_id, turn.agent_alias_id));
+                break;
+            }
+        }
+        batch.maybe_flush()?;
+    }
+    step.close(observer);
+    batch.flush()?;
+    let ended_at = Utc::now();
+    let answered = seen.final_response.is_some() || !seen.text.is_empty();
+    let (outcome, error) = if let Some(e) = &stream_error {
+        (Outcome::Exception, Some(e.to_string()))
+    } else if let Some(f) = &seen.failure {
+        (Outcome::Failed, Some(f.clone()))
+    } else if !seen.queued.is_empty() {
+        (Outcome::WaitingForHuman, None)
+    } else if answered {
+        (Outcome::Finished, None)
+    } else {
+        (
+            Outcome::Exception,
+            Some(format!(
+                "the stream ended before the agent answered or returned control ({} events{}); \
+                 it was cut short",
+                seen.events,
+                if unknown_events > 0 {
+                    format!(", {unknown_events} of unknown types")
+                } else {
+                    String::new()
+                }
+            )),
+        )
+    };
+    let latency_ms = seen
+        .operation_ms
+        .or(Some((ended_at - turn.started_at).num_milliseconds()));
+    store.finish_invocation(
+        &request_id,
+        &InvocationEnd {
+            outcome,
+            ended_at,
+            error: error.clone(),
+            final_response: seen.final_response.clone(),
+            latency_ms,
+        },
+    )?;
+    if let Some(e) = stream_error {
+        return Err(e);
+    }
+    if outcome == Outcome::Exception {
+        return Err(RunnerError::Stream {
+            detail: error.unwrap_or_default(),
+        });
+    }
+    Ok(InvocationSummary {
+        request_id,
+        session_id,
+        outcome,
+        text: seen.text,
+        final_response: seen.final_response,
+        queued: seen.queued,
+        events: seen.events,
+        steps: seen.steps.len() as u64,
+        latency_ms,
+        input_tokens: seen.input_tokens,
+        output_tokens: seen.output_tokens,
+        error,
+    })
+}
+
+/// The submission `agentdeck submit` would take for this return of control.
+fn submission_doc(
+    turn: &Turn<'_>,
+    session_id: &str,
+    seen: &Seen,
+    rc: &sdk::ReturnControlPayload,
+) -> Value {
+    let mut doc = json!({
+        "agentId": turn.agent_id,
+        "agentAliasId": turn.agent_alias_id,
+        "sessionId": session_id,
+        "eventTime": now_rfc3339(seen.last_event_time.unwrap_or_else(Utc::now)),
+        "returnControl": wire::return_control(rc),
+    });
+    if let Some(v) = &seen.agent_version {
+        doc["agentVersion"] = json!(v);
+    }
+    if let Some((r, _)) = &seen.rationale {
+        doc["rationale"] = json!(r);
+    }
+    if !turn.session_attributes.is_empty() {
+        doc["sessionAttributes"] = json!(turn.session_attributes);
+    }
+    doc
+}

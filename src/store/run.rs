@@ -1,0 +1,343 @@
+//! Ports for what the Bedrock runner records: `TraceStore` (sessions, invocations, trace steps
+//! with their raw JSON, chunk text) and `OutboxStore` (requests the runner raised and the outbox
+//! of resumes). Reads are windowed: a caller pages through steps and events by position, so a
+//! million-step invocation costs a page at a time.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use crate::domain::approval::{ApprovalId, ApprovalRequest};
+use crate::domain::resume::{InvocationResult, ResumePlan};
+use crate::domain::trace::{StepFigures, TraceEvent};
+
+/// How an invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Still streaming (or the process died while it was).
+    Running,
+    /// The agent answered.
+    Finished,
+    /// A failure trace ended the turn.
+    Failed,
+    /// The agent returned control: a request is in the queue.
+    WaitingForHuman,
+    /// The service raised an exception (HTTP error or an exception frame), or the stream broke.
+    Exception,
+}
+
+impl Outcome {
+    pub const ALL: [Self; 5] = [
+        Self::Running,
+        Self::Finished,
+        Self::Failed,
+        Self::WaitingForHuman,
+        Self::Exception,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Failed => "failed",
+            Self::WaitingForHuman => "waiting-for-human",
+            Self::Exception => "exception",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// The start of one InvokeAgent call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvocationStart {
+    /// `x-amzn-RequestId` of the call.
+    pub request_id: String,
+    pub agent_id: String,
+    pub agent_alias_id: String,
+    pub session_id: String,
+    /// None for a resume (Bedrock ignores inputText then).
+    pub input_text: Option<String>,
+    /// The return-of-control invocationId this call answers.
+    pub resumes: Option<String>,
+    pub started_at: DateTime<Utc>,
+}
+
+/// The end of one InvokeAgent call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvocationEnd {
+    pub outcome: Outcome,
+    pub ended_at: DateTime<Utc>,
+    pub error: Option<String>,
+    pub final_response: Option<String>,
+    /// The service's `operationTotalTimeMs` when it sent one, else the wall clock.
+    pub latency_ms: Option<i64>,
+}
+
+/// An invocation as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvocationRecord {
+    pub start: InvocationStart,
+    pub outcome: Outcome,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub final_response: Option<String>,
+    pub latency_ms: Option<i64>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub events: u64,
+    pub steps: u64,
+    pub chunks: u64,
+}
+
+/// One agent session the runner has seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub agent_id: String,
+    pub agent_alias_id: String,
+    pub session_id: String,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    pub invocations: u64,
+}
+
+/// One reasoning step: the events of an invocation that share a traceId.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRow {
+    pub request_id: String,
+    /// 1-based position of the step in its invocation.
+    pub step: u64,
+    /// `""` for events that carry no traceId.
+    pub trace_id: String,
+    /// The distinct event kinds in the step, in first-seen order, comma separated.
+    pub kinds: String,
+    pub events: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub rationale: Option<String>,
+    pub figures: StepFigures,
+}
+
+/// One stored trace event, with its raw wire JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub request_id: String,
+    /// 1-based position in the invocation.
+    pub seq: u64,
+    pub step: u64,
+    pub trace_id: Option<String>,
+    pub kind: String,
+    /// RFC 3339 with the nanoseconds Bedrock sent.
+    pub event_time: Option<String>,
+    pub summary: String,
+    pub raw: serde_json::Value,
+}
+
+impl StoredEvent {
+    /// The domain event, read back from the raw JSON.
+    pub fn event(&self) -> TraceEvent {
+        TraceEvent::from_wire(self.raw.clone())
+    }
+}
+
+/// The trace port.
+pub trait TraceStore: Send + Sync {
+    /// Records the start of a call (and its session).
+    fn begin_invocation(&self, start: &InvocationStart) -> Result<(), StoreError>;
+
+    /// Appends a batch of events and chunk texts to a started invocation, in one transaction.
+    fn append_trace(
+        &self,
+        request_id: &str,
+        events: &[TraceEvent],
+        chunks: &[String],
+    ) -> Result<(), StoreError>;
+
+    fn finish_invocation(&self, request_id: &str, end: &InvocationEnd) -> Result<(), StoreError>;
+
+    fn invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>, StoreError>;
+
+    /// Sessions, most recently active first.
+    fn sessions(&self, offset: usize, limit: usize) -> Result<Vec<SessionRow>, StoreError>;
+
+    /// The invocations of a session, oldest first.
+    fn invocations(
+        &self,
+        session_id: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>, StoreError>;
+
+    /// Steps of an invocation after position `after` (0 for the first page), at most `limit`.
+    fn steps(&self, request_id: &str, after: u64, limit: usize)
+    -> Result<Vec<StepRow>, StoreError>;
+
+    /// The events of one step, with their raw JSON, in order.
+    fn step_events(&self, request_id: &str, step: u64) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Events of an invocation after position `after_seq`, at most `limit`.
+    fn events(
+        &self,
+        request_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The chunk text the agent streamed, concatenated.
+    fn chunk_text(&self, request_id: &str) -> Result<String, StoreError>;
+}
+
+/// Where a runner-raised request came from: its invocation and the step whose rationale it
+/// carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerLink {
+    pub invocation: String,
+    pub trace_id: Option<String>,
+}
+
+/// Where a resume stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxState {
+    /// Decided; not yet sent.
+    Pending,
+    /// A send was started: its outcome is unknown until acked.
+    Sent,
+    /// Bedrock accepted the resume (or said the invocationId was already used on a retry).
+    Acked,
+    /// Bedrock refused it for good, or the attempts ran out.
+    Failed,
+}
+
+impl OutboxState {
+    pub const ALL: [Self; 4] = [Self::Pending, Self::Sent, Self::Acked, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Acked => "acked",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// One outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub request: ApprovalId,
+    pub invocation: Option<String>,
+    pub state: OutboxState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub plan: ResumePlan,
+    /// Built (and the executor run) once, before the first send.
+    pub results: Option<Vec<InvocationResult>>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The request id of the call that carried the resume.
+    pub continuation: Option<String>,
+}
+
+/// The outbox port. Every `outbox_*` write names the lease owner and fails with
+/// `StoreError::LeaseLost` when the row is no longer leased to it.
+pub trait OutboxStore: Send + Sync {
+    /// Enqueues a request the runner raised, marked resumable and linked to its invocation, with
+    /// its audit entry, in one transaction.
+    fn submit_resumable(
+        &self,
+        request: &ApprovalRequest,
+        link: &RunnerLink,
+        actor: &str,
+    ) -> Result<(), StoreError>;
+
+    fn runner_link(&self, id: &ApprovalId) -> Result<Option<RunnerLink>, StoreError>;
+
+    /// Leases up to `limit` due rows (pending or sent, not leased or lease expired, not held
+    /// back) to `owner` until `now + lease`.
+    fn lease_outbox(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+
+    /// Keeps the built results, so no retry runs the executor again.
+    fn outbox_save_results(
+        &self,
+        id: &ApprovalId,
+        owner: &str,
+        results: &[InvocationResult],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Records that a send starts now (state `sent`, one more attempt). Call before sending.
+    fn outbox_mark_sent(
+        &self,
+        id: &ApprovalId,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Records that Bedrock accepted the resume; releases the lease.
+    fn outbox_mark_acked(
+        &self,
+        id: &ApprovalId,
+        owner: &str,
+        now: DateTime<Utc>,
+        continuation: Option<&str>,
+        note: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Releases the lease after a failure worth retrying; not due again before `retry_at`.
+    fn outbox_retry_later(
+        &self,
+        id: &ApprovalId,
+        owner: &str,
+        now: DateTime<Utc>,
+        retry_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Releases the lease after a send that certainly never left (no connection, no
+    /// credentials): the row goes back to `pending`, not due before `retry_at`.
+    fn outbox_unsend(
+        &self,
+        id: &ApprovalId,
+        owner: &str,
+        now: DateTime<Utc>,
+        retry_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Gives up on a row for good.
+    fn outbox_mark_failed(
+        &self,
+        id: &ApprovalId,
+        owner: &str,
+        now: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    fn outbox_row(&self, id: &ApprovalId) -> Result<Option<OutboxRow>, StoreError>;
+
+    /// Rows in a state (or all), oldest first.
+    fn outbox_rows(
+        &self,
+        state: Option<OutboxState>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+}

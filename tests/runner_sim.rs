@@ -1,0 +1,479 @@
+//! The runner against the in-process simulator: invoke, traces stored, return of control in the
+//! queue with its rationale, decision through the store, outbox, resume, continuation stored,
+//! and the simulator saw exactly one resume. Then the exactly-once kill test on the real binary:
+//! the resume worker dies before sending, a restart sends once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use agentdeck::bedrock::{
+    BedrockRunner, InvokeRequest, ResumeOutcome, ResumeWorker, ScriptedExecutor, SubmitSettings,
+};
+use agentdeck::domain::approval::ApprovalId;
+use agentdeck::domain::decision::{DecisionAsk, Verdict};
+use agentdeck::domain::policy::Policy;
+use agentdeck::domain::trace::{ObservationDetail, StepEvent, TraceKind};
+use agentdeck::sim::{SimConfig, SimHandle, start};
+use agentdeck::store::sqlite::SqliteStore;
+use agentdeck::store::{ApprovalStore, OutboxState, OutboxStore, Outcome, TraceStore};
+use chrono::Utc;
+use serde_json::json;
+
+fn ttl(_: &str) -> u32 {
+    600
+}
+
+async fn sim() -> SimHandle {
+    let mut config = SimConfig::builtin().unwrap();
+    config.time_scale = 0.0;
+    start(config).await.unwrap()
+}
+
+fn request(agent: &str, alias: &str, session: &str, text: &str) -> InvokeRequest {
+    InvokeRequest {
+        agent_id: agent.into(),
+        agent_alias_id: alias.into(),
+        session_id: session.into(),
+        input_text: text.into(),
+        ..InvokeRequest::default()
+    }
+}
+
+/// Decides every input of `id`: `verdicts[i]` for input i (the last one repeats).
+fn decide(store: &SqliteStore, id: &ApprovalId, verdicts: &[Verdict], policy: &Policy) {
+    let stored = store.get(id, policy, Utc::now()).unwrap();
+    for i in 0..stored.request.inputs.len() {
+        let verdict = *verdicts.get(i).or(verdicts.last()).unwrap();
+        store
+            .decide(
+                &DecisionAsk {
+                    request: id.clone(),
+                    verdict,
+                    inputs: vec![(i, stored.request.input_hash(i).unwrap())],
+                    reviewer: "alice".into(),
+                    reason: Some("reviewed in the test".into()),
+                    dwell_ms: None,
+                },
+                policy,
+                Utc::now(),
+            )
+            .unwrap();
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: SqliteStore,
+    policy: Policy,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("deck.db")).unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        policy: Policy::default(),
+    }
+}
+
+async fn resume_all(
+    runner: &BedrockRunner,
+    f: &Fixture,
+    submit: &SubmitSettings<'_>,
+) -> agentdeck::bedrock::ResumeReport {
+    let exec = ScriptedExecutor::demo();
+    ResumeWorker {
+        runner,
+        store: &f.store,
+        executor: &exec,
+        submit,
+        owner: "test-worker".into(),
+        lease: Duration::from_secs(60),
+        max_attempts: 3,
+    }
+    .resume_pending(&mut |_| {})
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn pay_then_approve_then_resume_once_with_the_continuation_stored() {
+    let sim = sim().await;
+    let runner = BedrockRunner::loopback(&sim.endpoint());
+    let f = fixture();
+    let submit = SubmitSettings {
+        policy: &f.policy,
+        ttl_secs: &ttl,
+        actor: "runner",
+    };
+    let summary = runner
+        .invoke(
+            &request(
+                "PAYAGENT01",
+                "PRODALIAS",
+                "sess-pay-1",
+                "pay 5000 to prod-7",
+            ),
+            &f.store,
+            &submit,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::WaitingForHuman);
+    let id = summary.queued[0].clone();
+
+    // Traces persisted, grouped into steps, with the rationale on the step that raised it.
+    let inv = f.store.invocation(&summary.request_id).unwrap().unwrap();
+    assert!(inv.events >= 3, "{inv:?}");
+    let link = f.store.runner_link(&id).unwrap().unwrap();
+    assert_eq!(link.invocation, summary.request_id);
+    let steps = f.store.steps(&summary.request_id, 0, 100).unwrap();
+    let step = steps
+        .iter()
+        .find(|s| Some(s.trace_id.as_str()) == link.trace_id.as_deref())
+        .unwrap();
+    let stored = f.store.get(&id, &f.policy, Utc::now()).unwrap();
+    assert_eq!(stored.request.rationale, step.rationale);
+    assert!(
+        stored
+            .request
+            .rationale
+            .as_deref()
+            .unwrap()
+            .contains("prod-7")
+    );
+    let input = &stored.request.inputs[0];
+    assert_eq!(input.action_label(), "payments.transferFunds");
+    assert_eq!(
+        input.invocation_type,
+        agentdeck::domain::approval::ActionInvocationType::UserConfirmation
+    );
+
+    decide(&f.store, &id, &[Verdict::Confirm], &f.policy);
+    assert_eq!(
+        f.store.outbox_row(&id).unwrap().unwrap().state,
+        OutboxState::Pending
+    );
+    assert_eq!(sim.resume_count(id.as_str()), 0);
+
+    let report = resume_all(&runner, &f, &submit).await;
+    let ResumeOutcome::Acked {
+        continuation: Ok(cont),
+    } = &report.items[0].1
+    else {
+        panic!("{:?}", report.items)
+    };
+    assert_eq!(cont.outcome, Outcome::Finished, "{cont:?}");
+    assert!(cont.text.contains("prod-7"), "{}", cont.text);
+    assert_eq!(sim.resume_count(id.as_str()), 1);
+    let stored_cont = f.store.invocation(&cont.request_id).unwrap().unwrap();
+    assert_eq!(stored_cont.start.resumes.as_deref(), Some(id.as_str()));
+    assert_eq!(stored_cont.outcome, Outcome::Finished);
+    assert!(stored_cont.events > 0);
+
+    // A second run of the worker sends nothing more.
+    assert!(resume_all(&runner, &f, &submit).await.items.is_empty());
+    assert_eq!(sim.resume_count(id.as_str()), 1);
+    assert!(f.store.audit_verify().unwrap().ok());
+}
+
+#[tokio::test]
+async fn close_account_with_three_inputs_resumes_a_mixed_decision() {
+    let sim = sim().await;
+    let runner = BedrockRunner::loopback(&sim.endpoint());
+    let f = fixture();
+    let submit = SubmitSettings {
+        policy: &f.policy,
+        ttl_secs: &ttl,
+        actor: "runner",
+    };
+    let summary = runner
+        .invoke(
+            &request("OPSAGENT02", "LIVE", "sess-ops-1", "close account 42"),
+            &f.store,
+            &submit,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    let id = summary.queued[0].clone();
+    let stored = f.store.get(&id, &f.policy, Utc::now()).unwrap();
+    assert_eq!(stored.request.inputs.len(), 3);
+    decide(
+        &f.store,
+        &id,
+        &[Verdict::Confirm, Verdict::Confirm, Verdict::Deny],
+        &f.policy,
+    );
+    let row = f.store.outbox_row(&id).unwrap().unwrap();
+    assert_eq!(row.plan.inputs.len(), 3);
+    let report = resume_all(&runner, &f, &submit).await;
+    assert!(
+        matches!(report.items[0].1, ResumeOutcome::Acked { .. }),
+        "{:?}",
+        report.items
+    );
+    assert_eq!(sim.resume_count(id.as_str()), 1);
+    let row = f.store.outbox_row(&id).unwrap().unwrap();
+    let results = row.results.unwrap();
+    assert_eq!(results.len(), 3);
+    for (r, i) in results.iter().zip(&stored.request.inputs) {
+        assert_eq!(r.action_group, i.action_group);
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_api_form_delete_is_denied_with_the_reason() {
+    let sim = sim().await;
+    let runner = BedrockRunner::loopback(&sim.endpoint());
+    let f = fixture();
+    let submit = SubmitSettings {
+        policy: &f.policy,
+        ttl_secs: &ttl,
+        actor: "runner",
+    };
+    let summary = runner
+        .invoke(
+            &request("OPSAGENT02", "LIVE", "sess-ops-2", "delete cluster blue"),
+            &f.store,
+            &submit,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    let id = summary.queued[0].clone();
+    let stored = f.store.get(&id, &f.policy, Utc::now()).unwrap();
+    assert!(stored.request.inputs[0].api_path().is_some());
+    decide(&f.store, &id, &[Verdict::Deny], &f.policy);
+    let report = resume_all(&runner, &f, &submit).await;
+    assert!(
+        matches!(report.items[0].1, ResumeOutcome::Acked { .. }),
+        "{:?}",
+        report.items
+    );
+    let row = f.store.outbox_row(&id).unwrap().unwrap();
+    let wire = row.results.unwrap()[0].to_wire();
+    assert_eq!(wire["apiResult"]["confirmationState"], json!("DENY"));
+    let body = wire["apiResult"]["responseBody"]["application/json"]["body"]
+        .as_str()
+        .unwrap();
+    assert!(body.contains("reviewed in the test"), "{body}");
+    assert_eq!(sim.resume_count(id.as_str()), 1);
+}
+
+#[tokio::test]
+async fn a_knowledge_base_answer_keeps_its_references() {
+    let sim = sim().await;
+    let runner = BedrockRunner::loopback(&sim.endpoint());
+    let f = fixture();
+    let submit = SubmitSettings {
+        policy: &f.policy,
+        ttl_secs: &ttl,
+        actor: "runner",
+    };
+    let summary = runner
+        .invoke(
+            &request(
+                "KBAGENT003",
+                "LIVE",
+                "sess-kb-1",
+                "what is the refund policy?",
+            ),
+            &f.store,
+            &submit,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Finished, "{summary:?}");
+    let events = f.store.events(&summary.request_id, 0, 1000).unwrap();
+    let kb = events
+        .iter()
+        .map(agentdeck::store::StoredEvent::event)
+        .find_map(|e| match e.kind {
+            TraceKind::Step {
+                event:
+                    StepEvent::Observation(agentdeck::domain::trace::Observation {
+                        detail: ObservationDetail::KnowledgeBase { references, .. },
+                        ..
+                    }),
+                ..
+            } => Some(references),
+            _ => None,
+        });
+    assert!(!kb.unwrap_or_default().is_empty());
+    assert_eq!(
+        f.store.chunk_text(&summary.request_id).unwrap(),
+        summary.text
+    );
+}
+
+#[tokio::test]
+async fn a_supervisor_passes_the_collaborators_agent_id_through() {
+    let sim = sim().await;
+    let runner = BedrockRunner::loopback(&sim.endpoint());
+    let f = fixture();
+    let submit = SubmitSettings {
+        policy: &f.policy,
+        ttl_secs: &ttl,
+        actor: "runner",
+    };
+    let summary = runner
+        .invoke(
+            &request("SUPERVISR1", "LIVE", "sess-sup-1", "pay 5000 to prod-7"),
+            &f.store,
+            &submit,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    let events = f.store.events(&summary.request_id, 0, 1000).unwrap();
+    assert!(
+        events.iter().any(|e| e.event().collaborator_name.is_some()),
+        "collaborator traces are stored"
+    );
+    let id = summary
+        .queued
+        .first()
+        .expect("the collaborator's return of control reaches the supervisor's stream");
+    {
+        let stored = f.store.get(id, &f.policy, Utc::now()).unwrap();
+        let agent = stored.request.inputs[0].agent_id.clone();
+        assert!(agent.is_some(), "a collaborator's input names its agent");
+        decide(&f.store, id, &[Verdict::Confirm], &f.policy);
+        let report = resume_all(&runner, &f, &submit).await;
+        assert!(
+            matches!(report.items[0].1, ResumeOutcome::Acked { .. }),
+            "{:?}",
+            report.items
+        );
+        let row = f.store.outbox_row(id).unwrap().unwrap();
+        assert_eq!(row.results.unwrap()[0].agent_id, agent);
+        assert_eq!(sim.resume_count(id.as_str()), 1);
+    }
+}
+
+fn agentdeck(home: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentdeck"));
+    cmd.args([
+        "--store",
+        &format!("sqlite:{}", home.join("deck.db").display()),
+    ])
+    .args(args)
+    .env("XDG_CONFIG_HOME", home.join("config"))
+    .env("XDG_STATE_HOME", home.join("state"))
+    .env("XDG_DATA_HOME", home.join("data"))
+    .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+    .env("AWS_SECRET_ACCESS_KEY", "test")
+    .env("AWS_REGION", "us-east-1")
+    .env_remove("AWS_PROFILE")
+    .env_remove(agentdeck::bedrock::CRASH_BEFORE_RESUME_ENV);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_worker_killed_before_sending_resumes_exactly_once_after_a_restart() {
+    let sim = sim().await;
+    let endpoint = sim.endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    let url = endpoint.clone();
+    let h = home.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        agentdeck(
+            &h,
+            &[
+                "invoke",
+                "--agent-id",
+                "PAYAGENT01",
+                "--agent-alias-id",
+                "PRODALIAS",
+                "--session-id",
+                "sess-kill-1",
+                "--endpoint-url",
+                &url,
+                "pay 5000 to prod-7",
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Decide through the store, as the console would.
+    let store = SqliteStore::open(&home.join("deck.db")).unwrap();
+    let policy = Policy::default();
+    let id = store.open_queue(Utc::now()).unwrap()[0].id.clone();
+    decide(&store, &id, &[Verdict::Confirm], &policy);
+    assert_eq!(
+        store.outbox_row(&id).unwrap().unwrap().state,
+        OutboxState::Pending
+    );
+
+    // The worker dies just before the send.
+    let run_resume = |crash: bool| {
+        let (h, url) = (home.clone(), endpoint.clone());
+        tokio::task::spawn_blocking(move || {
+            let env: &[(&str, &str)] = if crash {
+                &[(agentdeck::bedrock::CRASH_BEFORE_RESUME_ENV, "1")]
+            } else {
+                &[]
+            };
+            agentdeck(
+                &h,
+                &["resume", "--endpoint-url", &url, "--lease-secs", "1"],
+                env,
+            )
+        })
+    };
+    let crashed = run_resume(true).await.unwrap();
+    assert!(!crashed.status.success(), "{}", text(&crashed));
+    assert_eq!(sim.resume_count(id.as_str()), 0, "nothing was sent");
+    let row = store.outbox_row(&id).unwrap().unwrap();
+    assert_eq!(row.state, OutboxState::Pending);
+    assert!(
+        row.results.is_some(),
+        "the results were kept before the crash"
+    );
+
+    // While the dead worker's lease holds, a restart leaves the row alone.
+    let early = run_resume(false).await.unwrap();
+    assert!(early.status.success(), "{}", text(&early));
+    assert_eq!(sim.resume_count(id.as_str()), 0);
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let restarted = run_resume(false).await.unwrap();
+    assert!(restarted.status.success(), "{}", text(&restarted));
+    assert!(
+        String::from_utf8_lossy(&restarted.stdout).contains("resumed"),
+        "{}",
+        text(&restarted)
+    );
+    assert_eq!(sim.resume_count(id.as_str()), 1);
+
+    // And again: nothing left to send.
+    let again = run_resume(false).await.unwrap();
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(sim.resume_count(id.as_str()), 1);
+    let row = store.outbox_row(&id).unwrap().unwrap();
+    assert_eq!((row.state, row.attempts), (OutboxState::Acked, 1));
+    assert!(store.audit_verify().unwrap().ok());
+}

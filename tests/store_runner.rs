@@ -1,0 +1,529 @@
+//! The runner's side of `SqliteStore`: migration 2 over a version-1 file, the outbox row that a
+//! final decision on a runner-raised request writes in its own transaction (once, even with
+//! eight racing deciders; never for expired, open or non-runner requests), leases that keep two
+//! workers from sending the same resume, the audit cross-checks, and windowed trace reads.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use agentdeck::domain::approval::{ApprovalId, ApprovalRequest};
+use agentdeck::domain::decision::Verdict;
+use agentdeck::domain::policy::RiskTier;
+use agentdeck::domain::status::Status;
+use agentdeck::domain::trace::TraceEvent;
+use agentdeck::store::sqlite::SqliteStore;
+use agentdeck::store::{
+    ApprovalStore, InvocationEnd, InvocationStart, OutboxState, OutboxStore, Outcome, RunnerLink,
+    StoreError, TraceStore,
+};
+use common::{ask, at, multi_request, sample_request, t0, test_policy};
+use rusqlite::Connection;
+use serde_json::json;
+
+fn open(dir: &Path) -> SqliteStore {
+    SqliteStore::open(&dir.join("deck.db")).unwrap()
+}
+
+fn link(inv: &str) -> RunnerLink {
+    RunnerLink {
+        invocation: inv.into(),
+        trace_id: Some(format!("{inv}-0")),
+    }
+}
+
+fn outbox_count(path: &Path) -> i64 {
+    Connection::open(path.join("deck.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deck.db");
+    {
+        let s = open(dir.path());
+        let r = sample_request("inv-old", RiskTier::Low);
+        s.submit(&r, "alice").unwrap();
+        s.decide(
+            &ask(&r, Verdict::Confirm, &[0], "bob", None),
+            &test_policy(),
+            at(5),
+        )
+        .unwrap();
+    }
+    // Make it exactly what version 1 wrote: migration 1's tables, user_version 1.
+    let raw = Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "DROP TABLE outbox; DROP TABLE resumable; DROP TABLE chunks; DROP TABLE trace_events; \
+         DROP TABLE trace_steps; DROP TABLE invocations; DROP TABLE sessions; \
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(raw);
+
+    let s = open(dir.path());
+    let version: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let got = s
+        .get(&ApprovalId("inv-old".into()), &test_policy(), at(6))
+        .unwrap();
+    assert_eq!(got.status, Status::Approved);
+    // A request decided before the runner existed has no resume, and the audit agrees.
+    assert_eq!(outbox_count(dir.path()), 0);
+    assert!(s.audit_verify().unwrap().ok());
+    assert!(s.sessions(0, 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_final_decision_on_a_runner_request_queues_its_resume_in_the_same_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let policy = test_policy();
+    let r = multi_request("inv-1", &[RiskTier::Low, RiskTier::Low]);
+    s.submit_resumable(&r, &link("req-1"), "runner").unwrap();
+    assert_eq!(s.runner_link(&r.id).unwrap(), Some(link("req-1")));
+
+    // Half decided: nothing to resume yet.
+    s.decide(
+        &ask(&r, Verdict::Confirm, &[0], "alice", None),
+        &policy,
+        at(5),
+    )
+    .unwrap();
+    assert!(s.outbox_row(&r.id).unwrap().is_none());
+
+    let out = s
+        .decide(
+            &ask(&r, Verdict::Deny, &[1], "alice", Some("no")),
+            &policy,
+            at(6),
+        )
+        .unwrap();
+    assert_eq!(out.status, Status::Mixed);
+    let row = s.outbox_row(&r.id).unwrap().unwrap();
+    assert_eq!(row.state, OutboxState::Pending);
+    assert_eq!(row.invocation.as_deref(), Some("req-1"));
+    assert_eq!(row.attempts, 0);
+    assert!(row.results.is_none());
+    assert_eq!(row.plan.invocation_id, "inv-1");
+    assert_eq!(
+        row.plan
+            .inputs
+            .iter()
+            .map(|i| i.verdict)
+            .collect::<Vec<_>>(),
+        vec![Verdict::Confirm, Verdict::Deny]
+    );
+    assert_eq!(row.plan.inputs[1].reason.as_deref(), Some("no"));
+    // The audit entry of that decision says a resume was queued, and everything verifies.
+    let mut last = None;
+    s.audit_each(&mut |e| {
+        last = Some(e);
+        Ok(())
+    })
+    .unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&last.unwrap().payload).unwrap();
+    assert_eq!(payload["resume"], json!("queued"));
+    assert!(s.audit_verify().unwrap().ok());
+}
+
+#[test]
+fn when_the_outbox_write_fails_the_decision_is_not_recorded_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let policy = test_policy();
+    let r = sample_request("inv-2", RiskTier::Low);
+    s.submit_resumable(&r, &link("req-2"), "runner").unwrap();
+    // A row already there (planted behind the store's back) makes the outbox insert fail.
+    Connection::open(dir.path().join("deck.db"))
+        .unwrap()
+        .execute(
+            "INSERT INTO outbox (request_id, session_id, agent_id, agent_alias_id, state, \
+             payload, created_at_ms, updated_at_ms) VALUES ('inv-2', 's', 'a', 'b', 'acked', \
+             '{}', 0, 0)",
+            [],
+        )
+        .unwrap();
+    let err = s
+        .decide(
+            &ask(&r, Verdict::Confirm, &[0], "alice", None),
+            &policy,
+            at(5),
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    let got = s.get(&r.id, &policy, at(6)).unwrap();
+    assert!(got.decisions.is_empty());
+    assert_eq!(got.status, Status::Pending);
+}
+
+#[test]
+fn eight_racing_deciders_leave_exactly_one_outbox_row_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let requests: Vec<ApprovalRequest> = (0..4)
+        .map(|i| sample_request(&format!("inv-race-{i}"), RiskTier::Low))
+        .collect();
+    {
+        let s = open(dir.path());
+        for r in &requests {
+            s.submit_resumable(r, &link("req-r"), "runner").unwrap();
+        }
+    }
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|n| {
+            let dir = dir.path().to_path_buf();
+            let barrier = Arc::clone(&barrier);
+            let requests = requests.clone();
+            thread::spawn(move || {
+                let s = open(&dir);
+                barrier.wait();
+                let mut won = 0;
+                for r in &requests {
+                    let verdict = if n % 2 == 0 {
+                        Verdict::Confirm
+                    } else {
+                        Verdict::Deny
+                    };
+                    match s.decide(
+                        &ask(r, verdict, &[0], &format!("rev{n}"), Some("race")),
+                        &test_policy(),
+                        at(10),
+                    ) {
+                        Ok(_) => won += 1,
+                        Err(StoreError::Refused(_)) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let won: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(won, 4);
+    assert_eq!(outbox_count(dir.path()), 4);
+    let s = open(dir.path());
+    for r in &requests {
+        let row = s.outbox_row(&r.id).unwrap().unwrap();
+        assert_eq!(row.state, OutboxState::Pending);
+    }
+    assert!(s.audit_verify().unwrap().ok());
+}
+
+#[test]
+fn expired_open_and_non_runner_requests_get_no_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let policy = test_policy();
+    let expired = sample_request("inv-exp", RiskTier::Low);
+    s.submit_resumable(&expired, &link("req-e"), "runner")
+        .unwrap();
+    assert_eq!(s.expire_due(at(10_000), "sweep").unwrap(), 1);
+    assert!(matches!(
+        s.decide(
+            &ask(&expired, Verdict::Confirm, &[0], "alice", None),
+            &policy,
+            at(10_001)
+        ),
+        Err(StoreError::Refused(_))
+    ));
+    // A critical input needs two approvers: one approval leaves it open.
+    let two = sample_request("inv-two", RiskTier::Critical);
+    s.submit_resumable(&two, &link("req-t"), "runner").unwrap();
+    s.decide(
+        &ask(&two, Verdict::Confirm, &[0], "alice", Some("ok")),
+        &policy,
+        at(5),
+    )
+    .unwrap();
+    // Submitted by hand, not by the runner: nothing to resume.
+    let manual = sample_request("inv-manual", RiskTier::Low);
+    s.submit(&manual, "alice").unwrap();
+    s.decide(
+        &ask(&manual, Verdict::Confirm, &[0], "alice", None),
+        &policy,
+        at(5),
+    )
+    .unwrap();
+    assert_eq!(outbox_count(dir.path()), 0);
+    assert!(s.runner_link(&manual.id).unwrap().is_none());
+    assert!(s.audit_verify().unwrap().ok());
+    // The second approver makes it final: now it is queued.
+    s.decide(
+        &ask(&two, Verdict::Confirm, &[0], "bob", Some("ok")),
+        &policy,
+        at(6),
+    )
+    .unwrap();
+    assert_eq!(outbox_count(dir.path()), 1);
+}
+
+fn decided_row(dir: &Path, id: &str) -> (SqliteStore, ApprovalId) {
+    let s = open(dir);
+    let r = sample_request(id, RiskTier::Low);
+    s.submit_resumable(&r, &link("req-l"), "runner").unwrap();
+    s.decide(
+        &ask(&r, Verdict::Confirm, &[0], "alice", None),
+        &test_policy(),
+        at(5),
+    )
+    .unwrap();
+    (s, r.id)
+}
+
+#[test]
+fn a_lease_keeps_a_second_worker_off_a_row_until_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, id) = decided_row(dir.path(), "inv-lease");
+    let b = open(dir.path());
+    let now = t0();
+    let leased = a
+        .lease_outbox("worker-a", now, Duration::from_secs(30), 10)
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].lease_owner.as_deref(), Some("worker-a"));
+    assert!(
+        b.lease_outbox("worker-b", now, Duration::from_secs(30), 10)
+            .unwrap()
+            .is_empty()
+    );
+    // B cannot act on A's row.
+    assert!(matches!(
+        b.outbox_mark_sent(&id, "worker-b", now),
+        Err(StoreError::LeaseLost(_))
+    ));
+    // Results must be kept before a send is recorded.
+    assert!(matches!(
+        a.outbox_mark_sent(&id, "worker-a", now),
+        Err(StoreError::LeaseLost(_))
+    ));
+    let results =
+        agentdeck::domain::resume::build_results(&leased[0].plan, &agentdeck::bedrock::NoExecutor);
+    a.outbox_save_results(&id, "worker-a", &results, now)
+        .unwrap();
+    // Kept once: a second save (a retry re-running the executor) is refused.
+    assert!(
+        a.outbox_save_results(&id, "worker-a", &results, now)
+            .is_err()
+    );
+
+    // A stalls past its lease; B takes the row over and A's late writes fail.
+    let later = now + chrono::Duration::seconds(31);
+    let taken = b
+        .lease_outbox("worker-b", later, Duration::from_secs(30), 10)
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].results.as_ref(), Some(&results));
+    assert!(matches!(
+        a.outbox_mark_sent(&id, "worker-a", later),
+        Err(StoreError::LeaseLost(_))
+    ));
+    b.outbox_mark_sent(&id, "worker-b", later).unwrap();
+    b.outbox_mark_acked(&id, "worker-b", later, Some("req-cont"), None)
+        .unwrap();
+    let row = b.outbox_row(&id).unwrap().unwrap();
+    assert_eq!(
+        (row.state, row.attempts, row.continuation.as_deref()),
+        (OutboxState::Acked, 1, Some("req-cont"))
+    );
+    // Acked rows are never leased again.
+    assert!(
+        a.lease_outbox(
+            "worker-a",
+            later + chrono::Duration::hours(1),
+            Duration::from_secs(1),
+            10
+        )
+        .unwrap()
+        .is_empty()
+    );
+    assert_eq!(
+        a.outbox_rows(Some(OutboxState::Acked), 0, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_deferred_row_is_not_due_before_its_retry_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, id) = decided_row(dir.path(), "inv-defer");
+    let now = t0();
+    s.lease_outbox("w", now, Duration::from_secs(30), 1)
+        .unwrap();
+    let retry_at = now + chrono::Duration::seconds(8);
+    s.outbox_unsend(&id, "w", now, retry_at, "connection refused")
+        .unwrap();
+    assert!(
+        s.lease_outbox(
+            "w",
+            now + chrono::Duration::seconds(7),
+            Duration::from_secs(30),
+            1
+        )
+        .unwrap()
+        .is_empty()
+    );
+    let row = s
+        .lease_outbox("w", retry_at, Duration::from_secs(30), 1)
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(row.state, OutboxState::Pending);
+    assert_eq!(row.last_error.as_deref(), Some("connection refused"));
+    s.outbox_mark_failed(&id, "w", retry_at, "gave up").unwrap();
+    assert_eq!(
+        s.outbox_row(&id).unwrap().unwrap().state,
+        OutboxState::Failed
+    );
+}
+
+#[test]
+fn the_audit_check_notices_a_lost_resume_and_a_resume_nobody_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, id) = decided_row(dir.path(), "inv-audit");
+    let manual = sample_request("inv-hand", RiskTier::Low);
+    s.submit(&manual, "alice").unwrap();
+    assert!(s.audit_verify().unwrap().ok());
+    let raw = Connection::open(dir.path().join("deck.db")).unwrap();
+    raw.execute("DELETE FROM outbox WHERE request_id = ?1", [id.as_str()])
+        .unwrap();
+    raw.execute(
+        "INSERT INTO outbox (request_id, session_id, agent_id, agent_alias_id, state, payload, \
+         created_at_ms, updated_at_ms) VALUES ('inv-hand', 's', 'a', 'b', 'pending', '{}', 0, 0)",
+        [],
+    )
+    .unwrap();
+    let report = s.audit_verify().unwrap();
+    let text = report.problems.join("\n");
+    assert!(
+        text.contains("request inv-audit") && text.contains("resume was lost"),
+        "{text}"
+    );
+    assert!(
+        text.contains("request inv-hand") && text.contains("status is pending"),
+        "{text}"
+    );
+    assert!(text.contains("the runner did not raise it"), "{text}");
+}
+
+fn ev(trace_id: &str, n: usize) -> TraceEvent {
+    TraceEvent::from_wire(json!({
+        "agentId": "A", "sessionId": "s", "eventTime": format!("2026-03-02T09:00:{:02}.000000123Z", n % 60),
+        "trace": {"orchestrationTrace": {"modelInvocationOutput": {
+            "traceId": trace_id, "rawResponse": {"content": format!("out {n}")},
+            "metadata": {"totalTimeMs": 10, "usage": {"inputTokens": 100, "outputTokens": 5}}}}}
+    }))
+}
+
+#[test]
+fn traces_are_grouped_into_steps_and_read_a_window_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    for (i, session) in ["s-a", "s-b"].iter().enumerate() {
+        s.begin_invocation(&InvocationStart {
+            request_id: format!("req-{i}"),
+            agent_id: "A".into(),
+            agent_alias_id: "L".into(),
+            session_id: (*session).into(),
+            input_text: Some("hi".into()),
+            resumes: None,
+            started_at: at(i as i64),
+        })
+        .unwrap();
+    }
+    // 1000 events over 250 steps, in batches of 64, like the runner writes them.
+    let events: Vec<TraceEvent> = (0..1000)
+        .map(|n| ev(&format!("req-0-{}", n / 4), n))
+        .collect();
+    for batch in events.chunks(64) {
+        s.append_trace("req-0", batch, &[]).unwrap();
+    }
+    s.append_trace("req-0", &[], &["Hello, ".into(), "world".into()])
+        .unwrap();
+    s.finish_invocation(
+        "req-0",
+        &InvocationEnd {
+            outcome: Outcome::Finished,
+            ended_at: at(3),
+            error: None,
+            final_response: Some("Hello, world".into()),
+            latency_ms: Some(3000),
+        },
+    )
+    .unwrap();
+    let inv = s.invocation("req-0").unwrap().unwrap();
+    assert_eq!((inv.events, inv.steps, inv.chunks), (1000, 250, 2));
+    assert_eq!((inv.input_tokens, inv.output_tokens), (100_000, 5_000));
+    assert_eq!(inv.outcome, Outcome::Finished);
+    assert_eq!(s.chunk_text("req-0").unwrap(), "Hello, world");
+
+    let page = s.steps("req-0", 100, 20).unwrap();
+    assert_eq!(page.len(), 20);
+    assert_eq!(page[0].step, 101);
+    assert_eq!(page[0].trace_id, "req-0-100");
+    assert_eq!(
+        (page[0].first_seq, page[0].last_seq, page[0].events),
+        (401, 404, 4)
+    );
+    assert_eq!(page[0].figures.duration_ms, Some(40));
+    assert_eq!(page[0].figures.input_tokens, 400);
+    assert_eq!(page[0].kinds, "orchestration/model-output");
+    assert_eq!(s.steps("req-0", 250, 20).unwrap().len(), 0);
+
+    let step = s.step_events("req-0", 101).unwrap();
+    assert_eq!(step.len(), 4);
+    assert_eq!(step[0].raw, events[400].raw);
+    assert_eq!(step[0].event(), events[400]);
+    assert_eq!(
+        step[0].event_time.as_deref(),
+        Some("2026-03-02T09:00:40.000000123Z")
+    );
+    let window = s.events("req-0", 998, 10).unwrap();
+    assert_eq!(
+        window.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![999, 1000]
+    );
+
+    // Sessions: most recent first; invocations of a session, oldest first.
+    let sessions = s.sessions(0, 10).unwrap();
+    assert_eq!(
+        sessions
+            .iter()
+            .map(|x| x.session_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["s-b", "s-a"]
+    );
+    assert_eq!(s.sessions(1, 10).unwrap().len(), 1);
+    assert_eq!(s.invocations("s-a", 0, 10).unwrap().len(), 1);
+    // Appending to an invocation that was never started is refused, not invented.
+    assert!(matches!(
+        s.append_trace("req-none", &events[..1], &[]),
+        Err(StoreError::NotFound(_))
+    ));
+    // Starting the same request id twice is a duplicate.
+    assert!(matches!(
+        s.begin_invocation(&InvocationStart {
+            request_id: "req-0".into(),
+            agent_id: "A".into(),
+            agent_alias_id: "L".into(),
+            session_id: "s-a".into(),
+            input_text: None,
+            resumes: None,
+            started_at: at(9),
+        }),
+        Err(StoreError::Duplicate(_))
+    ));
+}

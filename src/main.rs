@@ -11,7 +11,7 @@ use clap::Parser;
 
 use agentdeck::app::AppState;
 use agentdeck::app::keymap::Keymap;
-use agentdeck::cli::args::Command;
+use agentdeck::cli::args::{Command, DemoArgs};
 use agentdeck::cli::commands::{self, Ctx};
 use agentdeck::cli::{Cli, CliError, demo};
 use agentdeck::config::{self, Config, Overrides, StoreSpec};
@@ -106,16 +106,16 @@ fn run(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
         None => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
-            console(&config, &spec, false)
+            console(&config, &spec, None)
         }
-        Some(Command::Demo { path }) => {
-            let path = path.clone().unwrap_or_else(|| {
+        Some(Command::Demo(args)) => {
+            let path = args.path.clone().unwrap_or_else(|| {
                 std::env::temp_dir()
                     .join(format!("agentdeck-demo-{}", std::process::id()))
                     .join("demo.db")
             });
             let spec = StoreSpec::Sqlite(path);
-            console(&config, &spec, true)
+            console(&config, &spec, Some(args))
         }
         Some(Command::Sim {
             port,
@@ -176,15 +176,16 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 Command::Resume(args) => {
                     agentdeck::cli::invoke::resume(&config, &store, args, &mut stdout)
                 }
-                Command::Demo { .. } | Command::Sim { .. } => Ok(()),
+                Command::Demo(_) | Command::Sim { .. } => Ok(()),
             }
         }
     }
 }
 
 /// Opens the console. The keymap and theme are checked before the store is touched, so a bad
-/// config leaves nothing behind. With `demo`, the store is seeded with the example requests.
-fn console(config: &Config, spec: &StoreSpec, demo: bool) -> Result<(), CliError> {
+/// config leaves nothing behind. With `demo`, the store is seeded with the example requests, the
+/// simulator starts on an ephemeral loopback port and simulated users drive it.
+fn console(config: &Config, spec: &StoreSpec, demo: Option<&DemoArgs>) -> Result<(), CliError> {
     let keymap = Keymap::with_overrides(&config.keys).map_err(|e| {
         let file = config
             .file
@@ -194,28 +195,68 @@ fn console(config: &Config, spec: &StoreSpec, demo: bool) -> Result<(), CliError
     })?;
     let theme = load_theme(&config.theme)?;
     let store = open_store(spec)?;
-    if demo {
-        demo::seed(&store, config, Utc::now())?;
-    }
-    let state = AppState::new(
-        keymap,
-        config.policy.clone(),
-        config.reviewer.clone(),
-        spec.label(),
-        Utc::now(),
-    );
-    let store: Arc<dyn ApprovalStore> = Arc::new(store);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| CliError::unavailable(format!("cannot start the runtime: {e}")))?;
-    runtime
+    let mut config = config.clone();
+    let mut label = spec.label();
+    let mut background = None;
+    let mut sim_handle = None;
+    if let Some(args) = demo {
+        let sim = runtime
+            .block_on(agentdeck::sim::start(agentdeck::sim::SimConfig {
+                seed: args.seed,
+                time_scale: args.time_scale,
+                ..agentdeck::sim::SimConfig::builtin()
+                    .map_err(|e| CliError::bad_input(e.to_string()))?
+            }))
+            .map_err(|e| CliError::unavailable(format!("demo simulator: {e}")))?;
+        // The queue's countdowns follow each simulated agent's own idle TTL.
+        for agent in sim.agents() {
+            let ttl = u32::try_from(agent.idle_ttl_secs).unwrap_or(600);
+            config.agent_ttl_secs.entry(agent.id.clone()).or_insert(ttl);
+        }
+        demo::seed(&store, &config, Utc::now())?;
+        label = format!("demo · sim {} · {label}", sim.endpoint());
+        if !args.no_traffic {
+            let traffic = agentdeck::runtime::demo::start_traffic(
+                sim.endpoint(),
+                spec.path().to_path_buf(),
+                config.clone(),
+                agentdeck::runtime::demo::TrafficOptions {
+                    rate: args.rate,
+                    users: usize::from(args.users),
+                    seed: args.seed,
+                },
+            )
+            .map_err(|e| CliError::unavailable(format!("demo traffic: {e}")))?;
+            background = Some(traffic);
+        }
+        sim_handle = Some(sim);
+    }
+    let state = AppState::new(
+        keymap,
+        config.policy.clone(),
+        config.reviewer.clone(),
+        label,
+        Utc::now(),
+    );
+    let store: Arc<dyn ApprovalStore> = Arc::new(store);
+    let result = runtime
         .block_on(agentdeck::runtime::run_console(
             state,
             theme,
             store,
             Some(spec.path().to_path_buf()),
         ))
-        .map_err(|e| CliError::unavailable(format!("console: {e}")))
+        .map_err(|e| CliError::unavailable(format!("console: {e}")));
+    if let Some(traffic) = background {
+        traffic.stop();
+    }
+    if let Some(sim) = sim_handle {
+        runtime.block_on(sim.shutdown());
+    }
+    result
 }

@@ -68,11 +68,7 @@ pub enum Command {
     Reject(DecideArgs),
     /// Open the console on a fresh demo store seeded with example requests (risky payments,
     /// a destructive action, an API-form request with three inputs, a hostile one).
-    Demo {
-        /// Keep the demo store here instead of a fresh temporary file.
-        #[arg(long, value_name = "PATH")]
-        path: Option<PathBuf>,
-    },
+    Demo(DemoArgs),
     /// Run one agent turn on Bedrock (or a simulator) with its trace printed live; returns of
     /// control land in the queue, or with --decide-inline are decided here and resumed.
     Invoke(super::invoke::InvokeArgs),
@@ -101,6 +97,45 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+/// `agentdeck demo`: the simulator in-process, simulated users, a fresh store, the console.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Keep the demo store here instead of a fresh temporary file.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// New agent turns per second across all simulated users.
+    #[arg(long, default_value_t = 0.5, value_parser = parse_rate)]
+    pub rate: f64,
+    /// Simulated users (turns in flight at most).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub users: u16,
+    /// Seed for the simulator's timing and the users' requests (same seed, same run).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Simulated latencies scale (1.0 = as scripted; 0 = instant).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
+    pub time_scale: f64,
+    /// No simulated traffic: only the example requests.
+    #[arg(long)]
+    pub no_traffic: bool,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && (0.01..=1000.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "{s:?}: expected turns per second between 0.01 and 1000"
+        )),
+    }
+}
+
+fn parse_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && (0.0..=100.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?}: expected a scale between 0 and 100")),
+    }
 }
 
 #[derive(Debug, Clone, Args)]

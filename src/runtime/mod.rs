@@ -1,6 +1,7 @@
 //! The only impure glue of the console: terminal, input task, clock, store watcher, effect
 //! executor, and the loop that folds messages through `update` and renders at most once per batch.
 
+pub mod demo;
 pub mod input;
 pub mod terminal;
 pub mod watch;

@@ -12,7 +12,7 @@ use agentdeck::domain::approval::ApprovalRequest;
 use agentdeck::domain::decision::{Decision, Verdict};
 use agentdeck::domain::policy::RiskTier;
 use agentdeck::domain::status::Status;
-use agentdeck::store::{QueueRow, StoreCounts, StoredRequest};
+use agentdeck::store::{QueueRow, RecentInvocation, StoreCounts, StoredRequest};
 use agentdeck::ui::theme::Theme;
 use common::{
     at, envelope, function_input, multi_request, request_from_doc, sample_request, t0, test_policy,
@@ -190,6 +190,48 @@ fn counts() -> StoreCounts {
         reviewers: vec![("alice@oncall".into(), 20), ("bob@oncall".into(), 16)],
         median_time_to_decision_ms: Some(48_200),
         audit_entries: 79,
+        invocations: 57,
+        invocations_by_outcome: vec![
+            ("finished".into(), 44),
+            ("failed".into(), 3),
+            ("waiting-for-human".into(), 6),
+            ("exception".into(), 4),
+        ],
+        trace_events: 1_204,
+        trace_steps: 311,
+        input_tokens: 402_113,
+        output_tokens: 18_377,
+        outbox_by_state: vec![("acked".into(), 29), ("pending".into(), 1)],
+        recent: vec![
+            RecentInvocation {
+                request_id: "req-2".into(),
+                agent_id: "AGENT01".into(),
+                agent_alias_id: "ALIAS01".into(),
+                session_id: "session-inv-crit".into(),
+                started_at: at(25),
+                outcome: "finished".into(),
+                latency_ms: Some(3_420),
+                steps: 4,
+                input_tokens: 2_310,
+                output_tokens: 190,
+                input_text: None,
+                resumes: Some("inv-crit".into()),
+            },
+            RecentInvocation {
+                request_id: "req-1".into(),
+                agent_id: "AGENT01".into(),
+                agent_alias_id: "ALIAS01".into(),
+                session_id: "session-inv-crit".into(),
+                started_at: at(-30),
+                outcome: "waiting-for-human".into(),
+                latency_ms: Some(1_870),
+                steps: 3,
+                input_tokens: 1_950,
+                output_tokens: 120,
+                input_text: Some("pay 250000 to prod-7\u{1b}[2J".into()),
+                resumes: None,
+            },
+        ],
     }
 }
 

@@ -140,6 +140,9 @@ pub struct AppState {
     /// A reload was asked for while one was in flight.
     pub reload_again: bool,
     pub loading_queue: bool,
+    /// Counts are being read; another read was asked for meanwhile.
+    pub loading_counts: bool,
+    pub counts_again: bool,
     pub next_tag: u64,
     pub keymap: Keymap,
     pub policy: Policy,
@@ -179,6 +182,8 @@ impl AppState {
             counts_tag: 0,
             reload_again: false,
             loading_queue: false,
+            loading_counts: false,
+            counts_again: false,
             next_tag: 1,
             keymap,
             policy,

@@ -36,12 +36,16 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
         Msg::QueueLoaded { tag, result } => queue_loaded(state, tag, result),
         Msg::CountsLoaded { tag, result } => {
             if tag == state.counts_tag {
+                state.loading_counts = false;
                 match result {
                     Ok(c) => {
                         state.counts = Some(c);
                         state.store_error = None;
                     }
                     Err(e) => state.store_error = Some(e),
+                }
+                if std::mem::take(&mut state.counts_again) && state.pane != Pane::Approvals {
+                    return load_counts(state);
                 }
             }
             Vec::new()
@@ -143,10 +147,7 @@ fn reload(state: &mut AppState) -> Vec<Effect> {
         });
     }
     if state.pane != Pane::Approvals {
-        state.counts_tag = state.tag();
-        fx.push(Effect::LoadCounts {
-            tag: state.counts_tag,
-        });
+        fx.extend(load_counts(state));
     }
     let tag = state.tag();
     if let Some(d) = state.detail.as_mut() {
@@ -298,6 +299,17 @@ fn switch_pane(state: &mut AppState, pane: Pane) -> Vec<Effect> {
     if pane == Pane::Approvals {
         return Vec::new();
     }
+    load_counts(state)
+}
+
+/// Reads the store's totals, one read at a time: a read asked for while one is in flight
+/// happens once, after it.
+fn load_counts(state: &mut AppState) -> Vec<Effect> {
+    if state.loading_counts {
+        state.counts_again = true;
+        return Vec::new();
+    }
+    state.loading_counts = true;
     state.counts_tag = state.tag();
     vec![Effect::LoadCounts {
         tag: state.counts_tag,

@@ -131,7 +131,41 @@ pub struct StoreCounts {
     /// Median milliseconds from raised to the first decision, over decided requests.
     pub median_time_to_decision_ms: Option<u64>,
     pub audit_entries: u64,
+    /// Agent turns recorded by the runner (new input and resumes).
+    pub invocations: u64,
+    /// Turns by outcome: running, finished, failed, waiting-for-human, exception.
+    pub invocations_by_outcome: Vec<(String, u64)>,
+    pub trace_events: u64,
+    pub trace_steps: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Resumes by outbox state: pending, sent, acked, failed.
+    pub outbox_by_state: Vec<(String, u64)>,
+    /// The most recent turns, newest first.
+    pub recent: Vec<RecentInvocation>,
 }
+
+/// One recent agent turn, as the traces pane lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentInvocation {
+    pub request_id: String,
+    pub agent_id: String,
+    pub agent_alias_id: String,
+    pub session_id: String,
+    pub started_at: DateTime<Utc>,
+    pub outcome: String,
+    pub latency_ms: Option<u64>,
+    pub steps: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// The user's text, or None for a resume after a decision.
+    pub input_text: Option<String>,
+    /// The return of control this turn answered, for resumes.
+    pub resumes: Option<String>,
+}
+
+/// How many recent turns `counts` returns.
+pub const RECENT_INVOCATIONS: usize = 200;
 
 /// One entry of the append-only audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -687,6 +687,18 @@ impl ApprovalStore for SqliteStore {
             )?,
             median_time_to_decision_ms,
             audit_entries: one("SELECT count(*) FROM audit")?,
+            invocations: one("SELECT count(*) FROM invocations")?,
+            invocations_by_outcome: pairs(
+                "SELECT outcome, count(*) FROM invocations GROUP BY outcome ORDER BY outcome",
+            )?,
+            trace_events: one("SELECT count(*) FROM trace_events")?,
+            trace_steps: one("SELECT count(*) FROM trace_steps")?,
+            input_tokens: one("SELECT coalesce(sum(input_tokens), 0) FROM invocations")?,
+            output_tokens: one("SELECT coalesce(sum(output_tokens), 0) FROM invocations")?,
+            outbox_by_state: pairs(
+                "SELECT state, count(*) FROM outbox GROUP BY state ORDER BY state",
+            )?,
+            recent: recent_invocations(&tx).map_err(err)?,
         })
     }
 
@@ -755,4 +767,33 @@ mod tests {
         }
         assert!("inv-2" >= upper.as_str());
     }
+}
+
+/// The newest turns, for the traces pane (the `invocations_recent` index serves the order).
+fn recent_invocations(
+    tx: &rusqlite::Transaction<'_>,
+) -> rusqlite::Result<Vec<crate::store::RecentInvocation>> {
+    let mut st = tx.prepare_cached(
+        "SELECT request_id, agent_id, agent_alias_id, session_id, started_at_ms, outcome, \
+                latency_ms, steps, input_tokens, output_tokens, input_text, resumes \
+         FROM invocations ORDER BY started_at_ms DESC, request_id DESC LIMIT ?1",
+    )?;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    let rows = st.query_map([crate::store::RECENT_INVOCATIONS as i64], |r| {
+        Ok(crate::store::RecentInvocation {
+            request_id: r.get(0)?,
+            agent_id: r.get(1)?,
+            agent_alias_id: r.get(2)?,
+            session_id: r.get(3)?,
+            started_at: chrono::DateTime::from_timestamp_millis(r.get(4)?).unwrap_or_default(),
+            outcome: r.get(5)?,
+            latency_ms: r.get::<_, Option<i64>>(6)?.map(n),
+            steps: n(r.get(7)?),
+            input_tokens: n(r.get(8)?),
+            output_tokens: n(r.get(9)?),
+            input_text: r.get(10)?,
+            resumes: r.get(11)?,
+        })
+    })?;
+    rows.collect()
 }

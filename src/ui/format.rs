@@ -79,7 +79,7 @@ pub fn status_symbol(status: Status) -> &'static str {
         Status::Approved => "✓",
         Status::Rejected => "✗",
         Status::Mixed => "±",
-        Status::Expired => "⌛",
+        Status::Expired => "⧖",
     }
 }
 

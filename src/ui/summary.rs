@@ -37,42 +37,93 @@ fn loading(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
 }
 
 pub fn traces(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
-    let block = frame_block("Traces", theme);
+    let block = frame_block("Traces · recent agent turns", theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let Some(c) = &state.counts else {
         return loading(frame, inner, state, theme);
     };
-    let text = theme.style(Role::Text);
+    let muted = theme.style(Role::Muted);
     let mut lines = vec![
         Line::styled(
-            "Trace capture and the step explorer are not built yet; this pane shows what the store holds.",
-            theme.style(Role::Muted),
+            format!(
+                "{} turns · {} reasoning steps · {} trace events · {} sessions with approvals · tokens {} in / {} out",
+                c.invocations,
+                c.trace_steps,
+                c.trace_events,
+                c.sessions,
+                c.input_tokens,
+                c.output_tokens
+            ),
+            theme.style(Role::Text),
+        ),
+        Line::styled(
+            "The step explorer (open a turn, its steps and raw JSON) comes with the trace-explorer work.",
+            muted,
         ),
         Line::default(),
-        row("agent sessions seen", c.sessions.to_string(), theme, text),
-        row("approval requests", c.requests.to_string(), theme, text),
-        row(
-            "trace steps stored",
-            "0 (no trace capture yet)".to_owned(),
-            theme,
-            theme.style(Role::Muted),
-        ),
-        Line::default(),
-        Line::styled("Requests per agent", theme.style(Role::Title)),
     ];
-    if c.agents.is_empty() {
-        lines.push(Line::styled("  (none yet)", theme.style(Role::Muted)));
-    }
-    for (agent, n) in &c.agents {
-        lines.push(row(
-            &ellipsize(&sanitize::line(agent), 26),
-            n.to_string(),
-            theme,
-            text,
+    if c.recent.is_empty() {
+        lines.push(Line::styled(
+            "No agent turns recorded yet: `agentdeck invoke` and `agentdeck demo` record them here.",
+            muted,
         ));
+        frame.render_widget(Paragraph::new(lines), inner);
+        return;
     }
-    lines.truncate(usize::from(inner.height).max(1));
+    let width = usize::from(inner.width);
+    lines.push(Line::styled(
+        format!(
+            "{:<8} {:<22} {:<16} {:<14} {:>5} {:>13} {:>8}  INPUT",
+            "STARTED", "AGENT/ALIAS", "SESSION", "OUTCOME", "STEPS", "TOKENS IN/OUT", "LATENCY"
+        ),
+        muted,
+    ));
+    let room = usize::from(inner.height).saturating_sub(lines.len());
+    for r in c.recent.iter().take(room) {
+        let (sym, role) = match r.outcome.as_str() {
+            "finished" => ("✓", Role::VerdictApproved),
+            "failed" | "exception" => ("✗", Role::AlertError),
+            "waiting-for-human" => ("◐", Role::VerdictPending),
+            _ => ("…", Role::Muted),
+        };
+        let agent = format!(
+            "{}/{}",
+            sanitize::line(&r.agent_id),
+            sanitize::line(&r.agent_alias_id)
+        );
+        let input = match (&r.input_text, &r.resumes) {
+            (_, Some(id)) => format!("↩ resume after decision on {}", sanitize::line(id)),
+            (Some(t), None) => sanitize::line(t).into_owned(),
+            (None, None) => String::new(),
+        };
+        let latency = r.latency_ms.map_or_else(|| "-".to_owned(), duration_ms);
+        let head = format!(
+            "{} {:<22} {:<16} ",
+            r.started_at.format("%H:%M:%S"),
+            ellipsize(&agent, 22),
+            ellipsize(&sanitize::line(&r.session_id), 16),
+        );
+        let tail = format!(
+            " {:>5} {:>13} {:>8}  ",
+            r.steps,
+            format!("{}/{}", r.input_tokens, r.output_tokens),
+            latency
+        );
+        let word = if r.outcome == "waiting-for-human" {
+            "waiting"
+        } else {
+            r.outcome.as_str()
+        };
+        let outcome = format!("{sym} {:<12}", ellipsize(word, 12));
+        let used = head.chars().count() + outcome.chars().count() + tail.chars().count();
+        lines.push(Line::from(vec![
+            Span::styled(head, theme.style(Role::Text)),
+            Span::styled(outcome, theme.style(role)),
+            Span::styled(tail, theme.style(Role::Text)),
+            Span::styled(ellipsize(&input, width.saturating_sub(used)), muted),
+        ]));
+    }
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
@@ -83,8 +134,13 @@ pub fn metrics(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Them
     let Some(c) = &state.counts else {
         return loading(frame, inner, state, theme);
     };
+    // The figures need about 60 columns; the chart only gets what is left beside them.
+    if inner.width < 100 {
+        frame.render_widget(Paragraph::new(metric_lines(c, theme)), inner);
+        return;
+    }
     let [left, right] =
-        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(inner);
+        Layout::horizontal([Constraint::Length(62), Constraint::Min(20)]).areas(inner);
     frame.render_widget(Paragraph::new(metric_lines(c, theme)), left);
     let bars: Vec<Bar<'static>> = c
         .by_tier_open
@@ -151,6 +207,31 @@ fn metric_lines(c: &StoreCounts, theme: &Theme) -> Vec<Line<'static>> {
         theme,
         text,
     ));
+    lines.push(Line::default());
+    lines.push(Line::styled("Agents", theme.style(Role::Title)));
+    lines.push(row(
+        "turns recorded",
+        c.invocations.to_string(),
+        theme,
+        text,
+    ));
+    for (outcome, n) in &c.invocations_by_outcome {
+        lines.push(row(&format!("  {outcome}"), n.to_string(), theme, text));
+    }
+    lines.push(row(
+        "tokens in / out",
+        format!("{} / {}", c.input_tokens, c.output_tokens),
+        theme,
+        text,
+    ));
+    for (state_name, n) in &c.outbox_by_state {
+        lines.push(row(
+            &format!("resumes {state_name}"),
+            n.to_string(),
+            theme,
+            text,
+        ));
+    }
     lines.push(Line::default());
     lines.push(Line::styled(
         "Decisions per reviewer",

@@ -325,7 +325,7 @@ fn prompts_help_and_other_panes() {
             &mut s,
             Msg::CountsLoaded {
                 tag,
-                result: Ok(counts()),
+                result: Ok(Box::new(counts())),
             },
         );
         insta::assert_snapshot!(format!("traces_{w}x{h}"), text(&draw(&s, &dark())));
@@ -344,7 +344,7 @@ fn prompts_help_and_other_panes() {
             &mut s,
             Msg::CountsLoaded {
                 tag,
-                result: Ok(counts()),
+                result: Ok(Box::new(counts())),
             },
         );
         insta::assert_snapshot!(format!("metrics_{w}x{h}"), text(&draw(&s, &dark())));

@@ -53,7 +53,7 @@ pub enum Msg {
     },
     CountsLoaded {
         tag: u64,
-        result: Result<StoreCounts, String>,
+        result: Result<Box<StoreCounts>, String>,
     },
     DetailLoaded {
         tag: u64,

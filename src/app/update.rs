@@ -39,7 +39,7 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
                 state.loading_counts = false;
                 match result {
                     Ok(c) => {
-                        state.counts = Some(c);
+                        state.counts = Some(*c);
                         state.store_error = None;
                     }
                     Err(e) => state.store_error = Some(e),

@@ -161,7 +161,7 @@ impl Executor {
             }
             Effect::LoadCounts { tag } => {
                 tokio::task::spawn_blocking(move || {
-                    let result = store.counts().map_err(|e| e.to_string());
+                    let result = store.counts().map(Box::new).map_err(|e| e.to_string());
                     let _ = tx.send(Msg::CountsLoaded { tag, result });
                 });
             }

@@ -748,27 +748,6 @@ impl ApprovalStore for SqliteStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_bounds_cover_exactly_the_prefixed_ids() {
-        assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
-        assert_eq!(
-            prefix_upper_bound("a\u{D7FF}").as_deref(),
-            Some("a\u{E000}")
-        );
-        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
-        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
-        let upper = prefix_upper_bound("inv-1").unwrap_or_default();
-        for id in ["inv-1", "inv-10", "inv-1z", "inv-1\u{10FFFF}"] {
-            assert!(id >= "inv-1" && id < upper.as_str(), "{id}");
-        }
-        assert!("inv-2" >= upper.as_str());
-    }
-}
-
 /// The newest turns, for the traces pane (the `invocations_recent` index serves the order).
 fn recent_invocations(
     tx: &rusqlite::Transaction<'_>,
@@ -796,4 +775,25 @@ fn recent_invocations(
         })
     })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_bounds_cover_exactly_the_prefixed_ids() {
+        assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
+        assert_eq!(
+            prefix_upper_bound("a\u{D7FF}").as_deref(),
+            Some("a\u{E000}")
+        );
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+        let upper = prefix_upper_bound("inv-1").unwrap_or_default();
+        for id in ["inv-1", "inv-10", "inv-1z", "inv-1\u{10FFFF}"] {
+            assert!(id >= "inv-1" && id < upper.as_str(), "{id}");
+        }
+        assert!("inv-2" >= upper.as_str());
+    }
 }

@@ -53,18 +53,31 @@ for theme in dark light; do
     tmux -L "$sock" new-session -d -s shot -x "$cols" -y "$rows" \
       "env -i PATH=$PATH TERM=xterm-256color HOME=$work/home XDG_CONFIG_HOME=$work/home/config \
        XDG_DATA_HOME=$work/home/data XDG_STATE_HOME=$work/home/state AGENTDECK_REVIEWER=alice@oncall \
-       $bin --theme $theme demo --path $work/home/demo-$theme-$size.db"
+       $bin --theme $theme demo --rate ${SHOT_RATE:-2} --path $work/home/demo-$theme-$size.db"
     wait_for "Approvals ·"
     sleep "$wait_secs"
     shot "queue-$theme-$size" "$cols" "$rows" "$bg" "$fg"
+    # Decide two requests from the bottom of the queue (the least risky), so decisions, resumes
+    # and continuations show in the other panes.
+    tmux -L "$sock" send-keys -t shot G a; sleep 0.5; tmux -L "$sock" send-keys -t shot a
+    wait_for "approved"
+    tmux -L "$sock" send-keys -t shot G r; sleep 0.5; tmux -L "$sock" send-keys -t shot r
+    wait_for "Reason to reject"
+    tmux -L "$sock" send-keys -t shot -l "not during the freeze"
     tmux -L "$sock" send-keys -t shot Enter
+    wait_for "rejected"
+    sleep 2
+    tmux -L "$sock" send-keys -t shot g Enter
     wait_for "Rationale"
     shot "detail-$theme-$size" "$cols" "$rows" "$bg" "$fg"
-    tmux -L "$sock" send-keys -t shot Escape 2
-    wait_for "Traces"
+    # A key right after Esc would read as Alt-key: let the Esc land first.
+    tmux -L "$sock" send-keys -t shot Escape
+    sleep 0.3
+    tmux -L "$sock" send-keys -t shot 2
+    wait_for "Traces ·"
     shot "traces-$theme-$size" "$cols" "$rows" "$bg" "$fg"
     tmux -L "$sock" send-keys -t shot 3
-    wait_for "Metrics"
+    wait_for "Metrics ·"
     shot "metrics-$theme-$size" "$cols" "$rows" "$bg" "$fg"
     tmux -L "$sock" send-keys -t shot q
     for _ in $(seq 50); do tmux -L "$sock" has-session -t shot 2>/dev/null || break; sleep 0.1; done

@@ -11,7 +11,7 @@ use crate::domain::approval::{ActionTarget, ApprovalId, ApprovalRequest};
 use crate::domain::decision::{DecisionAsk, Verdict};
 use crate::domain::policy::{Confirmation, RiskTier};
 use crate::domain::sanitize;
-use crate::domain::status::InputState;
+use crate::domain::status::{InputState, input_states};
 use crate::store::QueueRow;
 
 /// The most characters a reason may hold.
@@ -466,13 +466,14 @@ fn begin_decision(state: &mut AppState, action: Action) -> Vec<Effect> {
     };
     let mut chosen = Vec::new();
     let mut why_not = None;
+    let states = input_states(request, &stored.decisions, &state.policy);
     for i in candidates {
-        let tier = request
-            .assessments
-            .get(i)
-            .map_or(RiskTier::Critical, |a| a.tier);
+        let tier = request.input_tier(i);
         let needed = state.policy.requirements(tier).approvers;
-        match InputState::derive(&stored.decisions, i, needed) {
+        let Some(input_state) = states.get(i).cloned() else {
+            continue;
+        };
+        match input_state {
             InputState::Confirmed { by, .. } => {
                 why_not = Some(format!(
                     "input {} is already confirmed by {}",

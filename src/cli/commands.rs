@@ -12,7 +12,7 @@ use crate::app::update::{confirm_word, sort_queue};
 use crate::config::Config;
 use crate::domain::decision::{DecisionAsk, Verdict};
 use crate::domain::policy::Confirmation;
-use crate::domain::status::InputState;
+use crate::domain::status::open_inputs;
 use crate::domain::validate::{self, SubmitContext};
 use crate::store::{ApprovalStore, AuditEntry, StoredRequest};
 
@@ -153,20 +153,7 @@ pub fn decide(
     let r = &stored.request;
     let count = r.inputs.len();
     let chosen: Vec<usize> = if args.all {
-        (0..count)
-            .filter(|i| {
-                let tier = r
-                    .assessments
-                    .get(*i)
-                    .map_or(crate::domain::policy::RiskTier::Critical, |a| a.tier);
-                !InputState::derive(
-                    &stored.decisions,
-                    *i,
-                    ctx.config.policy.requirements(tier).approvers,
-                )
-                .is_final()
-            })
-            .collect()
+        open_inputs(r, &stored.decisions, &ctx.config.policy)
     } else if args.inputs.is_empty() {
         if count == 1 {
             vec![0]

@@ -22,7 +22,7 @@ use crate::domain::decision::{DecisionAsk, Verdict};
 use crate::domain::policy::Confirmation;
 use crate::domain::resume::Executor;
 use crate::domain::sanitize;
-use crate::domain::status::InputState;
+use crate::domain::status::open_inputs;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ApprovalStore, OutboxStore};
 
@@ -237,20 +237,7 @@ fn decide_inline(
     out.write_all(output::request_text(&stored, now).as_bytes())
         .map_err(|e| io(&e))?;
     let r = &stored.request;
-    let open: Vec<usize> = (0..r.inputs.len())
-        .filter(|i| {
-            let tier = r
-                .assessments
-                .get(*i)
-                .map_or(crate::domain::policy::RiskTier::Critical, |a| a.tier);
-            !InputState::derive(
-                &stored.decisions,
-                *i,
-                config.policy.requirements(tier).approvers,
-            )
-            .is_final()
-        })
-        .collect();
+    let open = open_inputs(r, &stored.decisions, &config.policy);
     let answer = ask_line(out, input, "approve every input? [y/n] ")?;
     let verdict = match answer.to_ascii_lowercase().as_str() {
         "y" | "yes" => Verdict::Confirm,
@@ -415,23 +402,15 @@ pub fn invoke(
                 .map_err(|e| io(&e))?;
                 break;
             }
-            let worker = ResumeWorker {
-                runner: &runner,
+            let report = send_resumes(
+                &runner,
                 store,
-                executor: exec.as_ref(),
-                submit: &submit,
-                owner: worker_name(),
-                lease: Duration::from_secs(args.connect.lease_secs),
-                max_attempts: 8,
-            };
-            let mut printer = Printer {
-                out: &mut *out,
-                text: String::new(),
-                failed: None,
-            };
-            let report = worker.resume_pending(&mut |e| printer.print(e)).await;
-            printer.finish()?;
-            let report = report?;
+                exec.as_ref(),
+                &submit,
+                args.connect.lease_secs,
+                out,
+            )
+            .await?;
             report_resumes(&report, out)?;
             queued = report
                 .items
@@ -447,6 +426,34 @@ pub fn invoke(
         }
         Ok(())
     })
+}
+
+/// Sends every due resume from the outbox, printing each continuation as it streams.
+async fn send_resumes(
+    runner: &BedrockRunner,
+    store: &SqliteStore,
+    executor: &dyn Executor,
+    submit: &SubmitSettings<'_>,
+    lease_secs: u64,
+    out: &mut dyn Write,
+) -> Result<crate::bedrock::ResumeReport, CliError> {
+    let worker = ResumeWorker {
+        runner,
+        store,
+        executor,
+        submit,
+        owner: worker_name(),
+        lease: Duration::from_secs(lease_secs),
+        max_attempts: 8,
+    };
+    let mut printer = Printer {
+        out,
+        text: String::new(),
+        failed: None,
+    };
+    let report = worker.resume_pending(&mut |e| printer.print(e)).await;
+    printer.finish()?;
+    Ok(report?)
 }
 
 /// Runs `agentdeck resume`.
@@ -465,23 +472,15 @@ pub fn resume(
     let exec = executor(args.connect.executor.as_deref());
     runtime()?.block_on(async {
         let runner = connect(&args.connect).await?;
-        let worker = ResumeWorker {
-            runner: &runner,
+        let report = send_resumes(
+            &runner,
             store,
-            executor: exec.as_ref(),
-            submit: &submit,
-            owner: worker_name(),
-            lease: Duration::from_secs(args.connect.lease_secs),
-            max_attempts: 8,
-        };
-        let mut printer = Printer {
-            out: &mut *out,
-            text: String::new(),
-            failed: None,
-        };
-        let report = worker.resume_pending(&mut |e| printer.print(e)).await;
-        printer.finish()?;
-        let report = report?;
+            exec.as_ref(),
+            &submit,
+            args.connect.lease_secs,
+            out,
+        )
+        .await?;
         if report.items.is_empty() {
             let waiting = store.outbox_rows(Some(crate::store::OutboxState::Pending), 0, 1)?;
             let sent = store.outbox_rows(Some(crate::store::OutboxState::Sent), 0, 1)?;

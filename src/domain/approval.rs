@@ -195,6 +195,13 @@ impl ApprovalRequest {
             .unwrap_or(super::policy::RiskTier::Low)
     }
 
+    /// The tier of input `index`; an input without an assessment counts as critical.
+    pub fn input_tier(&self, index: usize) -> super::policy::RiskTier {
+        self.assessments
+            .get(index)
+            .map_or(super::policy::RiskTier::Critical, |a| a.tier)
+    }
+
     /// The assessment that set the request's tier (first of the highest).
     pub fn lead_assessment(&self) -> Option<&Assessment> {
         let tier = self.tier();

@@ -191,10 +191,7 @@ pub fn plan(
                 current,
             });
         }
-        let tier = request
-            .assessments
-            .get(index)
-            .map_or(RiskTier::Critical, |a| a.tier);
+        let tier = request.input_tier(index);
         let req = policy.requirements(tier);
         match ask.verdict {
             Verdict::Deny if reason.is_none() => {

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use super::approval::{ActionInvocationType, ActionTarget, ApprovalRequest, InvocationInput};
 use super::decision::{Decision, Verdict};
-use super::policy::{Policy, RiskTier};
-use super::status::InputState;
+use super::policy::Policy;
+use super::status::{InputState, input_states};
 
 /// The most characters of a reviewer's reason quoted back to the agent.
 pub const MAX_QUOTED_REASON: usize = 500;
@@ -59,12 +59,8 @@ impl ResumePlan {
         policy: &Policy,
     ) -> Option<Self> {
         let mut inputs = Vec::with_capacity(request.inputs.len());
-        for (i, input) in request.inputs.iter().enumerate() {
-            let tier = request
-                .assessments
-                .get(i)
-                .map_or(RiskTier::Critical, |a| a.tier);
-            let state = InputState::derive(decisions, i, policy.requirements(tier).approvers);
+        let states = input_states(request, decisions, policy);
+        for (i, (input, state)) in request.inputs.iter().zip(states).enumerate() {
             let (verdict, reviewers) = match state {
                 InputState::Confirmed { by, .. } => (Verdict::Confirm, by),
                 InputState::Denied { by, .. } => (Verdict::Deny, vec![by]),

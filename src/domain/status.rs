@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::approval::ApprovalRequest;
 use super::decision::{Decision, Verdict};
-use super::policy::{Policy, RiskTier};
+use super::policy::Policy;
 
 /// Where one invocation input stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +69,38 @@ impl InputState {
     pub fn is_final(&self) -> bool {
         matches!(self, Self::Confirmed { .. } | Self::Denied { .. })
     }
+}
+
+/// Where each input of `request` stands, given the decisions on it and each input's tier
+/// requirements (how many distinct approvers it needs).
+pub fn input_states(
+    request: &ApprovalRequest,
+    decisions: &[Decision],
+    policy: &Policy,
+) -> Vec<InputState> {
+    (0..request.inputs.len())
+        .map(|i| {
+            InputState::derive(
+                decisions,
+                i,
+                policy.requirements(request.input_tier(i)).approvers,
+            )
+        })
+        .collect()
+}
+
+/// The indices of inputs not yet confirmed or denied.
+pub fn open_inputs(
+    request: &ApprovalRequest,
+    decisions: &[Decision],
+    policy: &Policy,
+) -> Vec<usize> {
+    input_states(request, decisions, policy)
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.is_final())
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// Where a request stands.
@@ -143,16 +175,10 @@ impl Status {
         policy: &Policy,
         now: DateTime<Utc>,
     ) -> Self {
-        let states: Vec<InputState> = (0..request.inputs.len())
-            .map(|i| {
-                let tier = request
-                    .assessments
-                    .get(i)
-                    .map_or(RiskTier::Critical, |a| a.tier);
-                InputState::derive(decisions, i, policy.requirements(tier).approvers)
-            })
-            .collect();
-        Self::from_inputs(&states, now >= request.expires_at)
+        Self::from_inputs(
+            &input_states(request, decisions, policy),
+            now >= request.expires_at,
+        )
     }
 
     /// The pure fold of input states into a request status.

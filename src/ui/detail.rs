@@ -15,7 +15,7 @@ use crate::app::state::Detail;
 use crate::domain::approval::{ActionTarget, InvocationInput};
 use crate::domain::decision::Verdict;
 use crate::domain::sanitize::{self, Segment};
-use crate::domain::status::InputState;
+use crate::domain::status::{InputState, input_states};
 use crate::store::StoredRequest;
 
 /// Renders the detail and returns the largest useful scroll offset.
@@ -189,13 +189,9 @@ fn inputs_strip(
         format!("Inputs ({}): ", r.inputs.len()),
         theme.style(Role::Title),
     )];
-    for (i, input) in r.inputs.iter().enumerate() {
-        let tier = r
-            .assessments
-            .get(i)
-            .map_or(crate::domain::policy::RiskTier::Critical, |a| a.tier);
-        let needed = state.policy.requirements(tier).approvers;
-        let (sym, role) = match InputState::derive(&stored.decisions, i, needed) {
+    let states = input_states(r, &stored.decisions, &state.policy);
+    for (i, (input, input_state)) in r.inputs.iter().zip(&states).enumerate() {
+        let (sym, role) = match input_state {
             InputState::Pending => ("○", Role::VerdictPending),
             InputState::Approving { .. } => ("◐", Role::VerdictPending),
             InputState::Confirmed { .. } => ("✓", Role::VerdictApproved),

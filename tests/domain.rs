@@ -156,3 +156,19 @@ fn any_change_to_the_arguments_changes_the_hash() {
     );
     assert_eq!(r.clone().input_hash(0).unwrap(), h);
 }
+
+#[test]
+fn the_default_policy_rates_an_http_delete_high() {
+    let config = agentdeck::config::Config::defaults().unwrap();
+    let doc = common::envelope(
+        "inv-del",
+        &[
+            serde_json::json!({"apiInvocationInput": {"actionGroup": "clusters", "apiPath": "/clusters/{clusterName}",
+            "httpMethod": "DELETE", "actionInvocationType": "USER_CONFIRMATION_AND_RESULT",
+            "parameters": [{"name": "clusterName", "type": "string", "value": "staging-1"}]}}),
+        ],
+    );
+    let r = common::request_from_doc(&doc, &config.policy, common::t0());
+    assert_eq!(r.tier(), RiskTier::High);
+    assert_eq!(r.assessments[0].rule.as_deref(), Some("http-delete"));
+}

@@ -128,6 +128,14 @@ impl InvocationInput {
         }
     }
 
+    /// The HTTP method of an API-form input.
+    pub fn http_method(&self) -> Option<&str> {
+        match &self.target {
+            ActionTarget::Api { http_method, .. } => Some(http_method),
+            ActionTarget::Function { .. } => None,
+        }
+    }
+
     pub fn parameter(&self, name: &str) -> Option<&Parameter> {
         self.parameters.iter().find(|p| p.name == name)
     }

@@ -265,6 +265,9 @@ pub struct RuleSpec {
     /// Glob on the API path (API form only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_path: Option<String>,
+    /// Glob on the HTTP method (API form only), e.g. `DELETE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_method: Option<String>,
     /// Predicates on parameters; all must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub when: Vec<String>,
@@ -302,6 +305,7 @@ impl Rule {
         if !glob(&self.spec.action_group, Some(&input.action_group))
             || !glob(&self.spec.function, input.function())
             || !glob(&self.spec.api_path, input.api_path())
+            || !glob(&self.spec.http_method, input.http_method())
         {
             return None;
         }
@@ -444,6 +448,9 @@ fn describe(spec: &RuleSpec) -> String {
     if let Some(f) = &spec.function {
         parts.push(format!("function ~ {f}"));
     }
+    if let Some(m) = &spec.http_method {
+        parts.push(format!("httpMethod ~ {m}"));
+    }
     if let Some(p) = &spec.api_path {
         parts.push(format!("apiPath ~ {p}"));
     }
@@ -492,6 +499,7 @@ mod tests {
                         action_group: group.map(str::to_owned),
                         function: None,
                         api_path: None,
+                        http_method: None,
                         when: when.iter().map(|s| (*s).to_owned()).collect(),
                         tier: *tier,
                         reason: ControlReason::BudgetExceeded,

@@ -214,7 +214,7 @@ fn inputs_strip(
     Line::from(spans)
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one input's lines need the request, the input, the view state and the theme")]
 fn input_lines(
     out: &mut Vec<Line<'static>>,
     stored: &StoredRequest,

@@ -47,6 +47,7 @@ pub fn policy_with_rules(rules: &[(&str, &str, &[&str], RiskTier)]) -> Policy {
                     action_group: None,
                     function: Some((*function).to_owned()),
                     api_path: None,
+                    http_method: None,
                     when: when.iter().map(|w| (*w).to_owned()).collect(),
                     tier: *tier,
                     reason: ControlReason::HighRiskAction,

@@ -214,7 +214,6 @@ fn inputs_strip(
     Line::from(spans)
 }
 
-#[expect(clippy::too_many_arguments, reason = "one input's lines need the request, the input, the view state and the theme")]
 fn input_lines(
     out: &mut Vec<Line<'static>>,
     stored: &StoredRequest,

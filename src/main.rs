@@ -243,12 +243,15 @@ fn console(config: &Config, spec: &StoreSpec, demo: Option<&DemoArgs>) -> Result
         label,
         Utc::now(),
     );
-    let store: Arc<dyn ApprovalStore> = Arc::new(store);
+    let store = Arc::new(store);
+    let traces: Arc<dyn agentdeck::store::run::TraceStore> = store.clone();
+    let store: Arc<dyn ApprovalStore> = store;
     let result = runtime
         .block_on(agentdeck::runtime::run_console(
             state,
             theme,
             store,
+            Some(traces),
             Some(spec.path().to_path_buf()),
         ))
         .map_err(|e| CliError::unavailable(format!("console: {e}")));

@@ -427,3 +427,133 @@ fn markers_are_styled_apart_from_text_so_a_typed_lookalike_cannot_pass_for_one()
         "expected marker cells, found {marker_cells}"
     );
 }
+
+fn steps_fixture() -> Vec<agentdeck::store::run::StepRow> {
+    use agentdeck::domain::trace::StepFigures;
+    use agentdeck::store::run::StepRow;
+    let step =
+        |n: u64, kinds: &str, ms: Option<i64>, tin: i64, tout: i64, rationale: Option<&str>| {
+            StepRow {
+                request_id: "req-1".into(),
+                step: n,
+                trace_id: format!("req-1-{}", n - 1),
+                kinds: kinds.into(),
+                events: 3,
+                first_seq: n * 3 - 2,
+                last_seq: n * 3,
+                rationale: rationale.map(str::to_owned),
+                figures: StepFigures {
+                    duration_ms: ms,
+                    input_tokens: tin,
+                    output_tokens: tout,
+                },
+            }
+        };
+    vec![
+        step(
+            1,
+            "modelInvocationInput,modelInvocationOutput,rationale",
+            Some(1_480),
+            1_950,
+            120,
+            Some("The user wants to pay; I need the account first.\u{1b}[2J"),
+        ),
+        step(2, "invocationInput,observation", Some(9_870), 0, 0, None),
+        step(
+            3,
+            "modelInvocationInput,modelInvocationOutput",
+            Some(620),
+            2_310,
+            190,
+            Some("Done; report back."),
+        ),
+    ]
+}
+
+#[test]
+fn traces_drill_down_at_120x40() {
+    let (mut s, _) = loaded_state(120, 40);
+    let fx = key(&mut s, "2");
+    let tag = fx
+        .iter()
+        .find_map(|f| {
+            if let Effect::LoadCounts { tag } = f {
+                Some(*tag)
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    update(
+        &mut s,
+        Msg::CountsLoaded {
+            tag,
+            result: Ok(Box::new(counts())),
+        },
+    );
+    key(&mut s, "j");
+    let fx = key(&mut s, "enter");
+    let (tag, id) = fx
+        .iter()
+        .find_map(|f| {
+            if let Effect::LoadSteps { tag, request_id } = f {
+                Some((*tag, request_id.clone()))
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert_eq!(id, "req-1");
+    update(
+        &mut s,
+        Msg::StepsLoaded {
+            tag,
+            result: Ok(steps_fixture()),
+        },
+    );
+    key(&mut s, "j");
+    let screen = text(&draw(&s, &dark()));
+    assert!(!screen.contains('\u{1b}'));
+    insta::assert_snapshot!("traces_steps_120x40", screen);
+
+    let fx = key(&mut s, "enter");
+    let (tag, step) = fx
+        .iter()
+        .find_map(|f| {
+            if let Effect::LoadStepEvents { tag, step, .. } = f {
+                Some((*tag, *step))
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert_eq!(step, 2);
+    let raw = serde_json::json!({"agentId": "AGENT01", "sessionId": "session-inv-crit", "eventTime": "2026-03-02T09:00:01.123456789Z",
+        "trace": {"orchestrationTrace": {"observation": {"traceId": "req-1-1", "type": "ACTION_GROUP",
+            "actionGroupInvocationOutput": {"text": "{\"balance\": 1200}\u{202e}", "metadata": {"totalTimeMs": 9870}}}}}});
+    let event = agentdeck::store::run::StoredEvent {
+        request_id: "req-1".into(),
+        seq: 5,
+        step: 2,
+        trace_id: Some("req-1-1".into()),
+        kind: "orchestration/observation".into(),
+        event_time: Some("2026-03-02T09:00:01.123456789Z".into()),
+        summary: "ACTION_GROUP observation".into(),
+        raw,
+    };
+    update(
+        &mut s,
+        Msg::StepEventsLoaded {
+            tag,
+            result: Ok(vec![event]),
+        },
+    );
+    let screen = text(&draw(&s, &dark()));
+    assert!(!screen.contains('\u{202e}'));
+    insta::assert_snapshot!("traces_step_events_120x40", screen);
+
+    key(&mut s, "esc");
+    assert!(s.traces.turn.as_ref().unwrap().step.is_none());
+    key(&mut s, "esc");
+    assert!(s.traces.turn.is_none());
+}

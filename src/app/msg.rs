@@ -68,6 +68,16 @@ pub enum Msg {
     },
     /// The view's report of how far the open detail can scroll.
     DetailMaxScroll(u16),
+    /// The view's report of how far the open step's events can scroll.
+    StepMaxScroll(u16),
+    StepsLoaded {
+        tag: u64,
+        result: Result<Vec<crate::store::run::StepRow>, String>,
+    },
+    StepEventsLoaded {
+        tag: u64,
+        result: Result<Vec<crate::store::run::StoredEvent>, String>,
+    },
 }
 
 /// IO the runtime must perform.
@@ -84,6 +94,14 @@ pub enum Effect {
     },
     /// Record a decision (conditional write); answer with `Decided`.
     Decide { tag: u64, ask: DecisionAsk },
+    /// Read the reasoning steps of one turn; answer with `StepsLoaded`.
+    LoadSteps { tag: u64, request_id: String },
+    /// Read the events of one step with their raw JSON; answer with `StepEventsLoaded`.
+    LoadStepEvents {
+        tag: u64,
+        request_id: String,
+        step: u64,
+    },
     /// Mark requests whose session expired; answer with `Expired`.
     ExpireDue,
     /// Leave the console.

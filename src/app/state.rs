@@ -106,6 +106,34 @@ pub struct Detail {
     pub opened_at: DateTime<Utc>,
 }
 
+/// One step of a turn opened in full: its events with their raw JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepView {
+    pub step: u64,
+    pub tag: u64,
+    pub events: Option<Result<Vec<crate::store::run::StoredEvent>, String>>,
+    pub scroll: u16,
+    pub max_scroll: u16,
+}
+
+/// A turn opened in the traces pane: its reasoning steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnView {
+    pub request_id: String,
+    pub tag: u64,
+    pub steps: Option<Result<Vec<crate::store::run::StepRow>, String>>,
+    pub selected: usize,
+    pub step: Option<StepView>,
+}
+
+/// Where the traces pane is: the list of recent turns, a turn's steps, or a step's events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TracesView {
+    /// Position in the recent turns (from `counts.recent`).
+    pub selected: usize,
+    pub turn: Option<TurnView>,
+}
+
 #[derive(Debug, Clone)]
 #[expect(
     clippy::struct_excessive_bools,
@@ -129,6 +157,7 @@ pub struct AppState {
     pub armed: Option<Armed>,
     pub help: bool,
     pub counts: Option<StoreCounts>,
+    pub traces: TracesView,
     pub message: Option<Message>,
     /// Decision waiting for the store's answer.
     pub deciding: Option<(u64, Intent)>,
@@ -174,6 +203,7 @@ impl AppState {
             armed: None,
             help: false,
             counts: None,
+            traces: TracesView::default(),
             message: None,
             deciding: None,
             store_error: None,

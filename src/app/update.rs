@@ -6,6 +6,7 @@ use super::action::Action;
 use super::msg::{Edit, Effect, KeyInput, Msg};
 use super::state::{
     ARM_WINDOW, AppState, Armed, Detail, Intent, Level, MESSAGE_TTL, Message, Pane, Prompt,
+    StepView, TurnView,
 };
 use crate::domain::approval::{ActionTarget, ApprovalId, ApprovalRequest};
 use crate::domain::decision::{DecisionAsk, Verdict};
@@ -87,6 +88,34 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Key(input) => key(state, &input),
+        Msg::StepMaxScroll(max) => {
+            if let Some(v) = state.traces.turn.as_mut().and_then(|t| t.step.as_mut()) {
+                v.max_scroll = max;
+                v.scroll = v.scroll.min(max);
+            }
+            Vec::new()
+        }
+        Msg::StepsLoaded { tag, result } => {
+            if let Some(t) = state.traces.turn.as_mut().filter(|t| t.tag == tag) {
+                if let Ok(steps) = &result {
+                    t.selected = t.selected.min(steps.len().saturating_sub(1));
+                }
+                t.steps = Some(result);
+            }
+            Vec::new()
+        }
+        Msg::StepEventsLoaded { tag, result } => {
+            if let Some(v) = state
+                .traces
+                .turn
+                .as_mut()
+                .and_then(|t| t.step.as_mut())
+                .filter(|v| v.tag == tag)
+            {
+                v.events = Some(result);
+            }
+            Vec::new()
+        }
         Msg::DetailMaxScroll(max) => {
             if let Some(d) = state.detail.as_mut() {
                 d.max_scroll = max;
@@ -148,6 +177,16 @@ fn reload(state: &mut AppState) -> Vec<Effect> {
     }
     if state.pane != Pane::Approvals {
         fx.extend(load_counts(state));
+    }
+    if state.pane == Pane::Traces {
+        let tag = state.tag();
+        if let Some(t) = state.traces.turn.as_mut().filter(|t| t.step.is_none()) {
+            t.tag = tag;
+            fx.push(Effect::LoadSteps {
+                tag,
+                request_id: t.request_id.clone(),
+            });
+        }
     }
     let tag = state.tag();
     if let Some(d) = state.detail.as_mut() {
@@ -278,6 +317,9 @@ fn key(state: &mut AppState, input: &KeyInput) -> Vec<Effect> {
         Action::PaneTraces => return switch_pane(state, Pane::Traces),
         Action::PaneMetrics => return switch_pane(state, Pane::Metrics),
         _ => {}
+    }
+    if state.pane == Pane::Traces {
+        return traces_action(state, action);
     }
     if state.pane != Pane::Approvals {
         return Vec::new();
@@ -410,6 +452,106 @@ fn detail_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             return begin_decision(state, action);
         }
         _ => {}
+    }
+    Vec::new()
+}
+
+/// Moves a selection within `len` rows.
+fn moved(selected: usize, action: Action, len: usize, page: usize) -> usize {
+    let last = len.saturating_sub(1);
+    match action {
+        Action::MoveUp => selected.saturating_sub(1),
+        Action::MoveDown => (selected + 1).min(last),
+        Action::PageUp => selected.saturating_sub(page),
+        Action::PageDown => (selected + page).min(last),
+        Action::Top => 0,
+        Action::Bottom => last,
+        _ => selected,
+    }
+}
+
+/// The traces pane: recent turns, then a turn's steps (Enter), then a step's events and raw
+/// JSON (Enter); Back goes up a level.
+fn traces_action(state: &mut AppState, action: Action) -> Vec<Effect> {
+    let page = state.list_height();
+    let recent: Vec<String> = state
+        .counts
+        .as_ref()
+        .map(|c| c.recent.iter().map(|r| r.request_id.clone()).collect())
+        .unwrap_or_default();
+    let tag = state.tag();
+    let view = &mut state.traces;
+    match view.turn.as_mut() {
+        None => match action {
+            Action::Open => {
+                if let Some(id) = recent.get(view.selected) {
+                    view.turn = Some(TurnView {
+                        request_id: id.clone(),
+                        tag,
+                        steps: None,
+                        selected: 0,
+                        step: None,
+                    });
+                    return vec![Effect::LoadSteps {
+                        tag,
+                        request_id: id.clone(),
+                    }];
+                }
+            }
+            _ => view.selected = moved(view.selected, action, recent.len(), page),
+        },
+        Some(turn) => match turn.step.as_mut() {
+            None => match action {
+                Action::Back => view.turn = None,
+                Action::Open => {
+                    let step = turn
+                        .steps
+                        .as_ref()
+                        .and_then(|s| s.as_ref().ok())
+                        .and_then(|s| s.get(turn.selected))
+                        .map(|s| s.step);
+                    if let Some(step) = step {
+                        turn.step = Some(StepView {
+                            step,
+                            tag,
+                            events: None,
+                            scroll: 0,
+                            max_scroll: u16::MAX,
+                        });
+                        return vec![Effect::LoadStepEvents {
+                            tag,
+                            request_id: turn.request_id.clone(),
+                            step,
+                        }];
+                    }
+                }
+                _ => {
+                    let len = turn
+                        .steps
+                        .as_ref()
+                        .and_then(|s| s.as_ref().ok())
+                        .map_or(0, Vec::len);
+                    turn.selected = moved(turn.selected, action, len, page);
+                }
+            },
+            Some(step) => {
+                let page = u16::try_from(page).unwrap_or(u16::MAX);
+                match action {
+                    Action::Back => turn.step = None,
+                    Action::MoveUp => step.scroll = step.scroll.saturating_sub(1),
+                    Action::MoveDown => {
+                        step.scroll = step.scroll.saturating_add(1).min(step.max_scroll);
+                    }
+                    Action::PageUp => step.scroll = step.scroll.saturating_sub(page),
+                    Action::PageDown => {
+                        step.scroll = step.scroll.saturating_add(page).min(step.max_scroll);
+                    }
+                    Action::Top => step.scroll = 0,
+                    Action::Bottom => step.scroll = step.max_scroll,
+                    _ => {}
+                }
+            }
+        },
     }
     Vec::new()
 }

@@ -17,8 +17,13 @@ use tokio::task::JoinSet;
 use crate::app::msg::StoreFailure;
 use crate::app::update::init;
 use crate::app::{AppState, Effect, Msg, update};
+use crate::store::run::TraceStore;
 use crate::store::{ApprovalStore, StoreError};
 use crate::ui::theme::Theme;
+
+/// The most steps of one turn the traces pane reads.
+const STEPS_SHOWN: usize = 1000;
+const NO_TRACES: &str = "this store keeps no traces";
 
 /// How long quitting waits for a decision that is being written.
 const DRAIN_ON_QUIT: Duration = Duration::from_secs(10);
@@ -28,6 +33,7 @@ pub async fn run_console(
     mut state: AppState,
     theme: Theme,
     store: Arc<dyn ApprovalStore>,
+    traces: Option<Arc<dyn TraceStore>>,
     watch_path: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let (_guard, mut terminal) = terminal::TerminalGuard::enter()?;
@@ -83,6 +89,7 @@ pub async fn run_console(
     let reviewer = state.reviewer.clone();
     let exec = Executor {
         store,
+        traces,
         policy: Arc::new(state.policy.clone()),
         tx: tx.clone(),
         sweeper: format!("expiry-sweep:{reviewer}"),
@@ -102,6 +109,9 @@ pub async fn run_console(
                 last_report = Some(report);
                 if let Some(max) = report.detail_max_scroll {
                     update(&mut state, Msg::DetailMaxScroll(max));
+                }
+                if let Some(max) = report.step_max_scroll {
+                    update(&mut state, Msg::StepMaxScroll(max));
                 }
             }
         }
@@ -134,6 +144,7 @@ pub async fn run_console(
 
 struct Executor {
     store: Arc<dyn ApprovalStore>,
+    traces: Option<Arc<dyn TraceStore>>,
     policy: Arc<crate::domain::policy::Policy>,
     tx: UnboundedSender<Msg>,
     sweeper: String,
@@ -172,6 +183,32 @@ impl Executor {
                         .map(Box::new)
                         .map_err(|e| e.to_string());
                     let _ = tx.send(Msg::DetailLoaded { tag, result });
+                });
+            }
+            Effect::LoadSteps { tag, request_id } => {
+                let traces = self.traces.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = match traces {
+                        Some(t) => t
+                            .steps(&request_id, 0, STEPS_SHOWN)
+                            .map_err(|e| e.to_string()),
+                        None => Err(NO_TRACES.to_owned()),
+                    };
+                    let _ = tx.send(Msg::StepsLoaded { tag, result });
+                });
+            }
+            Effect::LoadStepEvents {
+                tag,
+                request_id,
+                step,
+            } => {
+                let traces = self.traces.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = match traces {
+                        Some(t) => t.step_events(&request_id, step).map_err(|e| e.to_string()),
+                        None => Err(NO_TRACES.to_owned()),
+                    };
+                    let _ = tx.send(Msg::StepEventsLoaded { tag, result });
                 });
             }
             Effect::ExpireDue => {

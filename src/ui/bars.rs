@@ -162,7 +162,17 @@ pub fn context_actions(state: &AppState) -> Vec<Action> {
             Action::MoveDown,
             Action::MoveUp,
         ],
-        Pane::Traces | Pane::Metrics => vec![
+        Pane::Traces => vec![
+            Action::Open,
+            Action::Back,
+            Action::MoveDown,
+            Action::PageDown,
+            Action::NextPane,
+            Action::PaneApprovals,
+            Action::Help,
+            Action::Quit,
+        ],
+        Pane::Metrics => vec![
             Action::NextPane,
             Action::PaneApprovals,
             Action::Help,

@@ -19,6 +19,7 @@ pub mod help;
 pub mod summary;
 pub mod text;
 pub mod theme;
+pub mod traces;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -37,6 +38,8 @@ pub const MIN_HEIGHT: u16 = 10;
 pub struct RenderReport {
     /// The largest useful scroll offset of the open detail, if one is shown.
     pub detail_max_scroll: Option<u16>,
+    /// The largest useful scroll offset of an open trace step, if one is shown.
+    pub step_max_scroll: Option<u16>,
 }
 
 pub fn render(frame: &mut Frame<'_>, state: &AppState, theme: &Theme) -> RenderReport {
@@ -70,7 +73,7 @@ pub fn render(frame: &mut Frame<'_>, state: &AppState, theme: &Theme) -> RenderR
             }
             None => approvals::render(frame, body, state, theme),
         },
-        Pane::Traces => summary::traces(frame, body, state, theme),
+        Pane::Traces => report.step_max_scroll = traces::render(frame, body, state, theme),
         Pane::Metrics => summary::metrics(frame, body, state, theme),
     }
     bars::message(frame, message, state, theme);

@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::domain::sanitize;
 use crate::store::StoreCounts;
 
-fn frame_block(title: &str, theme: &Theme) -> Block<'static> {
+pub(super) fn frame_block(title: &str, theme: &Theme) -> Block<'static> {
     Block::default()
         .borders(Borders::ALL)
         .border_style(theme.style(Role::BorderFocused))
@@ -28,103 +28,12 @@ fn row(label: &str, value: String, theme: &Theme, style: Style) -> Line<'static>
     ])
 }
 
-fn loading(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
+pub(super) fn loading(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
     let text = state.store_error.as_ref().map_or_else(
         || "loading…".to_owned(),
         |e| format!("✗ {}", sanitize::line(e)),
     );
     frame.render_widget(Paragraph::new(text).style(theme.style(Role::Muted)), area);
-}
-
-pub fn traces(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
-    let block = frame_block("Traces · recent agent turns", theme);
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
-    let Some(c) = &state.counts else {
-        return loading(frame, inner, state, theme);
-    };
-    let muted = theme.style(Role::Muted);
-    let mut lines = vec![
-        Line::styled(
-            format!(
-                "{} turns · {} reasoning steps · {} trace events · {} sessions with approvals · tokens {} in / {} out",
-                c.invocations,
-                c.trace_steps,
-                c.trace_events,
-                c.sessions,
-                c.input_tokens,
-                c.output_tokens
-            ),
-            theme.style(Role::Text),
-        ),
-        Line::styled(
-            "The step explorer (open a turn, its steps and raw JSON) comes with the trace-explorer work.",
-            muted,
-        ),
-        Line::default(),
-    ];
-    if c.recent.is_empty() {
-        lines.push(Line::styled(
-            "No agent turns recorded yet: `agentdeck invoke` and `agentdeck demo` record them here.",
-            muted,
-        ));
-        frame.render_widget(Paragraph::new(lines), inner);
-        return;
-    }
-    let width = usize::from(inner.width);
-    lines.push(Line::styled(
-        format!(
-            "{:<8} {:<22} {:<16} {:<14} {:>5} {:>13} {:>8}  INPUT",
-            "STARTED", "AGENT/ALIAS", "SESSION", "OUTCOME", "STEPS", "TOKENS IN/OUT", "LATENCY"
-        ),
-        muted,
-    ));
-    let room = usize::from(inner.height).saturating_sub(lines.len());
-    for r in c.recent.iter().take(room) {
-        let (sym, role) = match r.outcome.as_str() {
-            "finished" => ("✓", Role::VerdictApproved),
-            "failed" | "exception" => ("✗", Role::AlertError),
-            "waiting-for-human" => ("◐", Role::VerdictPending),
-            _ => ("…", Role::Muted),
-        };
-        let agent = format!(
-            "{}/{}",
-            sanitize::line(&r.agent_id),
-            sanitize::line(&r.agent_alias_id)
-        );
-        let input = match (&r.input_text, &r.resumes) {
-            (_, Some(id)) => format!("↩ resume after decision on {}", sanitize::line(id)),
-            (Some(t), None) => sanitize::line(t).into_owned(),
-            (None, None) => String::new(),
-        };
-        let latency = r.latency_ms.map_or_else(|| "-".to_owned(), duration_ms);
-        let head = format!(
-            "{} {:<22} {:<16} ",
-            r.started_at.format("%H:%M:%S"),
-            ellipsize(&agent, 22),
-            ellipsize(&sanitize::line(&r.session_id), 16),
-        );
-        let tail = format!(
-            " {:>5} {:>13} {:>8}  ",
-            r.steps,
-            format!("{}/{}", r.input_tokens, r.output_tokens),
-            latency
-        );
-        let word = if r.outcome == "waiting-for-human" {
-            "waiting"
-        } else {
-            r.outcome.as_str()
-        };
-        let outcome = format!("{sym} {:<12}", ellipsize(word, 12));
-        let used = head.chars().count() + outcome.chars().count() + tail.chars().count();
-        lines.push(Line::from(vec![
-            Span::styled(head, theme.style(Role::Text)),
-            Span::styled(outcome, theme.style(role)),
-            Span::styled(tail, theme.style(Role::Text)),
-            Span::styled(ellipsize(&input, width.saturating_sub(used)), muted),
-        ]));
-    }
-    frame.render_widget(Paragraph::new(lines), inner);
 }
 
 pub fn metrics(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {

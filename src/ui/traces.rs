@@ -70,21 +70,16 @@ fn turns(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
         return loading(frame, inner, state, theme);
     };
     let muted = theme.style(Role::Muted);
-    let mut lines = vec![
-        Line::styled(
-            format!(
-                "{} turns · {} reasoning steps · {} trace events · {} sessions with approvals · tokens {} in / {} out",
-                c.invocations,
-                c.trace_steps,
-                c.trace_events,
-                c.sessions,
-                c.input_tokens,
-                c.output_tokens
-            ),
-            theme.style(Role::Text),
-        ),
-        Line::default(),
-    ];
+    let width = usize::from(inner.width);
+    let summary = format!(
+        "{} turns · {} reasoning steps · {} trace events · {} sessions with approvals · tokens {} in / {} out",
+        c.invocations, c.trace_steps, c.trace_events, c.sessions, c.input_tokens, c.output_tokens
+    );
+    let mut lines: Vec<Line<'static>> = wrap(&summary, width.max(1))
+        .into_iter()
+        .map(|l| Line::styled(l, theme.style(Role::Text)))
+        .collect();
+    lines.push(Line::default());
     if c.recent.is_empty() {
         lines.push(Line::styled(
             "No agent turns recorded yet: `agentdeck invoke` and `agentdeck demo` record them here.",
@@ -93,11 +88,16 @@ fn turns(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
         frame.render_widget(Paragraph::new(lines), inner);
         return;
     }
-    let width = usize::from(inner.width);
+    let narrow = width < 110;
+    let session_col = if narrow {
+        String::new()
+    } else {
+        format!("{:<16} ", "SESSION")
+    };
     lines.push(Line::styled(
         format!(
-            " {:<8} {:<22} {:<16} {:<11} {:>5} {:>13} {:>8}  INPUT",
-            "STARTED", "AGENT/ALIAS", "SESSION", "OUTCOME", "STEPS", "TOKENS IN/OUT", "LATENCY"
+            " {:<8} {:<22} {session_col}{:<11} {:>5} {:>13} {:>8}  INPUT",
+            "STARTED", "AGENT/ALIAS", "OUTCOME", "STEPS", "TOKENS IN/OUT", "LATENCY"
         ),
         muted,
     ));
@@ -105,12 +105,19 @@ fn turns(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
     let selected = state.traces.selected.min(c.recent.len() - 1);
     let start = window_start(selected, room);
     for (i, r) in c.recent.iter().enumerate().skip(start).take(room) {
-        lines.push(turn_line(r, i == selected, width, theme));
+        lines.push(turn_line(r, i == selected, width, narrow, theme));
     }
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-fn turn_line(r: &RecentInvocation, selected: bool, width: usize, theme: &Theme) -> Line<'static> {
+/// One turn; `narrow` leaves the session out (the turn's own view shows it).
+fn turn_line(
+    r: &RecentInvocation,
+    selected: bool,
+    width: usize,
+    narrow: bool,
+    theme: &Theme,
+) -> Line<'static> {
     let (sym, role, word) = outcome_look(&r.outcome);
     let agent = format!(
         "{}/{}",
@@ -122,12 +129,16 @@ fn turn_line(r: &RecentInvocation, selected: bool, width: usize, theme: &Theme) 
         (Some(t), None) => sanitize::line(t).into_owned(),
         (None, None) => String::new(),
     };
+    let session = if narrow {
+        String::new()
+    } else {
+        format!("{:<16} ", ellipsize(&sanitize::line(&r.session_id), 16))
+    };
     let head = format!(
-        "{}{} {:<22} {:<16} ",
+        "{}{} {:<22} {session}",
         if selected { "▌" } else { " " },
         r.started_at.format("%H:%M:%S"),
         ellipsize(&agent, 22),
-        ellipsize(&sanitize::line(&r.session_id), 16),
     );
     let tail = format!(
         " {:>5} {:>13} {:>8}  ",

@@ -176,6 +176,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 Command::Resume(args) => {
                     agentdeck::cli::invoke::resume(&config, &store, args, &mut stdout)
                 }
+                Command::Traces(args) => agentdeck::cli::traces::run(&store, args, &mut stdout),
                 Command::Demo(_) | Command::Sim { .. } => Ok(()),
             }
         }

@@ -74,6 +74,8 @@ pub enum Command {
     Invoke(super::invoke::InvokeArgs),
     /// Send every decided return of control back to its agent, exactly once (the outbox).
     Resume(super::invoke::ResumeArgs),
+    /// Recorded sessions with their figures, or one session's turns and steps (`show SESSION`).
+    Traces(super::traces::TracesArgs),
     /// Run the local Bedrock Agent Runtime simulator on 127.0.0.1 until Ctrl-C.
     Sim {
         /// Port to listen on (0 = any free port).

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod demo;
 pub mod invoke;
 pub mod output;
+pub mod traces;
 
 pub use args::{Cli, Command};
 

@@ -124,6 +124,11 @@ impl Sandbox {
             ("XDG_DATA_HOME".into(), p("data")),
             ("XDG_STATE_HOME".into(), p("state")),
             ("AGENTDECK_REVIEWER".into(), reviewer.into()),
+            // Static loopback credentials: a test never reaches for real ones (or IMDS).
+            ("AWS_ACCESS_KEY_ID".into(), "AKIDTEST".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
         ]
     }
 
@@ -133,7 +138,7 @@ impl Sandbox {
         let mut cmd = Command::new(BIN);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy().into_owned();
-            if k.starts_with("AGENTDECK_") || k == "NO_COLOR" {
+            if k.starts_with("AGENTDECK_") || k.starts_with("AWS_") || k == "NO_COLOR" {
                 cmd.env_remove(&k);
             }
         }

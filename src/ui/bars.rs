@@ -48,7 +48,7 @@ pub fn tabs(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) 
     let right = format!(
         "{} · {} ",
         sanitize::line(&state.reviewer),
-        state.store_label
+        sanitize::line(&state.store_label)
     );
     let room = usize::from(area.width).saturating_sub(used + 1);
     if room > 8 {

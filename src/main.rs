@@ -17,6 +17,8 @@ use agentdeck::cli::{Cli, CliError, demo};
 use agentdeck::config::{self, Config, Overrides, StoreSpec};
 use agentdeck::domain::decision::Verdict;
 use agentdeck::store::ApprovalStore;
+use agentdeck::store::dynamo::{DynamoOptions, DynamoStore, InitOutcome};
+use agentdeck::store::run::TraceStore;
 use agentdeck::store::sqlite::SqliteStore;
 use agentdeck::ui::theme::Theme;
 
@@ -86,9 +88,59 @@ fn load_theme(name: &str) -> Result<Theme, CliError> {
     Theme::parse(&path.display().to_string(), &text).map_err(|e| CliError::bad_input(e.to_string()))
 }
 
-fn open_store(spec: &StoreSpec) -> Result<SqliteStore, CliError> {
+/// The store a spec names, behind the ports. The runner commands (invoke, resume) still need
+/// the SQLite adapter's trace and outbox ports, so they get the concrete one.
+enum Opened {
+    Sqlite(SqliteStore),
+    Dynamo(DynamoStore),
+}
+
+impl Opened {
+    fn approvals(&self) -> &dyn ApprovalStore {
+        match self {
+            Self::Sqlite(s) => s,
+            Self::Dynamo(d) => d,
+        }
+    }
+
+    fn sqlite(&self, command: &str) -> Result<&SqliteStore, CliError> {
+        match self {
+            Self::Sqlite(s) => Ok(s),
+            Self::Dynamo(d) => Err(CliError::bad_input(format!(
+                "`{command}` runs agents and keeps their traces and outbox, which only the \
+                 sqlite store holds so far; {} is an approvals store",
+                d.shown()
+            ))),
+        }
+    }
+
+    /// The approvals port, and the traces port where the store keeps traces.
+    fn into_arcs(self) -> (Arc<dyn ApprovalStore>, Option<Arc<dyn TraceStore>>) {
+        match self {
+            Self::Sqlite(s) => {
+                let s = Arc::new(s);
+                let traces: Arc<dyn TraceStore> = s.clone();
+                (s, Some(traces))
+            }
+            Self::Dynamo(d) => (Arc::new(d), None),
+        }
+    }
+}
+
+fn dynamo_options(table: &str, endpoint: Option<&str>) -> DynamoOptions {
+    DynamoOptions {
+        table: table.to_owned(),
+        endpoint_url: endpoint.map(str::to_owned),
+        ..DynamoOptions::default()
+    }
+}
+
+fn open_store(spec: &StoreSpec, endpoint: Option<&str>) -> Result<Opened, CliError> {
     match spec {
-        StoreSpec::Sqlite(path) => Ok(SqliteStore::open(path)?),
+        StoreSpec::Sqlite(path) => Ok(Opened::Sqlite(SqliteStore::open(path)?)),
+        StoreSpec::Dynamo(table) => Ok(Opened::Dynamo(DynamoStore::connect(&dynamo_options(
+            table, endpoint,
+        ))?)),
     }
 }
 
@@ -106,7 +158,30 @@ fn run(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
         None => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
-            console(&config, &spec, None)
+            console(&config, &spec, g.store_endpoint.as_deref(), None)
+        }
+        Some(Command::Init { endpoint_url }) => {
+            let spec = StoreSpec::parse(config.store.as_deref())?;
+            let endpoint = endpoint_url.as_deref().or(g.store_endpoint.as_deref());
+            let said = match &spec {
+                StoreSpec::Sqlite(path) => {
+                    SqliteStore::open(path)?;
+                    format!("store ready: {}", spec.label())
+                }
+                StoreSpec::Dynamo(table) => {
+                    match DynamoStore::init(&dynamo_options(table, endpoint))? {
+                        InitOutcome::Created => format!(
+                            "created DynamoDB table {table} with index queue (qpk, qsk) and TTL on \
+                             `ttl`"
+                        ),
+                        InitOutcome::Exists => format!(
+                            "DynamoDB table {table} exists with the expected keys and index: \
+                             nothing to do"
+                        ),
+                    }
+                }
+            };
+            writeln!(stdout, "{said}").map_err(|e| CliError::unavailable(e.to_string()))
         }
         Some(Command::Demo(args)) => {
             let path = args.path.clone().unwrap_or_else(|| {
@@ -115,7 +190,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     .join("demo.db")
             });
             let spec = StoreSpec::Sqlite(path);
-            console(&config, &spec, Some(args))
+            console(&config, &spec, None, Some(args))
         }
         Some(Command::Sim {
             port,
@@ -136,10 +211,10 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         .map_err(|e| CliError::bad_input(e.to_string())),
         Some(cmd) => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
-            let store = open_store(&spec)?;
+            let opened = open_store(&spec, g.store_endpoint.as_deref())?;
             let ctx = Ctx {
                 config: &config,
-                store: &store,
+                store: opened.approvals(),
                 now,
             };
             match cmd {
@@ -168,16 +243,21 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 Command::Audit { command } => commands::audit(&ctx, command, &mut stdout),
                 Command::Invoke(args) => agentdeck::cli::invoke::invoke(
                     &config,
-                    &store,
+                    opened.sqlite("invoke")?,
                     args,
                     &mut stdout,
                     &mut std::io::stdin().lock(),
                 ),
-                Command::Resume(args) => {
-                    agentdeck::cli::invoke::resume(&config, &store, args, &mut stdout)
+                Command::Resume(args) => agentdeck::cli::invoke::resume(
+                    &config,
+                    opened.sqlite("resume")?,
+                    args,
+                    &mut stdout,
+                ),
+                Command::Traces(args) => {
+                    agentdeck::cli::traces::run(opened.sqlite("traces")?, args, &mut stdout)
                 }
-                Command::Traces(args) => agentdeck::cli::traces::run(&store, args, &mut stdout),
-                Command::Demo(_) | Command::Sim { .. } => Ok(()),
+                Command::Demo(_) | Command::Sim { .. } | Command::Init { .. } => Ok(()),
             }
         }
     }
@@ -186,7 +266,12 @@ fn run(cli: &Cli) -> Result<(), CliError> {
 /// Opens the console. The keymap and theme are checked before the store is touched, so a bad
 /// config leaves nothing behind. With `demo`, the store is seeded with the example requests, the
 /// simulator starts on an ephemeral loopback port and simulated users drive it.
-fn console(config: &Config, spec: &StoreSpec, demo: Option<&DemoArgs>) -> Result<(), CliError> {
+fn console(
+    config: &Config,
+    spec: &StoreSpec,
+    endpoint: Option<&str>,
+    demo: Option<&DemoArgs>,
+) -> Result<(), CliError> {
     let keymap = Keymap::with_overrides(&config.keys).map_err(|e| {
         let file = config
             .file
@@ -195,7 +280,7 @@ fn console(config: &Config, spec: &StoreSpec, demo: Option<&DemoArgs>) -> Result
         CliError::bad_input(format!("{file}: {e}"))
     })?;
     let theme = load_theme(&config.theme)?;
-    let store = open_store(spec)?;
+    let store = open_store(spec, endpoint)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -219,12 +304,16 @@ fn console(config: &Config, spec: &StoreSpec, demo: Option<&DemoArgs>) -> Result
             let ttl = u32::try_from(agent.idle_ttl_secs).unwrap_or(600);
             config.agent_ttl_secs.entry(agent.id.clone()).or_insert(ttl);
         }
-        demo::seed(&store, &config, Utc::now())?;
+        demo::seed(store.approvals(), &config, Utc::now())?;
         label = format!("demo · sim {} · {label}", sim.endpoint());
         if !args.no_traffic {
             let traffic = agentdeck::runtime::demo::start_traffic(
                 sim.endpoint(),
-                spec.path().to_path_buf(),
+                spec.path()
+                    .ok_or_else(|| {
+                        CliError::bad_input("the demo's traffic runs on a sqlite store only")
+                    })?
+                    .to_path_buf(),
                 config.clone(),
                 agentdeck::runtime::demo::TrafficOptions {
                     rate: args.rate,
@@ -244,16 +333,14 @@ fn console(config: &Config, spec: &StoreSpec, demo: Option<&DemoArgs>) -> Result
         label,
         Utc::now(),
     );
-    let store = Arc::new(store);
-    let traces: Arc<dyn agentdeck::store::run::TraceStore> = store.clone();
-    let store: Arc<dyn ApprovalStore> = store;
+    let (store, traces) = store.into_arcs();
     let result = runtime
         .block_on(agentdeck::runtime::run_console(
             state,
             theme,
             store,
-            Some(traces),
-            Some(spec.path().to_path_buf()),
+            traces,
+            spec.path().map(std::path::Path::to_path_buf),
         ))
         .map_err(|e| CliError::unavailable(format!("console: {e}")));
     if let Some(traffic) = background {

@@ -28,9 +28,18 @@ pub struct Global {
     /// Config file (default: $XDG_CONFIG_HOME/agentdeck/config.toml when it exists).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Store to use: sqlite:PATH (default: $XDG_DATA_HOME/agentdeck/agentdeck.db).
+    /// Store to use: sqlite:PATH (default: $XDG_DATA_HOME/agentdeck/agentdeck.db) or
+    /// dynamodb:TABLE (team mode; region, profile and credentials from the standard AWS chain).
     #[arg(long, global = true, value_name = "SPEC")]
     pub store: Option<String>,
+    /// DynamoDB endpoint for a local server, e.g. http://127.0.0.1:5000 (dynamodb: stores only).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "AGENTDECK_STORE_ENDPOINT"
+    )]
+    pub store_endpoint: Option<String>,
     /// Theme: dark, light, high-contrast, or a path to a theme file. NO_COLOR is honoured.
     #[arg(long, global = true, value_name = "NAME|PATH")]
     pub theme: Option<String>,
@@ -93,6 +102,13 @@ pub enum Command {
         /// Multiply scripted latencies (1 = real time, 0 = no waiting).
         #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
         time_scale: f64,
+    },
+    /// Create the store: for dynamodb:TABLE the table, its pending-queue index and TTL
+    /// (idempotent: a second run checks the existing table's shape).
+    Init {
+        /// DynamoDB endpoint for a local server (same as the global --store-endpoint).
+        #[arg(long, value_name = "URL")]
+        endpoint_url: Option<String>,
     },
     /// Verify or export the audit log.
     Audit {

@@ -347,6 +347,9 @@ pub fn user_theme_path(name: &str) -> Option<PathBuf> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
     Sqlite(PathBuf),
+    /// `dynamodb:TABLE`: team mode on a DynamoDB table (region and credentials from the
+    /// standard AWS chain; the endpoint from `--store-endpoint` for a local server).
+    Dynamo(String),
 }
 
 impl StoreSpec {
@@ -355,7 +358,16 @@ impl StoreSpec {
             None => Ok(Self::Sqlite(default_store_path())),
             Some(s) => match s.split_once(':') {
                 Some(("sqlite", path)) if !path.is_empty() => Ok(Self::Sqlite(PathBuf::from(path))),
-                _ => Err(cfg_err("--store", format!("{s:?}: expected sqlite:PATH"))),
+                Some(("dynamodb", table)) if valid_table_name(table) => {
+                    Ok(Self::Dynamo(table.to_owned()))
+                }
+                _ => Err(cfg_err(
+                    "--store",
+                    format!(
+                        "{s:?}: expected sqlite:PATH or dynamodb:TABLE (a table name is 3-255 \
+                         of A-Z a-z 0-9 _ - .)"
+                    ),
+                )),
             },
         }
     }
@@ -363,14 +375,25 @@ impl StoreSpec {
     pub fn label(&self) -> String {
         match self {
             Self::Sqlite(p) => format!("sqlite:{}", p.display()),
+            Self::Dynamo(t) => format!("dynamodb:{t}"),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    /// The SQLite file, for the store kinds that have one.
+    pub fn path(&self) -> Option<&Path> {
         match self {
-            Self::Sqlite(p) => p,
+            Self::Sqlite(p) => Some(p),
+            Self::Dynamo(_) => None,
         }
     }
+}
+
+/// DynamoDB's table-name rule.
+fn valid_table_name(name: &str) -> bool {
+    (3..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 #[cfg(test)]
@@ -429,5 +452,10 @@ mod tests {
         );
         assert!(StoreSpec::parse(Some("mysql:x")).is_err());
         assert!(StoreSpec::parse(Some("sqlite:")).is_err());
+        assert_eq!(
+            StoreSpec::parse(Some("dynamodb:agentdeck-team")).unwrap(),
+            StoreSpec::Dynamo("agentdeck-team".to_owned())
+        );
+        assert!(StoreSpec::parse(Some("dynamodb:a b")).is_err());
     }
 }

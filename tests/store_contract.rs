@@ -1,0 +1,676 @@
+//! One contract suite, run against both adapters: `SqliteStore` on a temp file and `DynamoStore`
+//! on a moto server this binary starts on 127.0.0.1 (installed by `bash .ci/test`). Plus the
+//! DynamoDB-only checks: the queue is a Query on the index, a killed store fails cleanly,
+//! throttling backs off and then says so, `init` is idempotent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use agentdeck::domain::approval::ApprovalRequest;
+use agentdeck::domain::decision::{Refusal, Verdict};
+use agentdeck::domain::policy::RiskTier;
+use agentdeck::domain::status::Status;
+use agentdeck::store::dynamo::{DynamoOptions, DynamoStore, InitOutcome};
+use agentdeck::store::sqlite::SqliteStore;
+use agentdeck::store::{ApprovalStore, StoreError};
+use common::{TTL_SECS, ask, at, multi_request, sample_request, t0, test_policy};
+
+// ---------------------------------------------------------------------------------------------
+// moto on 127.0.0.1
+
+/// A moto server: single-threaded (each request is handled whole before the next, as DynamoDB
+/// applies a transaction atomically); it exits when this process's end of its stdin closes.
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const MOTO_SCRIPT: &str = r#"
+import os, sys, threading
+def watch():
+    sys.stdin.read()
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+run_simple("127.0.0.1", int(sys.argv[1]), app, threaded=False, use_reloader=False)
+"#;
+
+fn python_with_moto() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Ok(p) = std::env::var("AGENTDECK_MOTO_PYTHON") {
+        candidates.push(PathBuf::from(p));
+    }
+    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py/bin/python"));
+    if let Ok(p) = std::env::var("AGENTDECK_PYTHON") {
+        candidates.push(PathBuf::from(p));
+    }
+    for python in &candidates {
+        let ok = Command::new(python)
+            .args(["-c", "import moto.server, werkzeug"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return python.clone();
+        }
+    }
+    panic!(
+        "no python with moto[server] found (tried {candidates:?}): run `bash .ci/test` once, \
+         which installs it into target/py"
+    );
+}
+
+impl Moto {
+    fn start() -> Self {
+        let python = python_with_moto();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&python)
+            .args(["-c", MOTO_SCRIPT, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting moto with {}: {e}", python.display()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not listen on {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// The moto server shared by this binary's tests (each test has its own table).
+fn moto() -> &'static str {
+    static MOTO: OnceLock<Mutex<Moto>> = OnceLock::new();
+    let m = MOTO.get_or_init(|| Mutex::new(Moto::start()));
+    let url = m
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .url
+        .clone();
+    Box::leak(url.into_boxed_str())
+}
+
+fn opts(url: &str, table: &str) -> DynamoOptions {
+    DynamoOptions {
+        table: table.to_owned(),
+        endpoint_url: Some(url.to_owned()),
+        region: Some("us-east-1".to_owned()),
+        static_credentials: Some(("testing".to_owned(), "testing".to_owned())),
+        // moto handles one request at a time; 16 racing deciders queue behind each other.
+        attempt_timeout: Some(Duration::from_secs(120)),
+        ..DynamoOptions::default()
+    }
+}
+
+fn fresh_table(url: &str, name: &str) -> DynamoOptions {
+    let table = format!("{name}-{}", fastrand::u32(..));
+    let o = opts(url, &table);
+    assert_eq!(DynamoStore::init(&o).unwrap(), InitOutcome::Created);
+    o
+}
+
+// ---------------------------------------------------------------------------------------------
+// the two adapters behind one factory: each call opens another handle on the same store
+
+type Factory = Box<dyn Fn() -> Box<dyn ApprovalStore> + Send + Sync>;
+
+fn sqlite_factory(name: &str) -> (Factory, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.db"));
+    (
+        Box::new(move || Box::new(SqliteStore::open(&path).unwrap())),
+        dir,
+    )
+}
+
+fn dynamo_factory(name: &str) -> (Factory, ()) {
+    let o = fresh_table(moto(), name);
+    (
+        Box::new(move || Box::new(DynamoStore::connect(&o).unwrap())),
+        (),
+    )
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { let (f, _keep) = super::sqlite_factory(stringify!($name)); super::$name(&f); })*
+        }
+        mod dynamodb {
+            $(#[test] fn $name() { let (f, _keep) = super::dynamo_factory(stringify!($name)); super::$name(&f); })*
+        }
+    };
+}
+
+contract!(
+    submit_get_resolve_duplicate,
+    decide_and_refuse,
+    two_person_rule,
+    args_hash_mismatch,
+    expiry,
+    audit_verifies_and_counts,
+);
+
+#[test]
+fn sqlite_race_16_deciders_500_requests() {
+    let (f, _keep) = sqlite_factory("race500");
+    race(&f, 500);
+}
+
+/// The same race on DynamoDB at a size moto can serve: moto deep-copies the whole table on
+/// every `TransactWriteItems` (its rollback snapshot), so its cost grows with the table and 500
+/// requests take many minutes and gigabytes there. The SQLite race runs at the full 500.
+#[test]
+fn dynamodb_race_16_deciders_120_requests() {
+    let (f, ()) = dynamo_factory("race120");
+    race(&f, 120);
+}
+
+fn submit_get_resolve_duplicate(f: &Factory) {
+    let store = f();
+    let policy = test_policy();
+    let r = sample_request("inv-abc-1", RiskTier::High);
+    store.submit(&r, "alice").unwrap();
+    store
+        .submit(&sample_request("inv-abd-2", RiskTier::Low), "alice")
+        .unwrap();
+    assert!(matches!(
+        store.submit(&r, "bob"),
+        Err(StoreError::Duplicate(_))
+    ));
+    let got = store.get(&r.id, &policy, at(1)).unwrap();
+    assert_eq!(got.request, r);
+    assert_eq!(got.status, Status::Pending);
+    assert!(got.decisions.is_empty());
+    assert_eq!(store.resolve("inv-abc").unwrap(), r.id);
+    assert_eq!(store.resolve("inv-abc-1").unwrap(), r.id);
+    assert!(matches!(
+        store.resolve("inv-ab"),
+        Err(StoreError::Ambiguous { count: 2, .. })
+    ));
+    assert!(matches!(
+        store.resolve("nope"),
+        Err(StoreError::NotFound(_))
+    ));
+    let queue = store.open_queue(at(1)).unwrap();
+    assert_eq!(queue.len(), 2);
+    assert!(
+        queue
+            .iter()
+            .any(|q| q.id == r.id && q.tier == RiskTier::High)
+    );
+}
+
+fn decide_and_refuse(f: &Factory) {
+    let (store, other) = (f(), f());
+    let policy = test_policy();
+    let r = sample_request("inv-d", RiskTier::High);
+    store.submit(&r, "alice").unwrap();
+    let out = store
+        .decide(
+            &ask(&r, Verdict::Confirm, &[0], "bob", Some("ok")),
+            &policy,
+            at(5),
+        )
+        .unwrap();
+    assert_eq!(out.status, Status::Approved);
+    assert!(out.audit_seq >= 2);
+    // Another handle (another console) sees it, and a second decision names who was first.
+    let e = other
+        .decide(
+            &ask(&r, Verdict::Deny, &[0], "carol", Some("no")),
+            &policy,
+            at(6),
+        )
+        .unwrap_err();
+    match e {
+        StoreError::Refused(Refusal::AlreadyDecided { by, .. }) => assert_eq!(by, "bob"),
+        e => panic!("{e}"),
+    }
+    assert!(other.open_queue(at(6)).unwrap().is_empty());
+    let got = other.get(&r.id, &policy, at(6)).unwrap();
+    assert_eq!(got.decisions.len(), 1);
+    assert_eq!(got.decisions[0].reviewer, "bob");
+    // Rejecting needs a reason; bad input never writes.
+    let r2 = sample_request("inv-d2", RiskTier::Low);
+    store.submit(&r2, "alice").unwrap();
+    assert!(matches!(
+        store.decide(&ask(&r2, Verdict::Deny, &[0], "bob", None), &policy, at(5)),
+        Err(StoreError::Refused(Refusal::ReasonRequired { .. }))
+    ));
+    assert!(matches!(
+        store.decide(
+            &ask(&r2, Verdict::Confirm, &[3], "bob", None),
+            &policy,
+            at(5)
+        ),
+        Err(StoreError::Refused(Refusal::NoSuchInput { .. }))
+    ));
+    assert!(matches!(
+        store.decide(
+            &ask(
+                &sample_request("ghost", RiskTier::Low),
+                Verdict::Confirm,
+                &[0],
+                "bob",
+                None
+            ),
+            &policy,
+            at(5)
+        ),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.get(&r2.id, &policy, at(5)).unwrap().status,
+        Status::Pending
+    );
+}
+
+fn two_person_rule(f: &Factory) {
+    let store = f();
+    let policy = test_policy();
+    let r = sample_request("inv-2p", RiskTier::Critical);
+    store.submit(&r, "alice").unwrap();
+    let first = store
+        .decide(
+            &ask(&r, Verdict::Confirm, &[0], "bob", Some("fine")),
+            &policy,
+            at(5),
+        )
+        .unwrap();
+    assert_eq!(first.status, Status::PartiallyDecided);
+    assert_eq!(store.open_queue(at(6)).unwrap()[0].approvals, 1);
+    assert!(matches!(
+        store.decide(
+            &ask(&r, Verdict::Confirm, &[0], "bob", Some("again")),
+            &policy,
+            at(6)
+        ),
+        Err(StoreError::Refused(Refusal::SameApprover { .. }))
+    ));
+    let second = store
+        .decide(
+            &ask(&r, Verdict::Confirm, &[0], "carol", Some("agreed")),
+            &policy,
+            at(7),
+        )
+        .unwrap();
+    assert_eq!(second.status, Status::Approved);
+    assert!(store.open_queue(at(8)).unwrap().is_empty());
+    // Multi-input: a low and a critical input decided in parts.
+    let m = multi_request("inv-multi", &[RiskTier::Low, RiskTier::Critical]);
+    store.submit(&m, "alice").unwrap();
+    let o = store
+        .decide(
+            &ask(&m, Verdict::Confirm, &[0], "bob", None),
+            &policy,
+            at(5),
+        )
+        .unwrap();
+    assert_eq!(o.status, Status::PartiallyDecided);
+    let o = store
+        .decide(
+            &ask(&m, Verdict::Deny, &[1], "carol", Some("no")),
+            &policy,
+            at(6),
+        )
+        .unwrap();
+    assert_eq!(o.status, Status::Mixed);
+}
+
+fn args_hash_mismatch(f: &Factory) {
+    let store = f();
+    let policy = test_policy();
+    let r = sample_request("inv-h", RiskTier::Medium);
+    store.submit(&r, "alice").unwrap();
+    let mut a = ask(&r, Verdict::Confirm, &[0], "bob", None);
+    a.inputs[0].1 = "0".repeat(64);
+    assert!(matches!(
+        store.decide(&a, &policy, at(5)),
+        Err(StoreError::Refused(Refusal::ArgumentsChanged { .. }))
+    ));
+    assert_eq!(store.get(&r.id, &policy, at(5)).unwrap().decisions.len(), 0);
+}
+
+fn expiry(f: &Factory) {
+    let store = f();
+    let policy = test_policy();
+    let r = sample_request("inv-e", RiskTier::Medium);
+    let keep = sample_request("inv-e-later", RiskTier::Medium);
+    let mut later = keep.clone();
+    later.expires_at = at(i64::from(TTL_SECS) * 2);
+    store.submit(&r, "alice").unwrap();
+    store.submit(&later, "alice").unwrap();
+    let past = at(i64::from(TTL_SECS) + 1);
+    assert_eq!(store.open_queue(past).unwrap().len(), 1);
+    assert_eq!(store.expire_due(past, "sweeper").unwrap(), 1);
+    assert_eq!(store.expire_due(past, "sweeper").unwrap(), 0);
+    assert_eq!(
+        store.get(&r.id, &policy, past).unwrap().status,
+        Status::Expired
+    );
+    assert!(matches!(
+        store.decide(&ask(&r, Verdict::Confirm, &[0], "bob", None), &policy, past),
+        Err(StoreError::Refused(Refusal::Expired { .. }))
+    ));
+    assert!(store.audit_verify().unwrap().ok());
+}
+
+fn audit_verifies_and_counts(f: &Factory) {
+    let store = f();
+    let policy = test_policy();
+    for i in 0..3 {
+        let r = sample_request(&format!("inv-a{i}"), RiskTier::Medium);
+        store.submit(&r, "alice").unwrap();
+        if i < 2 {
+            store
+                .decide(
+                    &ask(&r, Verdict::Confirm, &[0], "bob", None),
+                    &policy,
+                    at(5),
+                )
+                .unwrap();
+        }
+    }
+    let report = store.audit_verify().unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 5);
+    let mut seqs = Vec::new();
+    store
+        .audit_each(&mut |e| {
+            seqs.push(e.seq);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    let c = store.counts().unwrap();
+    assert_eq!(
+        (c.requests, c.decisions, c.confirms, c.audit_entries),
+        (3, 2, 2, 5)
+    );
+    let approved = c
+        .by_status
+        .iter()
+        .find(|(s, _)| *s == Status::Approved)
+        .unwrap()
+        .1;
+    assert_eq!(approved, 2);
+}
+
+/// 16 deciders (each with its own store handle), in pairs walking the requests from different
+/// starting points, so pairs race the same request head-on and catch up on others' decisions.
+fn race(f: &Factory, total: usize) {
+    let policy = test_policy();
+    let setup = f();
+    let requests: Vec<ApprovalRequest> = (0..total)
+        .map(|i| sample_request(&format!("race-{i:03}"), RiskTier::Medium))
+        .collect();
+    for r in &requests {
+        setup.submit(r, "loader").unwrap();
+    }
+    let started = Instant::now();
+    let wins = Arc::new(Mutex::new(Vec::new()));
+    std::thread::scope(|scope| {
+        for t in 0..16_usize {
+            let store = f();
+            let (requests, policy, wins) = (&requests, &policy, Arc::clone(&wins));
+            scope.spawn(move || {
+                let start = (t / 2) * (total / 8);
+                for k in 0..total {
+                    let r = &requests[(start + k) % total];
+                    let who = format!("reviewer-{t}");
+                    match store.decide(&ask(r, Verdict::Confirm, &[0], &who, None), policy, at(5)) {
+                        Ok(_) => wins.lock().unwrap().push(r.id.clone()),
+                        Err(StoreError::Refused(Refusal::AlreadyDecided { .. })) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            });
+        }
+    });
+    let took = started.elapsed();
+    let mut wins = wins.lock().unwrap().clone();
+    wins.sort();
+    let before = wins.len();
+    wins.dedup();
+    assert_eq!(before, total, "each request decided exactly once");
+    assert_eq!(wins.len(), total);
+    for r in &requests {
+        assert_eq!(setup.get(&r.id, &policy, at(6)).unwrap().decisions.len(), 1);
+    }
+    let report = setup.audit_verify().unwrap();
+    assert!(
+        report.ok(),
+        "{:?}",
+        &report.problems[..report.problems.len().min(5)]
+    );
+    assert_eq!(report.entries as usize, 2 * total);
+    eprintln!("race: 16 deciders over {total} requests took {took:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// DynamoDB only
+
+#[test]
+fn dynamodb_init_is_idempotent_and_checks_the_shape() {
+    let o = fresh_table(moto(), "init");
+    assert_eq!(DynamoStore::init(&o).unwrap(), InitOutcome::Exists);
+    let missing = DynamoStore::connect(&opts(moto(), "no-such-table")).unwrap_err();
+    assert!(missing.to_string().contains("agentdeck init"), "{missing}");
+}
+
+#[test]
+fn dynamodb_audit_tamper_is_found() {
+    // Edit an audit entry's payload behind the store's back with a raw PutItem-equivalent:
+    // a second store decision with a forged reviewer can't be made, so we rewrite via the SDK.
+    let o = fresh_table(moto(), "tamper");
+    let store = DynamoStore::connect(&o).unwrap();
+    let policy = test_policy();
+    let r = sample_request("inv-t", RiskTier::Medium);
+    store.submit(&r, "alice").unwrap();
+    store
+        .decide(
+            &ask(&r, Verdict::Confirm, &[0], "bob", None),
+            &policy,
+            at(5),
+        )
+        .unwrap();
+    assert!(store.audit_verify().unwrap().ok());
+    let python = python_with_moto();
+    let script = format!(
+        r#"
+import boto3
+t = boto3.resource("dynamodb", endpoint_url="{url}", region_name="us-east-1",
+    aws_access_key_id="testing", aws_secret_access_key="testing").Table("{table}")
+e = t.get_item(Key={{"pk": "AUDIT", "sk": "E#000000000002"}})["Item"]
+e["payload"] = e["payload"].replace('"bob"', '"mallory"')
+t.put_item(Item=e)
+d = t.get_item(Key={{"pk": "REQ#inv-t", "sk": "D#000001"}})["Item"]
+t.delete_item(Key={{"pk": "REQ#inv-t", "sk": "D#000001"}})
+"#,
+        url = moto(),
+        table = o.table
+    );
+    let out = Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = store.audit_verify().unwrap();
+    let all = report.problems.join("\n");
+    assert!(
+        all.contains("audit entry 2") && all.contains("does not recompute"),
+        "{all}"
+    );
+    assert!(
+        all.contains("request inv-t") && all.contains("decision"),
+        "{all}"
+    );
+}
+
+#[test]
+fn dynamodb_open_queue_is_an_index_query_whose_cost_follows_pending() {
+    let o = fresh_table(moto(), "queue");
+    let store = DynamoStore::connect(&o).unwrap();
+    let policy = test_policy();
+    for i in 0..100 {
+        store
+            .submit(&sample_request(&format!("q-{i:03}"), RiskTier::Medium), "l")
+            .unwrap();
+    }
+    let t = Instant::now();
+    let before = store.open_queue(at(1)).unwrap();
+    let with_100 = t.elapsed();
+    assert_eq!(before.len(), 100);
+    for i in 100..250 {
+        let r = sample_request(&format!("q-{i:03}"), RiskTier::Medium);
+        store.submit(&r, "l").unwrap();
+        store
+            .decide(
+                &ask(&r, Verdict::Confirm, &[0], "bob", None),
+                &policy,
+                at(2),
+            )
+            .unwrap();
+    }
+    let t = Instant::now();
+    let after = store.open_queue(at(3)).unwrap();
+    let with_600 = t.elapsed();
+    assert_eq!(
+        after,
+        before.into_iter().collect::<Vec<_>>(),
+        "decided requests leave the index"
+    );
+    eprintln!("open_queue: 100 pending {with_100:?}; 100 pending + 150 decided {with_600:?}");
+    // The source has no Scan anywhere: the queue's only read path is `query()` on the index.
+    let src = include_str!("../src/store/dynamo.rs");
+    assert!(
+        !src.contains(".scan()"),
+        "the DynamoDB adapter must never Scan"
+    );
+    let _ = t0();
+}
+
+#[test]
+fn dynamodb_store_killed_mid_run_fails_cleanly_naming_the_endpoint() {
+    let own = Moto::start();
+    let url = own.url.clone();
+    let o = fresh_table(&url, "killed");
+    let store = DynamoStore::connect(&o).unwrap();
+    let policy = test_policy();
+    let r = sample_request("inv-k", RiskTier::Medium);
+    store.submit(&r, "alice").unwrap();
+    drop(own);
+    let t = Instant::now();
+    let e = store
+        .decide(
+            &ask(&r, Verdict::Confirm, &[0], "bob", None),
+            &policy,
+            at(5),
+        )
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{msg}");
+    assert!(msg.contains(&url), "{msg}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "failed fast: {:?}",
+        t.elapsed()
+    );
+    assert!(matches!(
+        store.open_queue(at(5)),
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+/// A DynamoDB endpoint that answers every call with ProvisionedThroughputExceededException.
+fn throttling_endpoint() -> (String, Arc<Mutex<u32>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(Mutex::new(0));
+    let counter = Arc::clone(&hits);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let counter = Arc::clone(&counter);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let mut len = 0;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    let _ = reader.read_exact(&mut body);
+                    *counter.lock().unwrap() += 1;
+                    let out = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"The level of configured provisioned throughput for the table was exceeded."}"#;
+                    let resp = format!(
+                        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.0\r\nx-amzn-ErrorType: ProvisionedThroughputExceededException\r\nContent-Length: {}\r\n\r\n{out}",
+                        out.len()
+                    );
+                    if conn.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, hits)
+}
+
+#[test]
+fn dynamodb_throttling_backs_off_then_says_throttled() {
+    let (url, hits) = throttling_endpoint();
+    let t = Instant::now();
+    let e = DynamoStore::connect(&opts(&url, "throttled")).unwrap_err();
+    let took = t.elapsed();
+    let msg = e.to_string();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{msg}");
+    assert!(msg.contains("throttled") && msg.contains(&url), "{msg}");
+    assert_eq!(*hits.lock().unwrap(), 6, "bounded retries");
+    assert!(took > Duration::from_millis(300), "it backed off: {took:?}");
+}

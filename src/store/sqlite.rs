@@ -860,6 +860,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn trace_writes_run_relaxed_and_leave_the_connection_at_full()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = SqliteStore::open(&dir.path().join("deck.db"))?;
+        let level = |c: &Connection| c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0));
+        // 2 = FULL, 1 = NORMAL.
+        assert_eq!(level(&store.lock())?, 2);
+        let inside = store.trace_write("testing", |tx| {
+            level(tx).map_err(|e| StoreError::Unavailable(e.to_string()))
+        })?;
+        assert_eq!(inside, 1);
+        assert_eq!(level(&store.lock())?, 2);
+        let failed: Result<(), StoreError> =
+            store.trace_write("testing", |_| Err(StoreError::NotFound("x".into())));
+        assert!(failed.is_err());
+        assert_eq!(level(&store.lock())?, 2);
+        Ok(())
+    }
+
+    #[test]
     fn prefix_bounds_cover_exactly_the_prefixed_ids() {
         assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
         assert_eq!(

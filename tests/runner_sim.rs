@@ -313,6 +313,50 @@ async fn a_knowledge_base_answer_keeps_its_references() {
     );
 }
 
+/// The runner writes a turn's invocation row with its first batch of events, but never later
+/// than `FLUSH_EVERY` (250 ms) after the stream opened: a stream that stays quiet (here every
+/// frame is a second late) still shows as running in the console.
+#[tokio::test]
+async fn a_quiet_stream_is_listed_as_running_within_a_quarter_second() {
+    let mut config = SimConfig::builtin().unwrap();
+    config.time_scale = 0.0;
+    config.faults = agentdeck::sim::Faults::parse("slow=1s").unwrap();
+    let sim = start(config).await.unwrap();
+    let runner = BedrockRunner::loopback(&sim.endpoint());
+    let f = fixture();
+    let submit = SubmitSettings {
+        policy: &f.policy,
+        ttl_secs: &ttl,
+        actor: "runner",
+    };
+    let req = request("KBAGENT003", "LIVE", "sess-quiet-1", "what is the policy?");
+    let started = std::cell::Cell::new(None);
+    let mut observer = |e: &agentdeck::bedrock::LiveEvent<'_>| {
+        if matches!(e, agentdeck::bedrock::LiveEvent::Started { .. }) {
+            started.set(Some(std::time::Instant::now()));
+        }
+    };
+    let turn = runner.invoke(&req, &f.store, &submit, &mut observer);
+    let check = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(at) = started.get() {
+                tokio::time::sleep(Duration::from_millis(400).saturating_sub(at.elapsed())).await;
+                break;
+            }
+        }
+        f.store.invocations("sess-quiet-1", 0, 10).unwrap()
+    };
+    tokio::select! {
+        rows = check => {
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            assert_eq!(rows[0].outcome, Outcome::Running);
+            assert_eq!(rows[0].events, 0);
+        }
+        done = turn => panic!("the turn ended before the check: {done:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_supervisor_passes_the_collaborators_agent_id_through() {
     let sim = sim().await;

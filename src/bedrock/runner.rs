@@ -20,9 +20,11 @@ use crate::domain::trace::{StepAccumulator, StepFigures, TraceEvent};
 use crate::domain::validate::{self, SubmitContext};
 use crate::store::{
     InvocationEnd, InvocationStart, OutboxStore, Outcome, RunnerLink, StoreError, TraceStore,
+    TurnWrite,
 };
 
-/// Events buffered before a write; a batch is also written after `FLUSH_EVERY`.
+/// Events buffered before a write; a batch (and a turn's start) is also written at most
+/// `FLUSH_EVERY` after the last write, even while the stream is quiet.
 const BATCH_EVENTS: usize = 64;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
@@ -274,26 +276,28 @@ pub(crate) fn record_failed_call(
     request_id: &str,
     error: &RunnerError,
 ) -> Result<(), StoreError> {
-    store.begin_invocation(&InvocationStart {
-        request_id: request_id.to_owned(),
-        agent_id: turn.agent_id.to_owned(),
-        agent_alias_id: turn.agent_alias_id.to_owned(),
-        session_id: turn.session_id.to_owned(),
-        input_text: turn.input_text.map(str::to_owned),
-        resumes: turn.resumes.map(str::to_owned),
-        started_at: turn.started_at,
-    })?;
     let now = Utc::now();
-    store.finish_invocation(
+    store.write_turn(&TurnWrite {
         request_id,
-        &InvocationEnd {
+        start: Some(&InvocationStart {
+            request_id: request_id.to_owned(),
+            agent_id: turn.agent_id.to_owned(),
+            agent_alias_id: turn.agent_alias_id.to_owned(),
+            session_id: turn.session_id.to_owned(),
+            input_text: turn.input_text.map(str::to_owned),
+            resumes: turn.resumes.map(str::to_owned),
+            started_at: turn.started_at,
+        }),
+        events: &[],
+        chunks: &[],
+        end: Some(&InvocationEnd {
             outcome: Outcome::Exception,
             ended_at: now,
             error: Some(error.to_string()),
             final_response: None,
             latency_ms: Some((now - turn.started_at).num_milliseconds()),
-        },
-    )
+        }),
+    })
 }
 
 /// The step being streamed, for the live view.
@@ -335,27 +339,52 @@ impl OpenStep {
     }
 }
 
-/// Buffers events and chunks and writes them in batches.
+/// Buffers the turn's start, its events and chunks and writes them in batches: the start goes
+/// with the first batch, the last batch with the end, so a short turn is one transaction.
 struct Batch<'s> {
     store: &'s dyn RunnerStore,
     request_id: String,
+    /// The invocation row, until it is written.
+    start: Option<InvocationStart>,
     events: Vec<TraceEvent>,
     chunks: Vec<String>,
     last: Instant,
 }
 
 impl Batch<'_> {
-    fn flush(&mut self) -> Result<(), StoreError> {
-        self.store
-            .append_trace(&self.request_id, &self.events, &self.chunks)?;
+    fn write(&mut self, end: Option<&InvocationEnd>) -> Result<(), StoreError> {
+        self.store.write_turn(&TurnWrite {
+            request_id: &self.request_id,
+            start: self.start.as_ref(),
+            events: &self.events,
+            chunks: &self.chunks,
+            end,
+        })?;
+        self.start = None;
         self.events.clear();
         self.chunks.clear();
         self.last = Instant::now();
         Ok(())
     }
 
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.write(None)
+    }
+
+    /// Something is waiting to be written.
+    fn pending(&self) -> bool {
+        self.start.is_some() || !self.events.is_empty() || !self.chunks.is_empty()
+    }
+
+    /// When what is waiting must be written, quiet stream or not.
+    fn due(&self) -> Instant {
+        self.last + FLUSH_EVERY
+    }
+
     fn maybe_flush(&mut self) -> Result<(), StoreError> {
-        if self.events.len() >= BATCH_EVENTS || self.last.elapsed() >= FLUSH_EVERY {
+        if self.events.len() >= BATCH_EVENTS
+            || (self.pending() && self.last.elapsed() >= FLUSH_EVERY)
+        {
             self.flush()?;
         }
         Ok(())
@@ -436,7 +465,8 @@ pub(crate) async fn record_stream(
     } else {
         output.session_id().to_owned()
     };
-    store.begin_invocation(&InvocationStart {
+    // The invocation row is written with the first batch: at the latest `FLUSH_EVERY` from now.
+    let start = InvocationStart {
         request_id: request_id.clone(),
         agent_id: turn.agent_id.to_owned(),
         agent_alias_id: turn.agent_alias_id.to_owned(),
@@ -444,7 +474,7 @@ pub(crate) async fn record_stream(
         input_text: turn.input_text.map(str::to_owned),
         resumes: turn.resumes.map(str::to_owned),
         started_at: turn.started_at,
-    })?;
+    };
     observer(&LiveEvent::Started {
         request_id: &request_id,
         session_id: &session_id,
@@ -452,6 +482,7 @@ pub(crate) async fn record_stream(
     let mut batch = Batch {
         store,
         request_id: request_id.clone(),
+        start: Some(start),
         events: Vec::new(),
         chunks: Vec::new(),
         last: Instant::now(),
@@ -461,7 +492,21 @@ pub(crate) async fn record_stream(
     let mut stream_error: Option<RunnerError> = None;
     let mut unknown_events = 0_u64;
     loop {
-        let next = output.completion.recv().await;
+        let next = {
+            // Keeps the one receive going across flushes (cancelling it could lose a frame).
+            let recv = output.completion.recv();
+            tokio::pin!(recv);
+            loop {
+                if !batch.pending() {
+                    break recv.await;
+                }
+                let due = tokio::time::Instant::from_std(batch.due());
+                match tokio::time::timeout_at(due, &mut recv).await {
+                    Ok(next) => break next,
+                    Err(_) => batch.flush()?,
+                }
+            }
+        };
         match next {
             Ok(Some(ResponseStream::Trace(part))) => {
                 let event = TraceEvent::from_wire(wire::trace_part(&part));
@@ -531,7 +576,6 @@ pub(crate) async fn record_stream(
         batch.maybe_flush()?;
     }
     step.close(observer);
-    batch.flush()?;
     let ended_at = Utc::now();
     let answered = seen.final_response.is_some() || !seen.text.is_empty();
     let (outcome, error) = if let Some(e) = &stream_error {
@@ -560,16 +604,13 @@ pub(crate) async fn record_stream(
     let latency_ms = seen
         .operation_ms
         .or(Some((ended_at - turn.started_at).num_milliseconds()));
-    store.finish_invocation(
-        &request_id,
-        &InvocationEnd {
-            outcome,
-            ended_at,
-            error: error.clone(),
-            final_response: seen.final_response.clone(),
-            latency_ms,
-        },
-    )?;
+    batch.write(Some(&InvocationEnd {
+        outcome,
+        ended_at,
+        error: error.clone(),
+        final_response: seen.final_response.clone(),
+        latency_ms,
+    }))?;
     if let Some(e) = stream_error {
         return Err(e);
     }

@@ -7,7 +7,7 @@ pub mod sqlite;
 
 pub use run::{
     InvocationEnd, InvocationRecord, InvocationStart, OutboxRow, OutboxState, OutboxStore, Outcome,
-    RunnerLink, SessionRow, StepRow, StoredEvent, TraceStore,
+    RunnerLink, SessionRow, StepRow, StoredEvent, TraceStore, TurnWrite,
 };
 
 use chrono::{DateTime, Utc};

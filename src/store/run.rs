@@ -145,6 +145,18 @@ impl StoredEvent {
     }
 }
 
+/// One write of a turn's trace (`TraceStore::write_turn`).
+#[derive(Debug, Clone, Copy)]
+pub struct TurnWrite<'a> {
+    pub request_id: &'a str,
+    /// The turn's start, when it is not recorded yet (its `request_id` is the one above).
+    pub start: Option<&'a InvocationStart>,
+    pub events: &'a [TraceEvent],
+    pub chunks: &'a [String],
+    /// How the turn ended, when it has.
+    pub end: Option<&'a InvocationEnd>,
+}
+
 /// The trace port.
 pub trait TraceStore: Send + Sync {
     /// Records the start of a call (and its session).
@@ -159,6 +171,20 @@ pub trait TraceStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     fn finish_invocation(&self, request_id: &str, end: &InvocationEnd) -> Result<(), StoreError>;
+
+    /// Records any of a turn's start, a batch of its events and chunks, and its end, in that
+    /// order and in one transaction where the store has them, so a short turn costs one write.
+    /// The default makes the separate calls.
+    fn write_turn(&self, w: &TurnWrite<'_>) -> Result<(), StoreError> {
+        if let Some(start) = w.start {
+            self.begin_invocation(start)?;
+        }
+        self.append_trace(w.request_id, w.events, w.chunks)?;
+        if let Some(end) = w.end {
+            self.finish_invocation(w.request_id, end)?;
+        }
+        Ok(())
+    }
 
     fn invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>, StoreError>;
 

@@ -1,7 +1,18 @@
-//! `SqliteStore`: the approvals store on one embedded SQLite file (WAL, fsync on every commit).
-//! Owns the schema and its migrations, the conditional decision write and the audit chain. It
-//! holds no approval rules of its own: decisions are planned by `domain::decision::plan` inside
-//! the write transaction, statuses come from `domain::status`.
+//! `SqliteStore`: the approvals store on one embedded SQLite file (WAL). Owns the schema and its
+//! migrations, the conditional decision write and the audit chain. It holds no approval rules of
+//! its own: decisions are planned by `domain::decision::plan` inside the write transaction,
+//! statuses come from `domain::status`.
+//!
+//! Durability. The connection runs with `synchronous=FULL`: every commit that submits, decides,
+//! expires or moves an outbox row is fsynced before it returns. The one exception is trace data
+//! (`TraceStore` writes: invocations, trace events, steps, chunks), which is observability, not a
+//! decision: those transactions commit with `synchronous=NORMAL` (`SqliteStore::trace_write`), so
+//! they are written to the WAL but not fsynced. In WAL mode that is still atomic and consistent
+//! (a crash of the process loses nothing; the OS writes the WAL out on its own), and the next
+//! FULL commit's fsync of the WAL covers every frame before it. What a power loss or kernel crash
+//! can take is only the trace transactions committed since the last fsync (the last FULL commit
+//! or checkpoint, typically a fraction of a second of traces), never a request, a decision, an
+//! audit entry or an outbox row, and never a trace written before one of them.
 
 mod audit;
 mod outbox;
@@ -163,10 +174,77 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// Runs `f` in one IMMEDIATE transaction committed with `synchronous=NORMAL` (no fsync; see
+    /// the module's notes on durability), for trace data only. The connection is back at
+    /// `synchronous=FULL` when this returns, whatever happened: SQLite only changes the level
+    /// outside a transaction, so it is lowered before BEGIN and raised again after COMMIT (or
+    /// the rollback).
+    pub(crate) fn trace_write<T>(
+        &self,
+        doing: &str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let shown = self.shown();
+        let err = |e: rusqlite::Error| db_error(&shown, doing, &e);
+        let mut conn = self.lock();
+        let mut relaxed = RelaxedSync::new(&mut conn).map_err(err)?;
+        let out = {
+            let tx = relaxed
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(err)?;
+            out
+        };
+        relaxed.restore().map_err(err)?;
+        Ok(out)
+    }
+
     /// The connection; a panic in another call never leaves it mid-transaction (an unfinished
     /// transaction rolls back when dropped), so a poisoned lock is safe to take.
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `synchronous=NORMAL` on a connection for as long as this lives; `synchronous=FULL` again
+/// when it is restored or dropped (an early return, a failed transaction, a panic).
+struct RelaxedSync<'c> {
+    conn: &'c mut Connection,
+    restored: bool,
+}
+
+impl<'c> RelaxedSync<'c> {
+    fn new(conn: &'c mut Connection) -> rusqlite::Result<Self> {
+        conn.prepare_cached("PRAGMA synchronous = NORMAL")?
+            .execute([])?;
+        Ok(Self {
+            conn,
+            restored: false,
+        })
+    }
+
+    fn full(conn: &Connection) -> rusqlite::Result<()> {
+        conn.prepare_cached("PRAGMA synchronous = FULL")?
+            .execute([])
+            .map(drop)
+    }
+
+    fn restore(&mut self) -> rusqlite::Result<()> {
+        Self::full(self.conn)?;
+        self.restored = true;
+        Ok(())
+    }
+}
+
+impl Drop for RelaxedSync<'_> {
+    fn drop(&mut self) {
+        if !self.restored && Self::full(self.conn).is_err() {
+            // Setting the level outside a transaction does not fail; if it ever did, the next
+            // durable write must not run relaxed.
+            tracing::error!("could not restore synchronous=FULL after a trace write");
+        }
     }
 }
 
@@ -780,6 +858,26 @@ fn recent_invocations(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_writes_run_relaxed_and_leave_the_connection_at_full()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = SqliteStore::open(&dir.path().join("deck.db"))?;
+        let level = |c: &Connection| c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0));
+        // 2 = FULL, 1 = NORMAL.
+        assert_eq!(level(&store.lock())?, 2);
+        let inside = store.trace_write("testing", |tx| {
+            level(tx).map_err(|e| StoreError::Unavailable(e.to_string()))
+        })?;
+        assert_eq!(inside, 1);
+        assert_eq!(level(&store.lock())?, 2);
+        let failed: Result<(), StoreError> =
+            store.trace_write("testing", |_| Err(StoreError::NotFound("x".into())));
+        assert!(failed.is_err());
+        assert_eq!(level(&store.lock())?, 2);
+        Ok(())
+    }
 
     #[test]
     fn prefix_bounds_cover_exactly_the_prefixed_ids() {

@@ -1,16 +1,17 @@
 //! `TraceStore` on SQLite: sessions, invocations, trace events grouped into steps by traceId
-//! (running figures per step, raw JSON per event) and chunk text. A batch of events is one
-//! transaction; every read is a page.
+//! (running figures per step, raw JSON per event) and chunk text. A write (a turn's start, a
+//! batch of events, its end, or any of them together) is one transaction, committed without an
+//! fsync (`SqliteStore::trace_write`); every read is a page.
 
 use chrono::SecondsFormat;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::schema::{from_ms, to_ms};
 use super::{SqliteStore, db_error};
 use crate::domain::trace::{StepAccumulator, TraceEvent};
 use crate::store::{
     InvocationEnd, InvocationRecord, InvocationStart, Outcome, SessionRow, StepRow, StoreError,
-    StoredEvent, TraceStore,
+    StoredEvent, TraceStore, TurnWrite,
 };
 
 fn count(n: i64) -> u64 {
@@ -109,104 +110,294 @@ fn step_row(row: &Row<'_>) -> Result<StepRow, StoreError> {
     })
 }
 
-/// Appends one event inside the batch transaction: finds or opens its step, updates the step's
-/// running figures, writes the event row.
-fn append_event(
+/// A step touched by the batch being written: its row as read (or as new), updated in memory
+/// event by event and written once at the end of the batch.
+struct TouchedStep {
+    step: i64,
+    trace_id: String,
+    kinds: String,
+    rationale: Option<String>,
+    acc: StepAccumulator,
+    /// Events this batch added.
+    added: i64,
+    first_seq: i64,
+    last_seq: i64,
+    /// Not yet in the table.
+    new: bool,
+}
+
+/// The running counters of an invocation, as the batch finds and leaves them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    events: i64,
+    steps: i64,
+    chunks: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+}
+
+/// Inserts the invocation row and counts it in its session.
+fn insert_invocation(tx: &Connection, shown: &str, s: &InvocationStart) -> Result<(), StoreError> {
+    let doing = format!("recording invocation {}", s.request_id);
+    let err = |e: rusqlite::Error| db_error(shown, &doing, &e);
+    let at = to_ms(s.started_at);
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO invocations (request_id, agent_id, agent_alias_id, session_id, \
+             input_text, resumes, started_at_ms, outcome) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running') ON CONFLICT DO NOTHING",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                s.request_id,
+                s.agent_id,
+                s.agent_alias_id,
+                s.session_id,
+                s.input_text,
+                s.resumes,
+                at
+            ])
+        })
+        .map_err(err)?;
+    if inserted == 0 {
+        return Err(StoreError::Duplicate(crate::domain::approval::ApprovalId(
+            s.request_id.clone(),
+        )));
+    }
+    tx.prepare_cached(
+        "INSERT INTO sessions (agent_id, agent_alias_id, session_id, first_at_ms, last_at_ms, \
+         invocations) VALUES (?1, ?2, ?3, ?4, ?4, 1) \
+         ON CONFLICT (agent_id, agent_alias_id, session_id) DO UPDATE SET \
+         last_at_ms = max(last_at_ms, excluded.last_at_ms), invocations = invocations + 1",
+    )
+    .and_then(|mut st| st.execute(params![s.agent_id, s.agent_alias_id, s.session_id, at]))
+    .map_err(err)?;
+    Ok(())
+}
+
+/// Appends a batch inside a transaction: each event finds or opens its step (read once per
+/// step per batch), the event rows and chunks are written, then each touched step and the
+/// invocation's counters once. `fresh` says the invocation row was inserted in this same
+/// transaction, so it has no steps and zero counters yet and nothing needs reading.
+fn append_batch(
     tx: &Connection,
     shown: &str,
     request_id: &str,
-    seq: i64,
-    steps: &mut i64,
-    event: &TraceEvent,
+    fresh: bool,
+    events: &[TraceEvent],
+    chunks: &[String],
 ) -> Result<(), StoreError> {
-    let err = |e: rusqlite::Error| {
-        db_error(
-            shown,
-            &format!("recording event {seq} of invocation {request_id}"),
-            &e,
-        )
-    };
-    let key = event.step_key();
-    let kind = event.kind_name();
-    let existing: Option<(i64, String, Option<String>, StepAccumulator)> = tx
-        .prepare_cached(
-            "SELECT step, kinds, rationale, input_tokens, output_tokens, meta_start_ns, \
-             meta_end_ns, total_time_ms, first_time_ns, last_time_ns \
-             FROM trace_steps WHERE request_id = ?1 AND trace_id = ?2",
-        )
-        .and_then(|mut st| {
-            st.query_row(params![request_id, key], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, accumulator(r, 3)?))
-            })
-            .optional()
-        })
-        .map_err(err)?;
-    let step = if let Some((step, kinds, rationale, mut acc)) = existing {
-        acc.add(event);
-        let kinds = if kinds.split(',').any(|k| k == kind) {
-            kinds
-        } else {
-            format!("{kinds},{kind}")
-        };
-        tx.prepare_cached(
-            "UPDATE trace_steps SET kinds = ?3, events = events + 1, last_seq = ?4, \
-                 rationale = ?5, input_tokens = ?6, output_tokens = ?7, meta_start_ns = ?8, \
-                 meta_end_ns = ?9, total_time_ms = ?10, first_time_ns = ?11, last_time_ns = ?12 \
-                 WHERE request_id = ?1 AND step = ?2",
-        )
-        .and_then(|mut st| {
-            st.execute(params![
-                request_id,
-                step,
-                kinds,
-                seq,
-                rationale.or_else(|| event.rationale().map(str::to_owned)),
-                acc.input_tokens,
-                acc.output_tokens,
-                acc.meta_start_ns,
-                acc.meta_end_ns,
-                acc.total_time_ms,
-                acc.first_time_ns,
-                acc.last_time_ns,
-            ])
-        })
-        .map_err(err)?;
-        step
+    let doing = format!("recording the trace of invocation {request_id}");
+    let err = |e: rusqlite::Error| db_error(shown, &doing, &e);
+    let mut c = if fresh {
+        Counters::default()
     } else {
-        *steps += 1;
-        let mut acc = StepAccumulator::default();
-        acc.add(event);
+        let counters: Option<Counters> = tx
+            .prepare_cached(
+                "SELECT events, steps, chunks, input_tokens, output_tokens FROM invocations \
+                 WHERE request_id = ?1",
+            )
+            .and_then(|mut st| {
+                st.query_row([request_id], |r| {
+                    Ok(Counters {
+                        events: r.get(0)?,
+                        steps: r.get(1)?,
+                        chunks: r.get(2)?,
+                        input_tokens: r.get(3)?,
+                        output_tokens: r.get(4)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(err)?;
+        counters.ok_or_else(|| StoreError::NotFound(format!("invocation {request_id}")))?
+    };
+    let mut touched: Vec<TouchedStep> = Vec::new();
+    for event in events {
+        c.events += 1;
+        let seq = c.events;
+        let event_err = |e: rusqlite::Error| {
+            db_error(
+                shown,
+                &format!("recording event {seq} of invocation {request_id}"),
+                &e,
+            )
+        };
+        let key = event.step_key();
+        let kind = event.kind_name();
+        let at = if let Some(i) = touched.iter().position(|t| t.trace_id == key) {
+            i
+        } else {
+            let existing = if fresh {
+                None
+            } else {
+                read_step(tx, request_id, key).map_err(event_err)?
+            };
+            touched.push(existing.unwrap_or_else(|| {
+                c.steps += 1;
+                TouchedStep {
+                    step: c.steps,
+                    trace_id: key.to_owned(),
+                    kinds: String::new(),
+                    rationale: None,
+                    acc: StepAccumulator::default(),
+                    added: 0,
+                    first_seq: seq,
+                    last_seq: seq,
+                    new: true,
+                }
+            }));
+            touched.len() - 1
+        };
+        let t = &mut touched[at];
+        t.acc.add(event);
+        if t.kinds.is_empty() {
+            t.kinds.clone_from(&kind);
+        } else if !t.kinds.split(',').any(|k| k == kind) {
+            t.kinds.push(',');
+            t.kinds.push_str(&kind);
+        }
+        if t.rationale.is_none() {
+            t.rationale = event.rationale().map(str::to_owned);
+        }
+        t.added += 1;
+        t.last_seq = seq;
+        if let Some(m) = event.metadata() {
+            c.input_tokens += m.input_tokens.unwrap_or(0);
+            c.output_tokens += m.output_tokens.unwrap_or(0);
+        }
+        insert_event(tx, request_id, seq, t.step, &kind, event).map_err(|e| match e {
+            EventError::Db(e) => event_err(e),
+            EventError::Json(e) => StoreError::Corrupt(format!(
+                "invocation {request_id} event {seq}: cannot serialise it: {e}"
+            )),
+        })?;
+    }
+    for t in &touched {
+        write_step(tx, request_id, t).map_err(err)?;
+    }
+    for text in chunks {
+        c.chunks += 1;
+        tx.prepare_cached("INSERT INTO chunks (request_id, seq, text) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![request_id, c.chunks, text]))
+            .map_err(err)?;
+    }
+    if fresh && events.is_empty() && chunks.is_empty() {
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "UPDATE invocations SET events = ?2, steps = ?3, chunks = ?4, input_tokens = ?5, \
+         output_tokens = ?6 WHERE request_id = ?1",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            request_id,
+            c.events,
+            c.steps,
+            c.chunks,
+            c.input_tokens,
+            c.output_tokens
+        ])
+    })
+    .map_err(err)?;
+    Ok(())
+}
+
+/// A step already in the table, by its traceId.
+fn read_step(
+    tx: &Connection,
+    request_id: &str,
+    key: &str,
+) -> Result<Option<TouchedStep>, rusqlite::Error> {
+    tx.prepare_cached(
+        "SELECT step, kinds, rationale, input_tokens, output_tokens, meta_start_ns, \
+         meta_end_ns, total_time_ms, first_time_ns, last_time_ns, first_seq, last_seq \
+         FROM trace_steps WHERE request_id = ?1 AND trace_id = ?2",
+    )?
+    .query_row(params![request_id, key], |r| {
+        Ok(TouchedStep {
+            step: r.get(0)?,
+            trace_id: key.to_owned(),
+            kinds: r.get(1)?,
+            rationale: r.get(2)?,
+            acc: accumulator(r, 3)?,
+            added: 0,
+            first_seq: r.get(10)?,
+            last_seq: r.get(11)?,
+            new: false,
+        })
+    })
+    .optional()
+}
+
+/// Writes a touched step: a new row, or the stored one brought up to date.
+fn write_step(tx: &Connection, request_id: &str, t: &TouchedStep) -> Result<(), rusqlite::Error> {
+    let a = &t.acc;
+    if t.new {
         tx.prepare_cached(
             "INSERT INTO trace_steps (request_id, step, trace_id, kinds, events, first_seq, \
-                 last_seq, rationale, input_tokens, output_tokens, meta_start_ns, meta_end_ns, \
-                 total_time_ms, first_time_ns, last_time_ns) \
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )
-        .and_then(|mut st| {
-            st.execute(params![
-                request_id,
-                *steps,
-                key,
-                kind,
-                seq,
-                event.rationale(),
-                acc.input_tokens,
-                acc.output_tokens,
-                acc.meta_start_ns,
-                acc.meta_end_ns,
-                acc.total_time_ms,
-                acc.first_time_ns,
-                acc.last_time_ns,
-            ])
-        })
-        .map_err(err)?;
-        *steps
-    };
-    let raw = serde_json::to_string(&event.raw).map_err(|e| {
-        StoreError::Corrupt(format!(
-            "invocation {request_id} event {seq}: cannot serialise it: {e}"
-        ))
-    })?;
+             last_seq, rationale, input_tokens, output_tokens, meta_start_ns, meta_end_ns, \
+             total_time_ms, first_time_ns, last_time_ns) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        )?
+        .execute(params![
+            request_id,
+            t.step,
+            t.trace_id,
+            t.kinds,
+            t.added,
+            t.first_seq,
+            t.last_seq,
+            t.rationale,
+            a.input_tokens,
+            a.output_tokens,
+            a.meta_start_ns,
+            a.meta_end_ns,
+            a.total_time_ms,
+            a.first_time_ns,
+            a.last_time_ns,
+        ])?;
+    } else {
+        tx.prepare_cached(
+            "UPDATE trace_steps SET kinds = ?3, events = events + ?4, last_seq = ?5, \
+             rationale = ?6, input_tokens = ?7, output_tokens = ?8, meta_start_ns = ?9, \
+             meta_end_ns = ?10, total_time_ms = ?11, first_time_ns = ?12, last_time_ns = ?13 \
+             WHERE request_id = ?1 AND step = ?2",
+        )?
+        .execute(params![
+            request_id,
+            t.step,
+            t.kinds,
+            t.added,
+            t.last_seq,
+            t.rationale,
+            a.input_tokens,
+            a.output_tokens,
+            a.meta_start_ns,
+            a.meta_end_ns,
+            a.total_time_ms,
+            a.first_time_ns,
+            a.last_time_ns,
+        ])?;
+    }
+    Ok(())
+}
+
+enum EventError {
+    Db(rusqlite::Error),
+    Json(serde_json::Error),
+}
+
+/// Writes one event row with its raw JSON.
+fn insert_event(
+    tx: &Connection,
+    request_id: &str,
+    seq: i64,
+    step: i64,
+    kind: &str,
+    event: &TraceEvent,
+) -> Result<(), EventError> {
+    let raw = serde_json::to_string(&event.raw).map_err(EventError::Json)?;
     tx.prepare_cached(
         "INSERT INTO trace_events (request_id, seq, step, trace_id, kind, event_time, summary, \
          raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -225,50 +416,45 @@ fn append_event(
             raw,
         ])
     })
-    .map_err(err)?;
+    .map_err(EventError::Db)?;
+    Ok(())
+}
+
+/// Records how an invocation ended.
+fn finish(
+    tx: &Connection,
+    shown: &str,
+    request_id: &str,
+    end: &InvocationEnd,
+) -> Result<(), StoreError> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE invocations SET outcome = ?2, ended_at_ms = ?3, error = ?4, \
+             final_response = ?5, latency_ms = ?6 WHERE request_id = ?1",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                request_id,
+                end.outcome.as_str(),
+                to_ms(end.ended_at),
+                end.error,
+                end.final_response,
+                end.latency_ms
+            ])
+        })
+        .map_err(|e| db_error(shown, &format!("finishing invocation {request_id}"), &e))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("invocation {request_id}")));
+    }
     Ok(())
 }
 
 impl TraceStore for SqliteStore {
     fn begin_invocation(&self, s: &InvocationStart) -> Result<(), StoreError> {
         let shown = self.shown();
-        let mut conn = self.lock();
-        let doing = format!("recording invocation {}", s.request_id);
-        let err = |e: rusqlite::Error| db_error(&shown, &doing, &e);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let at = to_ms(s.started_at);
-        let inserted = tx
-            .execute(
-                "INSERT INTO invocations (request_id, agent_id, agent_alias_id, session_id, \
-                 input_text, resumes, started_at_ms, outcome) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running') ON CONFLICT DO NOTHING",
-                params![
-                    s.request_id,
-                    s.agent_id,
-                    s.agent_alias_id,
-                    s.session_id,
-                    s.input_text,
-                    s.resumes,
-                    at
-                ],
-            )
-            .map_err(err)?;
-        if inserted == 0 {
-            return Err(StoreError::Duplicate(crate::domain::approval::ApprovalId(
-                s.request_id.clone(),
-            )));
-        }
-        tx.execute(
-            "INSERT INTO sessions (agent_id, agent_alias_id, session_id, first_at_ms, last_at_ms, \
-             invocations) VALUES (?1, ?2, ?3, ?4, ?4, 1) \
-             ON CONFLICT (agent_id, agent_alias_id, session_id) DO UPDATE SET \
-             last_at_ms = max(last_at_ms, excluded.last_at_ms), invocations = invocations + 1",
-            params![s.agent_id, s.agent_alias_id, s.session_id, at],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)
+        self.trace_write(&format!("recording invocation {}", s.request_id), |tx| {
+            insert_invocation(tx, &shown, s)
+        })
     }
 
     fn append_trace(
@@ -281,80 +467,46 @@ impl TraceStore for SqliteStore {
             return Ok(());
         }
         let shown = self.shown();
-        let mut conn = self.lock();
-        let doing = format!("recording the trace of invocation {request_id}");
-        let err = |e: rusqlite::Error| db_error(&shown, &doing, &e);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let counters: Option<(i64, i64, i64, i64, i64)> = tx
-            .prepare_cached(
-                "SELECT events, steps, chunks, input_tokens, output_tokens FROM invocations \
-                 WHERE request_id = ?1",
-            )
-            .and_then(|mut st| {
-                st.query_row([request_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })
-                .optional()
-            })
-            .map_err(err)?;
-        let Some((mut seq, mut steps, mut chunk_seq, mut input_tokens, mut output_tokens)) =
-            counters
-        else {
-            return Err(StoreError::NotFound(format!("invocation {request_id}")));
-        };
-        for event in events {
-            seq += 1;
-            append_event(&tx, &shown, request_id, seq, &mut steps, event)?;
-            if let Some(m) = event.metadata() {
-                input_tokens += m.input_tokens.unwrap_or(0);
-                output_tokens += m.output_tokens.unwrap_or(0);
-            }
-        }
-        for text in chunks {
-            chunk_seq += 1;
-            tx.prepare_cached("INSERT INTO chunks (request_id, seq, text) VALUES (?1, ?2, ?3)")
-                .and_then(|mut st| st.execute(params![request_id, chunk_seq, text]))
-                .map_err(err)?;
-        }
-        tx.execute(
-            "UPDATE invocations SET events = ?2, steps = ?3, chunks = ?4, input_tokens = ?5, \
-             output_tokens = ?6 WHERE request_id = ?1",
-            params![
-                request_id,
-                seq,
-                steps,
-                chunk_seq,
-                input_tokens,
-                output_tokens
-            ],
+        self.trace_write(
+            &format!("recording the trace of invocation {request_id}"),
+            |tx| append_batch(tx, &shown, request_id, false, events, chunks),
         )
-        .map_err(err)?;
-        tx.commit().map_err(err)
     }
 
     fn finish_invocation(&self, request_id: &str, end: &InvocationEnd) -> Result<(), StoreError> {
         let shown = self.shown();
-        let conn = self.lock();
-        let changed = conn
-            .execute(
-                "UPDATE invocations SET outcome = ?2, ended_at_ms = ?3, error = ?4, \
-                 final_response = ?5, latency_ms = ?6 WHERE request_id = ?1",
-                params![
-                    request_id,
-                    end.outcome.as_str(),
-                    to_ms(end.ended_at),
-                    end.error,
-                    end.final_response,
-                    end.latency_ms
-                ],
-            )
-            .map_err(|e| db_error(&shown, &format!("finishing invocation {request_id}"), &e))?;
-        if changed == 0 {
-            return Err(StoreError::NotFound(format!("invocation {request_id}")));
+        self.trace_write(&format!("finishing invocation {request_id}"), |tx| {
+            finish(tx, &shown, request_id, end)
+        })
+    }
+
+    fn write_turn(&self, w: &TurnWrite<'_>) -> Result<(), StoreError> {
+        if w.start.is_none() && w.end.is_none() && w.events.is_empty() && w.chunks.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let shown = self.shown();
+        self.trace_write(
+            &format!("recording the trace of invocation {}", w.request_id),
+            |tx| {
+                if let Some(s) = w.start {
+                    insert_invocation(tx, &shown, s)?;
+                }
+                if w.start.is_some() || !w.events.is_empty() || !w.chunks.is_empty() {
+                    append_batch(
+                        tx,
+                        &shown,
+                        w.request_id,
+                        w.start.is_some(),
+                        w.events,
+                        w.chunks,
+                    )?;
+                }
+                if let Some(end) = w.end {
+                    finish(tx, &shown, w.request_id, end)?;
+                }
+                Ok(())
+            },
+        )
     }
 
     fn invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>, StoreError> {

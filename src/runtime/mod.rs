@@ -21,6 +21,10 @@ use crate::store::run::TraceStore;
 use crate::store::{ApprovalStore, StoreError};
 use crate::ui::theme::Theme;
 
+/// How often the console re-reads a store it cannot watch (other consoles' decisions show within
+/// this plus one read).
+const STORE_POLL: Duration = Duration::from_secs(1);
+
 /// The most steps of one turn the traces pane reads.
 const STEPS_SHOWN: usize = 1000;
 const NO_TRACES: &str = "this store keeps no traces";
@@ -74,16 +78,32 @@ pub async fn run_console(
         }
     });
 
-    let _watcher = match watch_path {
+    let watcher = match watch_path {
         Some(path) => match watch::watch_store(&path, tx.clone()) {
             Ok(w) => Some(w),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the store; changes by other processes show on the next tick");
+                tracing::warn!(error = %e, "cannot watch the store's files; polling it every second instead");
                 None
             }
         },
         None => None,
     };
+    if watcher.is_none() {
+        // A store with no files to watch (DynamoDB), or a watch that failed: read the queue
+        // once a second while the console runs. The read is a Query on the pending index, so
+        // it costs what the queue holds, not the history.
+        let poll_tx = tx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(STORE_POLL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if poll_tx.send(Msg::StoreChanged).is_err() {
+                    break;
+                }
+            }
+        });
+    }
 
     let mut decisions = JoinSet::new();
     let reviewer = state.reviewer.clone();

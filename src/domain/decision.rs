@@ -113,6 +113,34 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Why nothing more can be decided on `request` in final `status`: expired, or already
+    /// decided by whoever decided last (named, with the time), or simply final.
+    pub fn for_final<'a>(
+        request: &ApprovalRequest,
+        status: Status,
+        decisions: impl Iterator<Item = &'a Decision>,
+    ) -> Self {
+        if status == Status::Expired {
+            return Self::Expired {
+                request: request.id.clone(),
+                at: request.expires_at,
+            };
+        }
+        match decisions.max_by_key(|d| d.decided_at) {
+            Some(last) => Self::AlreadyDecided {
+                request: request.id.clone(),
+                index: last.input_index,
+                verdict: last.verdict.as_str(),
+                by: last.reviewer.clone(),
+                at: last.decided_at,
+            },
+            None => Self::Final {
+                request: request.id.clone(),
+                status,
+            },
+        }
+    }
+
     /// True for refusals that are the reviewer's input being wrong rather than a conflict.
     pub fn is_bad_input(&self) -> bool {
         matches!(
@@ -141,25 +169,7 @@ pub fn plan(
 ) -> Result<Plan, Refusal> {
     let before = Status::derive(request, existing, policy, now);
     if before.is_final() {
-        if before == Status::Expired {
-            return Err(Refusal::Expired {
-                request: request.id.clone(),
-                at: request.expires_at,
-            });
-        }
-        if let Some(last) = existing.iter().max_by_key(|d| d.decided_at) {
-            return Err(Refusal::AlreadyDecided {
-                request: request.id.clone(),
-                index: last.input_index,
-                verdict: last.verdict.as_str(),
-                by: last.reviewer.clone(),
-                at: last.decided_at,
-            });
-        }
-        return Err(Refusal::Final {
-            request: request.id.clone(),
-            status: before,
-        });
+        return Err(Refusal::for_final(request, before, existing.iter()));
     }
     if ask.inputs.is_empty() {
         return Err(Refusal::NothingChosen);

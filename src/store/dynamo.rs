@@ -42,6 +42,7 @@ use crate::domain::canonical::{canonical_json, sha256_hex};
 use crate::domain::decision::{self, Decision, DecisionAsk, Refusal, Verdict};
 use crate::domain::policy::{Policy, RiskTier};
 use crate::domain::status::Status;
+use crate::store::chain::{GENESIS, decision_json, entry_hash};
 
 /// The queue index's name.
 pub const QUEUE_INDEX: &str = "queue";
@@ -55,8 +56,6 @@ pub const MAX_BODY_PARTS: usize = 10;
 const THROTTLE_ATTEMPTS: u32 = 6;
 /// Attempts for a transaction that lost a race on the audit head before giving up.
 const RACE_ATTEMPTS: u32 = 200;
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-const DOMAIN: &str = "agentdeck-audit-v1";
 
 /// Where the table is and how to reach it.
 #[derive(Debug, Clone, Default)]
@@ -159,44 +158,6 @@ fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
 
 fn queue_sk(expires_ms: i64, raised_ms: i64, id: &str) -> String {
     format!("{expires_ms:013}#{raised_ms:013}#{id}")
-}
-
-/// The audit entry hash: the same netstring serialisation as the SQLite adapter's chain.
-pub(crate) fn entry_hash(
-    prev_hash: &str,
-    seq: i64,
-    at_ms: i64,
-    actor: &str,
-    kind: &str,
-    request_id: &str,
-    payload: &str,
-) -> String {
-    let seq = seq.to_string();
-    let at_ms = at_ms.to_string();
-    let fields: [&str; 8] = [
-        DOMAIN, prev_hash, &seq, &at_ms, actor, kind, request_id, payload,
-    ];
-    let mut buf = Vec::new();
-    for f in fields {
-        buf.extend_from_slice(f.len().to_string().as_bytes());
-        buf.push(b':');
-        buf.extend_from_slice(f.as_bytes());
-        buf.push(b',');
-    }
-    sha256_hex(&buf)
-}
-
-fn decision_json(seq: i64, d: &Decision) -> Value {
-    json!({
-        "seq": seq,
-        "inputIndex": d.input_index,
-        "verdict": d.verdict.as_str(),
-        "reviewer": d.reviewer,
-        "reason": d.reason,
-        "decidedAtMs": to_ms(d.decided_at),
-        "dwellMs": d.dwell_ms,
-        "argsHash": d.args_hash,
-    })
 }
 
 /// Splits `body` into parts of at most `BODY_PART` bytes on char boundaries.
@@ -994,37 +955,6 @@ impl DynamoStore {
     }
 }
 
-/// The refusal for deciding on a request whose stored status is already final.
-fn refuse_final(
-    request: &ApprovalRequest,
-    stored: Status,
-    decisions: &[(i64, Decision)],
-) -> Refusal {
-    if stored == Status::Expired {
-        return Refusal::Expired {
-            request: request.id.clone(),
-            at: request.expires_at,
-        };
-    }
-    match decisions
-        .iter()
-        .map(|(_, d)| d)
-        .max_by_key(|d| d.decided_at)
-    {
-        Some(last) => Refusal::AlreadyDecided {
-            request: request.id.clone(),
-            index: last.input_index,
-            verdict: last.verdict.as_str(),
-            by: last.reviewer.clone(),
-            at: last.decided_at,
-        },
-        None => Refusal::Final {
-            request: request.id.clone(),
-            status: stored,
-        },
-    }
-}
-
 fn distinct_approvers<'a>(decisions: impl Iterator<Item = &'a Decision>) -> usize {
     let mut v: Vec<&str> = decisions
         .filter(|d| d.verdict == Verdict::Confirm)
@@ -1153,7 +1083,12 @@ impl ApprovalStore for DynamoStore {
                 .load(&ask.request)?
                 .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
             if loaded.status.is_final() {
-                return Err(refuse_final(&loaded.request, loaded.status, &loaded.decisions).into());
+                return Err(Refusal::for_final(
+                    &loaded.request,
+                    loaded.status,
+                    loaded.decisions.iter().map(|(_, d)| d),
+                )
+                .into());
             }
             let decisions: Vec<Decision> =
                 loaded.decisions.iter().map(|(_, d)| d.clone()).collect();

@@ -346,38 +346,6 @@ pub(crate) fn distinct_approvers<'a>(
     approvers.len()
 }
 
-/// The refusal for deciding on a request whose stored status is already final, when the
-/// planner (with this caller's clock) did not see it so.
-fn refuse_final(
-    request: &ApprovalRequest,
-    stored: Status,
-    decisions: &[(i64, decision::Decision)],
-) -> Refusal {
-    if stored == Status::Expired {
-        return Refusal::Expired {
-            request: request.id.clone(),
-            at: request.expires_at,
-        };
-    }
-    match decisions
-        .iter()
-        .map(|(_, d)| d)
-        .max_by_key(|d| d.decided_at)
-    {
-        Some(last) => Refusal::AlreadyDecided {
-            request: request.id.clone(),
-            index: last.input_index,
-            verdict: last.verdict.as_str(),
-            by: last.reviewer.clone(),
-            at: last.decided_at,
-        },
-        None => Refusal::Final {
-            request: request.id.clone(),
-            status: stored,
-        },
-    }
-}
-
 impl ApprovalStore for SqliteStore {
     fn submit(&self, request: &ApprovalRequest, actor: &str) -> Result<(), StoreError> {
         self.submit_batch(std::slice::from_ref(request), actor)
@@ -515,7 +483,12 @@ impl ApprovalStore for SqliteStore {
         let existing = schema::load_decisions(&tx, &shown, &ask.request)?;
         let decisions: Vec<_> = existing.iter().map(|(_, d)| d.clone()).collect();
         if loaded.status.is_final() {
-            return Err(refuse_final(&loaded.request, loaded.status, &existing).into());
+            return Err(Refusal::for_final(
+                &loaded.request,
+                loaded.status,
+                existing.iter().map(|(_, d)| d),
+            )
+            .into());
         }
         let plan = decision::plan(&loaded.request, &decisions, policy, ask, now)?;
         let next_seq = existing.iter().map(|(s, _)| *s).max().unwrap_or(0) + 1;

@@ -5,40 +5,10 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use serde_json::Value;
 
 use crate::domain::approval::ApprovalId;
-use crate::domain::canonical::{canonical_json, sha256_hex};
+use crate::domain::canonical::canonical_json;
 use crate::store::{AuditEntry, StoreError};
 
-/// The `prev_hash` of the first entry.
-pub(super) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// Tags the serialisation so a hash from another format can never collide with one of these.
-const DOMAIN: &str = "agentdeck-audit-v1";
-
-/// SHA-256 over the fields as netstrings (`<byte length>:<bytes>,` each, after a format tag), so
-/// no two different field lists serialise to the same bytes whatever the fields contain.
-pub(super) fn entry_hash(
-    prev_hash: &str,
-    seq: i64,
-    at_ms: i64,
-    actor: &str,
-    kind: &str,
-    request_id: &str,
-    payload: &str,
-) -> String {
-    let seq = seq.to_string();
-    let at_ms = at_ms.to_string();
-    let fields: [&str; 8] = [
-        DOMAIN, prev_hash, &seq, &at_ms, actor, kind, request_id, payload,
-    ];
-    let mut buf = Vec::with_capacity(fields.iter().map(|f| f.len() + 8).sum());
-    for f in fields {
-        buf.extend_from_slice(f.len().to_string().as_bytes());
-        buf.push(b':');
-        buf.extend_from_slice(f.as_bytes());
-        buf.push(b',');
-    }
-    sha256_hex(&buf)
-}
+pub(super) use crate::store::chain::{GENESIS, entry_hash};
 
 /// Appends one entry after the current last one; call inside the write transaction that makes
 /// the change it records. Returns the entry's seq.

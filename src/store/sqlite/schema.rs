@@ -443,17 +443,4 @@ pub(super) fn load_decisions(
     Ok(out)
 }
 
-/// A decision as it appears in a `decided` audit payload, so the check can compare rows with
-/// the log field by field.
-pub(super) fn decision_json(seq: i64, d: &Decision) -> serde_json::Value {
-    serde_json::json!({
-        "seq": seq,
-        "inputIndex": d.input_index,
-        "verdict": d.verdict.as_str(),
-        "reviewer": d.reviewer,
-        "reason": d.reason,
-        "decidedAtMs": to_ms(d.decided_at),
-        "dwellMs": d.dwell_ms,
-        "argsHash": d.args_hash,
-    })
-}
+pub(super) use crate::store::chain::decision_json;

@@ -27,6 +27,8 @@ fn main() -> ExitCode {
     init_logging();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): nothing to report.
+        Err(e) if e.code == agentdeck::cli::exit::OK => ExitCode::SUCCESS,
         Err(e) => {
             tracing::warn!(code = e.code, error = %e.message, "command failed");
             let _ = writeln!(std::io::stderr(), "agentdeck: {}", e.message);

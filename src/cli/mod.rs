@@ -44,6 +44,19 @@ impl CliError {
         }
     }
 
+    /// Writing the command's output failed. A reader that went away (`agentdeck pending | head`)
+    /// is not a failure: the command stops quietly with success, as `git log | head` does.
+    pub fn output(e: &std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Self {
+                code: exit::OK,
+                message: String::new(),
+            }
+        } else {
+            Self::unavailable(format!("cannot write output: {e}"))
+        }
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self {
             code: exit::UNAVAILABLE,

@@ -37,7 +37,7 @@ pub enum TracesCommand {
 }
 
 fn io(e: &std::io::Error) -> CliError {
-    CliError::unavailable(format!("cannot write output: {e}"))
+    CliError::output(e)
 }
 
 /// A session's figures, summed over its turns.

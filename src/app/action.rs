@@ -41,8 +41,12 @@ pub enum Action {
     ApproveAll,
     /// Reject every open input of the request, with a reason.
     RejectAll,
-    /// Filter the queue by text.
+    /// Filter the queue by text; in the traces pane, filter and search steps.
     Filter,
+    /// Traces: follow the latest invocation as its steps arrive.
+    Follow,
+    /// Jump from a request to the trace step that raised it, and back.
+    Jump,
     /// Show the help screen with every key.
     Help,
     /// Quit agentdeck.
@@ -50,7 +54,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 22] = [
         Self::MoveUp,
         Self::MoveDown,
         Self::PageUp,
@@ -69,6 +73,8 @@ impl Action {
         Self::ApproveAll,
         Self::RejectAll,
         Self::Filter,
+        Self::Follow,
+        Self::Jump,
         Self::Help,
         Self::Quit,
     ];
@@ -94,6 +100,8 @@ impl Action {
             Self::ApproveAll => "approve-all",
             Self::RejectAll => "reject-all",
             Self::Filter => "filter",
+            Self::Follow => "follow",
+            Self::Jump => "jump",
             Self::Help => "help",
             Self::Quit => "quit",
         }
@@ -123,7 +131,9 @@ impl Action {
             Self::Reject => "reject the selected input (asks a reason)",
             Self::ApproveAll => "approve every open input of the request",
             Self::RejectAll => "reject every open input (asks a reason)",
-            Self::Filter => "filter the queue",
+            Self::Filter => "filter the queue; traces: filter/search steps",
+            Self::Follow => "traces: follow the live invocation (toggle)",
+            Self::Jump => "jump between a request and the trace step that raised it",
             Self::Help => "this help",
             Self::Quit => "quit",
         }
@@ -149,6 +159,8 @@ impl Action {
             Self::ApproveAll => "approve all",
             Self::RejectAll => "reject all",
             Self::Filter => "filter",
+            Self::Follow => "follow",
+            Self::Jump => "jump",
             Self::Help => "help",
             Self::Quit => "quit",
         }

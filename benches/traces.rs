@@ -4,7 +4,8 @@
 //! - `render/steps/{1000,1000000}`: one frame of an invocation's step list (120x40) with 1,000
 //!   and 1,000,000 indexed steps, the selection in the middle. The target: the 1M frame no more
 //!   than 1.2x the 1k frame, and under 2 ms.
-//! - `render/sessions/{1000,1000000}`: the same for the sessions list (1,000 steps a session).
+//! - `render/sessions/{1000,1000000}`: the same for the sessions list: 1,000 sessions of 1 and
+//!   of 1,000 steps.
 //! - Printed before the groups: the index's heap bytes per step at 1,000,000 steps (counted from
 //!   the capacities of every column, map and string; target < 300), and, with
 //!   `AGENTDECK_BENCH_TAIL=1`, the console side's CPU while a writer records 1,000 trace events a
@@ -183,8 +184,9 @@ fn render(c: &mut Criterion) {
         g.bench_function(name, |b| b.iter(|| frame(&mut term, &s, &theme)));
     }
     g.finish();
+    // The same 1,000 sessions on screen, with 1 step and with 1,000 steps each.
     let mut g = c.benchmark_group("render/sessions");
-    for (name, ix) in [("1000", index(1, 1_000)), ("1000000", many)] {
+    for (name, ix) in [("1000", index(1_000, 1)), ("1000000", many)] {
         let s = state(ix, false);
         let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
         g.bench_function(name, |b| b.iter(|| frame(&mut term, &s, &theme)));

@@ -47,6 +47,10 @@ pub enum Action {
     Follow,
     /// Jump from a request to the trace step that raised it, and back.
     Jump,
+    /// Traces: copy the selection (a step's text and raw JSON, or an id) to the clipboard.
+    Copy,
+    /// Traces: export the selected session to a JSON file.
+    Export,
     /// Show the help screen with every key.
     Help,
     /// Quit agentdeck.
@@ -54,7 +58,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 24] = [
         Self::MoveUp,
         Self::MoveDown,
         Self::PageUp,
@@ -75,6 +79,8 @@ impl Action {
         Self::Filter,
         Self::Follow,
         Self::Jump,
+        Self::Copy,
+        Self::Export,
         Self::Help,
         Self::Quit,
     ];
@@ -102,6 +108,8 @@ impl Action {
             Self::Filter => "filter",
             Self::Follow => "follow",
             Self::Jump => "jump",
+            Self::Copy => "copy",
+            Self::Export => "export",
             Self::Help => "help",
             Self::Quit => "quit",
         }
@@ -131,9 +139,11 @@ impl Action {
             Self::Reject => "reject the selected input (asks a reason)",
             Self::ApproveAll => "approve every open input of the request",
             Self::RejectAll => "reject every open input (asks a reason)",
-            Self::Filter => "filter the queue; traces: filter/search steps",
-            Self::Follow => "traces: follow the live invocation (toggle)",
-            Self::Jump => "jump between a request and the trace step that raised it",
+            Self::Filter => "filter the queue; traces: filter and search steps",
+            Self::Follow => "traces: follow the live invocation",
+            Self::Jump => "request <-> the trace step that raised it",
+            Self::Copy => "traces: copy the selection (OSC 52)",
+            Self::Export => "traces: export the session to JSON",
             Self::Help => "this help",
             Self::Quit => "quit",
         }
@@ -161,6 +171,8 @@ impl Action {
             Self::Filter => "filter",
             Self::Follow => "follow",
             Self::Jump => "jump",
+            Self::Copy => "copy",
+            Self::Export => "export",
             Self::Help => "help",
             Self::Quit => "quit",
         }

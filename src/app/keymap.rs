@@ -310,6 +310,8 @@ fn default_keys(action: Action) -> Vec<Key> {
         Action::Filter => vec![Key::char('/')],
         Action::Follow => vec![Key::char('f')],
         Action::Jump => vec![Key::char('J')],
+        Action::Copy => vec![Key::char('c')],
+        Action::Export => vec![Key::char('E')],
         Action::Help => vec![Key::char('?')],
         Action::Quit => vec![Key::char('q'), Key::ctrl('c')],
     }

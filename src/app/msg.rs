@@ -89,6 +89,10 @@ pub enum Msg {
         id: crate::domain::approval::ApprovalId,
         result: Result<Option<(String, Option<u64>)>, String>,
     },
+    /// Where a session export was written, or why not.
+    Exported {
+        result: Result<String, String>,
+    },
     /// The steps the traces search found: (request id, step number).
     TraceSearchDone {
         tag: u64,
@@ -129,6 +133,10 @@ pub enum Effect {
         tag: u64,
         id: crate::domain::approval::ApprovalId,
     },
+    /// Put text on the terminal's clipboard (OSC 52). The text is sanitised already.
+    Copy { text: String },
+    /// Write one session's traces to a new JSON file; answer with `Exported`.
+    ExportSession { session: String },
     /// Full-text search of every trace event; answer with `TraceSearchDone`.
     SearchTraces { tag: u64, text: String },
     /// Read the events of one step with their raw JSON; answer with `StepEventsLoaded`.

@@ -341,8 +341,89 @@ fn raised_request(state: &AppState) -> Option<ApprovalId> {
     })
 }
 
+/// What `y` copies where the pane is: an open step's readable text and raw JSON, else the
+/// selected step's, invocation's or session's id. Sanitised: it reaches a terminal.
+fn selection_text(state: &AppState) -> Option<String> {
+    let t = &state.traces;
+    if let Some(turn) = &t.turn {
+        if let Some(Some(Ok(events))) = turn.step.as_ref().map(|s| &s.events) {
+            let mut out = String::new();
+            for e in events {
+                for (label, text) in crate::domain::step_kind::sections(&e.event()) {
+                    out.push_str(label);
+                    out.push_str(": ");
+                    out.push_str(&text);
+                    out.push('\n');
+                }
+                out.push_str(&serde_json::to_string_pretty(&e.raw).unwrap_or_default());
+                out.push('\n');
+            }
+            return Some(crate::domain::sanitize::block(&out).into_owned());
+        }
+        let (request, step, _) = t.selected_step()?;
+        return Some(crate::domain::sanitize::line(&format!("{request} step {step}")).into_owned());
+    }
+    let session = selected_session(state)?;
+    Some(
+        crate::domain::sanitize::line(
+            t.index
+                .names
+                .name(t.index.sessions[session as usize].session),
+        )
+        .into_owned(),
+    )
+}
+
+/// The session under the selection (open, or selected in the list).
+fn selected_session(state: &AppState) -> Option<u32> {
+    let t = &state.traces;
+    if let Some(turn) = &t.turn {
+        return t
+            .index
+            .invocations
+            .get(turn.invocation as usize)
+            .map(|i| i.session);
+    }
+    if let Some(sv) = &t.session {
+        return Some(sv.session);
+    }
+    if let Some(results) = &t.results {
+        let pos = *results.get(t.selected)?;
+        let inv = *t.index.steps.invocation.get(pos as usize)?;
+        return t.index.invocations.get(inv as usize).map(|i| i.session);
+    }
+    t.index.recent.get(t.selected).copied()
+}
+
 pub fn action(state: &mut AppState, action: Action) -> Vec<Effect> {
     let page = state.list_height();
+    if action == Action::Copy {
+        return match selection_text(state) {
+            Some(text) => {
+                let n = text.chars().count();
+                say(
+                    state,
+                    Level::Info,
+                    format!("copied {n} characters to the clipboard (OSC 52)"),
+                );
+                vec![Effect::Copy { text }]
+            }
+            None => Vec::new(),
+        };
+    }
+    if action == Action::Export {
+        let Some(s) = selected_session(state) else {
+            return Vec::new();
+        };
+        let t = &state.traces;
+        let session = t
+            .index
+            .names
+            .name(t.index.sessions[s as usize].session)
+            .to_owned();
+        say(state, Level::Info, "exporting the session…");
+        return vec![Effect::ExportSession { session }];
+    }
     if action == Action::Jump {
         let target = state
             .traces

@@ -104,6 +104,13 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
         Msg::TraceIndexLoaded { tag, result } => index_loaded(state, tag, result),
         Msg::TraceSearchDone { tag, result } => search_done(state, tag, result),
         Msg::RaisingStepFound { tag, id, result } => traces::raising_found(state, tag, id, result),
+        Msg::Exported { result } => {
+            match result {
+                Ok(path) => say(state, Level::Success, format!("exported to {path}")),
+                Err(e) => say(state, Level::Error, format!("export failed: {e}")),
+            }
+            Vec::new()
+        }
         Msg::StepEventsLoaded { tag, result } => {
             if let Some(v) = state
                 .traces

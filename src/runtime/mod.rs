@@ -184,6 +184,35 @@ fn failure(e: &StoreError) -> StoreFailure {
     }
 }
 
+/// Writes a session's export to a new file in the working directory, named from the session
+/// id (only letters, digits, `-`, `_` and `.` kept) and the time; never overwrites.
+fn export_to_file(traces: &dyn TraceStore, session: &str) -> Result<String, String> {
+    let safe: String = session
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let name = format!(
+        "agentdeck-session-{safe}-{}.json",
+        Utc::now().format("%Y%m%dT%H%M%S%.3f")
+    );
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&name)
+        .map_err(|e| format!("cannot create {name}: {e}"))?;
+    let mut w = std::io::BufWriter::new(file);
+    crate::cli::traces::export_session(traces, session, &mut w).map_err(|e| e.to_string())?;
+    std::io::Write::flush(&mut w).map_err(|e| format!("writing {name}: {e}"))?;
+    Ok(name)
+}
+
 /// The invocation and step that raised a request, from the runner's link and the step's traceId.
 fn raising_step(
     traces: &dyn TraceStore,
@@ -273,6 +302,29 @@ impl Executor {
                         _ => Err(NO_TRACES.to_owned()),
                     };
                     let _ = tx.send(Msg::RaisingStepFound { tag, id, result });
+                });
+            }
+            Effect::Copy { text } => {
+                use base64::Engine as _;
+                let payload = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+                let mut out = std::io::stdout();
+                let written = std::io::Write::write_all(
+                    &mut out,
+                    format!("\x1b]52;c;{payload}\x07").as_bytes(),
+                )
+                .and_then(|()| std::io::Write::flush(&mut out));
+                if let Err(e) = written {
+                    tracing::warn!(error = %e, "cannot write the clipboard sequence");
+                }
+            }
+            Effect::ExportSession { session } => {
+                let traces = self.traces.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = match traces {
+                        Some(t) => export_to_file(t.as_ref(), &session),
+                        None => Err(NO_TRACES.to_owned()),
+                    };
+                    let _ = tx.send(Msg::Exported { result });
                 });
             }
             Effect::SearchTraces { tag, text } => {

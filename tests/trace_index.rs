@@ -226,6 +226,9 @@ fn the_index_is_read_in_pages_and_kept_current_incrementally() {
     assert_eq!(f.apply(&ix, None), vec![kb as u32]);
     let f = StepFilter::parse("waiting").unwrap();
     assert_eq!(f.apply(&ix, None).len(), 3);
+    // The step a traceId names (the runner links a request to it).
+    assert_eq!(s.step_of_trace("req-1", "req-1-1").unwrap(), Some(2));
+    assert_eq!(s.step_of_trace("req-1", "req-9-9").unwrap(), None);
 }
 
 #[test]

@@ -880,3 +880,243 @@ fn search_results_pass_through_the_filters() {
     assert_eq!(s.traces.results.as_deref(), Some(&[1u32][..]));
     assert!(!s.traces.searching);
 }
+
+/// Opens step `n` of the open invocation and answers its events with `raws`.
+fn show_events(s: &mut AppState, request: &str, n: u64, raws: &[serde_json::Value]) {
+    let fx = key(s, "enter");
+    let tag = fx
+        .iter()
+        .find_map(|f| {
+            if let Effect::LoadStepEvents { tag, .. } = f {
+                Some(*tag)
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    let events = raws
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let e = agentdeck::domain::trace::TraceEvent::from_wire(raw.clone());
+            agentdeck::store::run::StoredEvent {
+                request_id: request.into(),
+                seq: i as u64 + 1,
+                step: n,
+                trace_id: e.trace_id().map(str::to_owned),
+                kind: e.kind_name(),
+                event_time: Some("2026-03-02T09:00:01.5Z".into()),
+                summary: e.summary(),
+                raw: raw.clone(),
+            }
+        })
+        .collect();
+    update(
+        s,
+        Msg::StepEventsLoaded {
+            tag,
+            result: Ok(events),
+        },
+    );
+}
+
+fn part(trace: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"agentId": "AGENT01", "agentAliasId": "ALIAS01", "sessionId": "session-inv-crit",
+        "eventTime": "2026-03-02T09:00:01.5Z", "trace": trace})
+}
+
+/// Every kind of step shows its readable text in full (wrapped, sanitised), then its raw JSON.
+#[test]
+fn step_detail_of_every_kind_at_100x40() {
+    use serde_json::json;
+    let long_prompt = "You are a payments agent. Never move money without an approval. \
+        The customer account is prod-7; the ledger is authoritative; \u{1b}[2J amounts are in EUR. "
+        .repeat(3);
+    let kinds: Vec<(&str, Vec<serde_json::Value>)> = vec![
+        (
+            "model_input",
+            vec![part(
+                &json!({"orchestrationTrace": {"modelInvocationInput": {
+            "traceId": "req-1-0", "text": long_prompt, "type": "ORCHESTRATION",
+            "foundationModel": "anthropic.claude-3-5-sonnet"}}}),
+            )],
+        ),
+        (
+            "model_output",
+            vec![
+                part(&json!({"orchestrationTrace": {"modelInvocationOutput": {
+            "traceId": "req-1-0", "rawResponse": {"content": "<thinking>I need the balance first.</thinking>"},
+            "metadata": {"usage": {"inputTokens": 1950, "outputTokens": 120}}}}})),
+                part(
+                    &json!({"orchestrationTrace": {"rationale": {"traceId": "req-1-0",
+            "text": "The user wants to pay; I need the account balance first."}}}),
+                ),
+            ],
+        ),
+        (
+            "action_group_return_control",
+            vec![part(&json!({"orchestrationTrace": {"invocationInput": {
+            "traceId": "req-1-1", "invocationType": "ACTION_GROUP",
+            "actionGroupInvocationInput": {"actionGroupName": "payments", "function": "transfer",
+                "executionType": "RETURN_CONTROL", "invocationId": "inv-crit",
+                "parameters": [{"name": "amount", "type": "number", "value": "250000"}]}}}}))],
+        ),
+        (
+            "knowledge_base",
+            vec![
+                part(&json!({"orchestrationTrace": {"invocationInput": {
+            "traceId": "req-1-2", "invocationType": "KNOWLEDGE_BASE",
+            "knowledgeBaseLookupInput": {"text": "travel policy", "knowledgeBaseId": "KB1"}}}})),
+                part(
+                    &json!({"orchestrationTrace": {"observation": {"traceId": "req-1-2", "type": "KNOWLEDGE_BASE",
+            "knowledgeBaseLookupOutput": {"retrievedReferences": [{"content": {"text": "Economy class for flights under 6 hours."},
+                "location": {"type": "S3", "s3Location": {"uri": "s3://policies/travel.pdf"}}}]}}}}),
+                ),
+            ],
+        ),
+        (
+            "code_interpreter",
+            vec![
+                part(&json!({"orchestrationTrace": {"invocationInput": {
+            "traceId": "req-1-3", "invocationType": "ACTION_GROUP_CODE_INTERPRETER",
+            "codeInterpreterInvocationInput": {"code": "print(sum([1, 2, 3]))"}}}})),
+                part(
+                    &json!({"orchestrationTrace": {"observation": {"traceId": "req-1-3", "type": "ACTION_GROUP_CODE_INTERPRETER",
+            "codeInterpreterInvocationOutput": {"executionOutput": "6"}}}}),
+                ),
+            ],
+        ),
+        (
+            "collaborator",
+            vec![
+                part(&json!({"orchestrationTrace": {"invocationInput": {
+            "traceId": "req-1-4", "invocationType": "AGENT_COLLABORATOR",
+            "agentCollaboratorInvocationInput": {"agentCollaboratorName": "fx-rates",
+                "input": {"text": "EUR to USD today?"}}}}})),
+                part(
+                    &json!({"orchestrationTrace": {"observation": {"traceId": "req-1-4", "type": "AGENT_COLLABORATOR",
+            "agentCollaboratorInvocationOutput": {"agentCollaboratorName": "fx-rates",
+                "output": {"text": "1.08"}}}}}),
+                ),
+            ],
+        ),
+        (
+            "guardrail",
+            vec![part(
+                &json!({"guardrailTrace": {"traceId": "req-1-guardrail-pre-0",
+            "action": "INTERVENED", "inputAssessments": [{"topicPolicy": {"topics": [
+                {"name": "Politics", "type": "DENY", "action": "BLOCKED"}]}}]}}),
+            )],
+        ),
+        (
+            "failure",
+            vec![part(&json!({"failureTrace": {"traceId": "req-1-5",
+            "failureReason": "The model timed out after 60 s.", "failureCode": 500}}))],
+        ),
+        (
+            "final_response",
+            vec![part(
+                &json!({"orchestrationTrace": {"observation": {"traceId": "req-1-6",
+            "type": "FINISH", "finalResponse": {"text": "Done: 250.00 EUR sent to prod-7.",
+            "metadata": {"operationTotalTimeMs": 4200}}}}}),
+            )],
+        ),
+    ];
+    for (name, raws) in kinds {
+        let mut s = traces_state(100, 40);
+        key(&mut s, "j");
+        key(&mut s, "enter");
+        key(&mut s, "enter");
+        show_events(&mut s, "req-1", 1, &raws);
+        let screen = text(&draw(&s, &dark()));
+        assert!(!screen.contains('\u{1b}'), "{name}");
+        insta::assert_snapshot!(format!("traces_step_kind_{name}"), screen);
+    }
+}
+
+#[test]
+fn jump_from_a_request_to_the_step_that_raised_it_and_back() {
+    let mut s = traces_state(120, 40);
+    key(&mut s, "1");
+    // From the approvals queue, the selected request (inv-crit is first).
+    let fx = key(&mut s, "J");
+    let (tag, id) = fx
+        .iter()
+        .find_map(|f| {
+            if let Effect::FindRaisingStep { tag, id } = f {
+                Some((*tag, id.clone()))
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert_eq!(id.as_str(), "inv-crit");
+    let fx = update(
+        &mut s,
+        Msg::RaisingStepFound {
+            tag,
+            id: id.clone(),
+            result: Ok(Some(("req-1".into(), Some(3)))),
+        },
+    );
+    assert_eq!(s.pane, agentdeck::app::state::Pane::Traces);
+    let turn = s.traces.turn.as_ref().unwrap();
+    assert_eq!((turn.request_id.as_str(), turn.selected), ("req-1", 2));
+    assert_eq!(turn.step.as_ref().unwrap().step, 3);
+    assert!(
+        fx.iter()
+            .any(|f| matches!(f, Effect::LoadStepEvents { step: 3, .. }))
+    );
+    // And back: the request opens in full.
+    let fx = key(&mut s, "J");
+    assert_eq!(s.pane, agentdeck::app::state::Pane::Approvals);
+    assert_eq!(s.detail.as_ref().unwrap().id, id);
+    assert!(fx.iter().any(|f| matches!(f, Effect::LoadDetail { .. })));
+
+    // A request the runner did not raise says so and stays put.
+    let fx = key(&mut s, "J");
+    let tag = fx
+        .iter()
+        .find_map(|f| match f {
+            Effect::FindRaisingStep { tag, .. } => Some(*tag),
+            _ => None,
+        })
+        .unwrap();
+    update(
+        &mut s,
+        Msg::RaisingStepFound {
+            tag,
+            id,
+            result: Ok(None),
+        },
+    );
+    assert_eq!(s.pane, agentdeck::app::state::Pane::Approvals);
+    assert!(
+        s.message
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("not raised by the agentdeck runner")
+    );
+
+    // From a step that returned control, J opens the request it raised.
+    let mut s = traces_state(120, 40);
+    key(&mut s, "j");
+    key(&mut s, "enter");
+    key(&mut s, "enter");
+    key(&mut s, "j");
+    key(&mut s, "j");
+    show_events(
+        &mut s,
+        "req-1",
+        3,
+        &[part(
+            &serde_json::json!({"orchestrationTrace": {"invocationInput": {
+            "traceId": "req-1-2", "invocationType": "ACTION_GROUP",
+            "actionGroupInvocationInput": {"actionGroupName": "payments", "function": "transfer",
+                "executionType": "RETURN_CONTROL", "invocationId": "inv-crit"}}}}),
+        )],
+    );
+    key(&mut s, "J");
+    assert_eq!(s.detail.as_ref().unwrap().id.as_str(), "inv-crit");
+}

@@ -522,6 +522,7 @@ fn events(
             theme.style(Role::AlertError),
         )),
         Some(Ok(events)) => {
+            // What each event says first, readable and whole; then the raw JSON of them all.
             for e in events {
                 let head = format!(
                     "#{} {} {}  {}",
@@ -545,7 +546,13 @@ fn events(
                         lines.push(Line::styled(format!("  {part}"), theme.style(Role::Text)));
                     }
                 }
-                lines.push(Line::styled("raw JSON:", theme.style(Role::KeyHint)));
+            }
+            for e in events {
+                lines.push(Line::default());
+                lines.push(Line::styled(
+                    format!("raw JSON of #{}:", e.seq),
+                    theme.style(Role::KeyHint),
+                ));
                 let pretty = serde_json::to_string_pretty(&e.raw).unwrap_or_default();
                 for raw_line in sanitize::block(&pretty).lines() {
                     let mut in_string = false;
@@ -553,7 +560,6 @@ fn events(
                         lines.push(json_line(&part, &mut in_string, theme));
                     }
                 }
-                lines.push(Line::default());
             }
         }
     }

@@ -120,7 +120,8 @@ fn index(invocations: usize, per: u64) -> TraceIndex {
     ix
 }
 
-fn state(ix: TraceIndex, open_turn: bool) -> AppState {
+/// A console of 120x40 with the default keys and policy.
+fn console() -> AppState {
     let config = Config::defaults().unwrap();
     let mut s = AppState::new(
         Keymap::with_overrides(&config.keys).unwrap(),
@@ -131,6 +132,11 @@ fn state(ix: TraceIndex, open_turn: bool) -> AppState {
     );
     s.width = 120;
     s.height = 40;
+    s
+}
+
+fn state(ix: TraceIndex, open_turn: bool) -> AppState {
+    let mut s = console();
     s.pane = Pane::Traces;
     if open_turn {
         let inv = 0u32;
@@ -218,16 +224,7 @@ fn event(tid: &str, n: usize) -> TraceEvent {
 /// Runs the console's side of the live tail (read changes every 100 ms, fold, draw what
 /// changed) for `secs` while `writing` says whether a writer records 1,000 events a second.
 fn console_cpu(store: &SqliteStore, theme: &Theme, secs: u64, writing: bool) -> f64 {
-    let config = Config::defaults().unwrap();
-    let mut s = AppState::new(
-        Keymap::with_overrides(&config.keys).unwrap(),
-        config.policy.clone(),
-        "bench@oncall".into(),
-        "bench.db".into(),
-        t0(),
-    );
-    s.width = 120;
-    s.height = 40;
+    let mut s = console();
     let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
     let mut fx = update(
         &mut s,
@@ -241,7 +238,9 @@ fn console_cpu(store: &SqliteStore, theme: &Theme, secs: u64, writing: bool) -> 
     let start = Instant::now();
     let mut next = start;
     let mut followed = false;
+    let mut reactions: Vec<Duration> = Vec::new();
     while start.elapsed() < Duration::from_secs(secs) {
+        let woke = Instant::now();
         for f in std::mem::take(&mut fx) {
             if let Effect::LoadTraceIndex {
                 tag,
@@ -268,6 +267,7 @@ fn console_cpu(store: &SqliteStore, theme: &Theme, secs: u64, writing: bool) -> 
             followed = true;
         }
         frame(&mut term, &s, theme);
+        reactions.push(woke.elapsed());
         next += if writing {
             Duration::from_millis(100)
         } else {
@@ -282,7 +282,18 @@ fn console_cpu(store: &SqliteStore, theme: &Theme, secs: u64, writing: bool) -> 
     }
     let ticks = thread_ticks() - before;
     let hz = 100.0; // USER_HZ on Linux
-    ticks as f64 / hz / start.elapsed().as_secs_f64() * 100.0
+    let cpu = ticks as f64 / hz / start.elapsed().as_secs_f64() * 100.0;
+    reactions.sort();
+    let pick = |q: f64| reactions[((reactions.len() - 1) as f64 * q) as usize];
+    println!(
+        "{}: store change -> new steps read, folded and drawn: median {:?}, p99 {:?}, max {:?} ({} wake-ups)",
+        if writing { "tail" } else { "idle" },
+        pick(0.5),
+        pick(0.99),
+        reactions.last().copied().unwrap_or_default(),
+        reactions.len()
+    );
+    cpu
 }
 
 fn tail_cpu(theme: &Theme) {

@@ -130,13 +130,7 @@ pub fn export_session(
     session: &str,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let turns = store.invocations(session, 0, PAGE)?;
-    if turns.is_empty() {
-        return Err(CliError::bad_input(format!(
-            "no turns recorded for session {:?}",
-            sanitize::line(session)
-        )));
-    }
+    let turns = session_turns(store, session)?;
     let f = figures(&turns);
     let head = json!({"sessionId": session, "state": f.state});
     let head = head.to_string();
@@ -229,12 +223,8 @@ fn list(
     Ok(())
 }
 
-fn show(
-    store: &dyn TraceStore,
-    session: &str,
-    json_out: bool,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
+/// A session's turns, oldest first; a session with none is an error naming it.
+fn session_turns(store: &dyn TraceStore, session: &str) -> Result<Vec<InvocationRecord>, CliError> {
     let turns = store.invocations(session, 0, PAGE)?;
     if turns.is_empty() {
         return Err(CliError::bad_input(format!(
@@ -242,6 +232,16 @@ fn show(
             sanitize::line(session)
         )));
     }
+    Ok(turns)
+}
+
+fn show(
+    store: &dyn TraceStore,
+    session: &str,
+    json_out: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let turns = session_turns(store, session)?;
     let mut tree = Vec::with_capacity(turns.len());
     for t in &turns {
         let steps = store.steps(&t.start.request_id, 0, PAGE)?;

@@ -18,7 +18,7 @@ use agentdeck::config::{self, Config, Overrides, StoreSpec};
 use agentdeck::domain::decision::Verdict;
 use agentdeck::store::ApprovalStore;
 use agentdeck::store::dynamo::{DynamoOptions, DynamoStore, InitOutcome};
-use agentdeck::store::run::TraceStore;
+use agentdeck::store::run::{OutboxStore, TraceStore};
 use agentdeck::store::sqlite::SqliteStore;
 use agentdeck::ui::theme::Theme;
 
@@ -116,18 +116,26 @@ impl Opened {
         }
     }
 
-    /// The approvals port, and the traces port where the store keeps traces.
-    fn into_arcs(self) -> (Arc<dyn ApprovalStore>, Option<Arc<dyn TraceStore>>) {
+    /// The approvals port, and the traces and outbox ports where the store keeps them.
+    fn into_arcs(self) -> ConsolePorts {
         match self {
             Self::Sqlite(s) => {
                 let s = Arc::new(s);
                 let traces: Arc<dyn TraceStore> = s.clone();
-                (s, Some(traces))
+                let links: Arc<dyn OutboxStore> = s.clone();
+                (s, Some(traces), Some(links))
             }
-            Self::Dynamo(d) => (Arc::new(d), None),
+            Self::Dynamo(d) => (Arc::new(d), None, None),
         }
     }
 }
+
+/// What the console reads: approvals, and the traces and outbox where the store keeps them.
+type ConsolePorts = (
+    Arc<dyn ApprovalStore>,
+    Option<Arc<dyn TraceStore>>,
+    Option<Arc<dyn OutboxStore>>,
+);
 
 fn dynamo_options(table: &str, endpoint: Option<&str>) -> DynamoOptions {
     DynamoOptions {
@@ -335,13 +343,14 @@ fn console(
         label,
         Utc::now(),
     );
-    let (store, traces) = store.into_arcs();
+    let (store, traces, links) = store.into_arcs();
     let result = runtime
         .block_on(agentdeck::runtime::run_console(
             state,
             theme,
             store,
             traces,
+            links,
             spec.path().map(std::path::Path::to_path_buf),
         ))
         .map_err(|e| CliError::unavailable(format!("console: {e}")));

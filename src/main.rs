@@ -267,6 +267,12 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 Command::Traces(args) => {
                     agentdeck::cli::traces::run(opened.sqlite("traces")?, args, &mut stdout)
                 }
+                Command::Import(args) => agentdeck::cli::import::run(
+                    opened.sqlite("import")?,
+                    args,
+                    &mut stdout,
+                    &mut std::io::stderr(),
+                ),
                 Command::Demo(_) | Command::Sim { .. } | Command::Init { .. } => Ok(()),
             }
         }

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod commands;
 pub mod demo;
+pub mod import;
 pub mod invoke;
 pub mod output;
 pub mod traces;

@@ -18,6 +18,7 @@ use agentdeck::config::{self, Config, Overrides, StoreSpec};
 use agentdeck::domain::decision::Verdict;
 use agentdeck::store::ApprovalStore;
 use agentdeck::store::dynamo::{DynamoOptions, DynamoStore, InitOutcome};
+use agentdeck::store::metrics::MetricsStore;
 use agentdeck::store::run::TraceStore;
 use agentdeck::store::sqlite::SqliteStore;
 use agentdeck::ui::theme::Theme;
@@ -88,6 +89,13 @@ fn load_theme(name: &str) -> Result<Theme, CliError> {
     Theme::parse(&path.display().to_string(), &text).map_err(|e| CliError::bad_input(e.to_string()))
 }
 
+/// The approvals port, and the traces and metrics ports where the store has them.
+type Ports = (
+    Arc<dyn ApprovalStore>,
+    Option<Arc<dyn TraceStore>>,
+    Option<Arc<dyn MetricsStore>>,
+);
+
 /// The store a spec names, behind the ports. The runner commands (invoke, resume) still need
 /// the SQLite adapter's trace and outbox ports, so they get the concrete one.
 enum Opened {
@@ -114,15 +122,16 @@ impl Opened {
         }
     }
 
-    /// The approvals port, and the traces port where the store keeps traces.
-    fn into_arcs(self) -> (Arc<dyn ApprovalStore>, Option<Arc<dyn TraceStore>>) {
+    /// The approvals port, and the traces and metrics ports where the store keeps traces.
+    fn into_arcs(self) -> Ports {
         match self {
             Self::Sqlite(s) => {
                 let s = Arc::new(s);
                 let traces: Arc<dyn TraceStore> = s.clone();
-                (s, Some(traces))
+                let metrics: Arc<dyn MetricsStore> = s.clone();
+                (s, Some(traces), Some(metrics))
             }
-            Self::Dynamo(d) => (Arc::new(d), None),
+            Self::Dynamo(d) => (Arc::new(d), None, None),
         }
     }
 }
@@ -254,9 +263,19 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     args,
                     &mut stdout,
                 ),
-                Command::Traces(args) => {
-                    agentdeck::cli::traces::run(opened.sqlite("traces")?, args, &mut stdout)
-                }
+                Command::Traces(args) => agentdeck::cli::traces::run(
+                    opened.sqlite("traces")?,
+                    args,
+                    &config.reviewer,
+                    &mut stdout,
+                ),
+                Command::Metrics(args) => agentdeck::cli::metrics::run(
+                    opened.sqlite("metrics")?,
+                    &config.metrics,
+                    args,
+                    now,
+                    &mut stdout,
+                ),
                 Command::Demo(_) | Command::Sim { .. } | Command::Init { .. } => Ok(()),
             }
         }
@@ -333,13 +352,20 @@ fn console(
         label,
         Utc::now(),
     );
-    let (store, traces) = store.into_arcs();
+    let (store, traces, metrics) = store.into_arcs();
+    let metrics = metrics.map(|store| agentdeck::runtime::MetricsFeed {
+        store,
+        engine: Arc::new(std::sync::Mutex::new(
+            agentdeck::domain::metrics::Engine::new(config.metrics.clone()),
+        )),
+    });
     let result = runtime
         .block_on(agentdeck::runtime::run_console(
             state,
             theme,
             store,
             traces,
+            metrics,
             spec.path().map(std::path::Path::to_path_buf),
         ))
         .map_err(|e| CliError::unavailable(format!("console: {e}")));

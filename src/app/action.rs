@@ -47,10 +47,18 @@ pub enum Action {
     Help,
     /// Quit agentdeck.
     Quit,
+    /// Metrics: the next window (15 m, 1 h, 24 h, 7 d).
+    MetricsWindow,
+    /// Metrics: filter by the next agent seen (then all again).
+    MetricsAgent,
+    /// Metrics: filter by the next alias seen (then all again).
+    MetricsAlias,
+    /// Metrics: filter by the next model seen (then all again).
+    MetricsModel,
 }
 
 impl Action {
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 24] = [
         Self::MoveUp,
         Self::MoveDown,
         Self::PageUp,
@@ -71,6 +79,10 @@ impl Action {
         Self::Filter,
         Self::Help,
         Self::Quit,
+        Self::MetricsWindow,
+        Self::MetricsAgent,
+        Self::MetricsAlias,
+        Self::MetricsModel,
     ];
 
     /// The kebab-case name used in the config file's `[keys]` table.
@@ -96,6 +108,10 @@ impl Action {
             Self::Filter => "filter",
             Self::Help => "help",
             Self::Quit => "quit",
+            Self::MetricsWindow => "metrics-window",
+            Self::MetricsAgent => "metrics-agent",
+            Self::MetricsAlias => "metrics-alias",
+            Self::MetricsModel => "metrics-model",
         }
     }
 
@@ -126,6 +142,10 @@ impl Action {
             Self::Filter => "filter the queue",
             Self::Help => "this help",
             Self::Quit => "quit",
+            Self::MetricsWindow => "metrics: next window (15m, 1h, 24h, 7d)",
+            Self::MetricsAgent => "metrics: filter by the next agent, then all",
+            Self::MetricsAlias => "metrics: filter by the next alias, then all",
+            Self::MetricsModel => "metrics: filter by the next model, then all",
         }
     }
 
@@ -151,6 +171,10 @@ impl Action {
             Self::Filter => "filter",
             Self::Help => "help",
             Self::Quit => "quit",
+            Self::MetricsWindow => "window",
+            Self::MetricsAgent => "agent",
+            Self::MetricsAlias => "alias",
+            Self::MetricsModel => "model",
         }
     }
 }

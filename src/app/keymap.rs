@@ -310,6 +310,10 @@ fn default_keys(action: Action) -> Vec<Key> {
         Action::Filter => vec![Key::char('/')],
         Action::Help => vec![Key::char('?')],
         Action::Quit => vec![Key::char('q'), Key::ctrl('c')],
+        Action::MetricsWindow => vec![Key::char('w')],
+        Action::MetricsAgent => vec![Key::char('e')],
+        Action::MetricsAlias => vec![Key::char('v')],
+        Action::MetricsModel => vec![Key::char('m')],
     }
 }
 
@@ -442,6 +446,10 @@ mod tests {
             ("?", Action::Help),
             ("q", Action::Quit),
             ("ctrl-c", Action::Quit),
+            ("w", Action::MetricsWindow),
+            ("e", Action::MetricsAgent),
+            ("v", Action::MetricsAlias),
+            ("m", Action::MetricsModel),
         ];
         for (k, action) in cases {
             assert_eq!(km.resolve(&key(k)), Some(action), "key {k}");

@@ -134,6 +134,21 @@ pub struct TracesView {
     pub turn: Option<TurnView>,
 }
 
+/// The metrics pane: the window and filter chosen, and the engine's last snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsView {
+    pub window: crate::domain::metrics::Window,
+    pub filter: crate::domain::metrics::Filter,
+    pub snapshot: Option<Box<crate::domain::metrics::Snapshot>>,
+    /// The agents, aliases and models the filter keys cycle through.
+    pub dimensions: crate::domain::metrics::Dimensions,
+    pub error: Option<String>,
+    pub tag: u64,
+    pub loading: bool,
+    /// A load was asked for while one was in flight.
+    pub again: bool,
+}
+
 #[derive(Debug, Clone)]
 #[expect(
     clippy::struct_excessive_bools,
@@ -158,6 +173,7 @@ pub struct AppState {
     pub help: bool,
     pub counts: Option<StoreCounts>,
     pub traces: TracesView,
+    pub metrics: MetricsView,
     pub message: Option<Message>,
     /// Decision waiting for the store's answer.
     pub deciding: Option<(u64, Intent)>,
@@ -204,6 +220,7 @@ impl AppState {
             help: false,
             counts: None,
             traces: TracesView::default(),
+            metrics: MetricsView::default(),
             message: None,
             deciding: None,
             store_error: None,

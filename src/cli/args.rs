@@ -85,6 +85,9 @@ pub enum Command {
     Resume(super::invoke::ResumeArgs),
     /// Recorded sessions with their figures, or one session's turns and steps (`show SESSION`).
     Traces(super::traces::TracesArgs),
+    /// The metrics pane's figures: task completion, action accuracy, latency, tokens and cost,
+    /// the human side; over a window, filtered by agent, alias or model.
+    Metrics(super::metrics::MetricsArgs),
     /// Run the local Bedrock Agent Runtime simulator on 127.0.0.1 until Ctrl-C.
     Sim {
         /// Port to listen on (0 = any free port).

@@ -5,6 +5,7 @@ pub mod args;
 pub mod commands;
 pub mod demo;
 pub mod invoke;
+pub mod metrics;
 pub mod output;
 pub mod traces;
 

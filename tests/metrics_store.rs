@@ -95,7 +95,7 @@ fn metrics_move_with_traffic_decisions_and_marks() {
         ])
         .code(0);
     };
-    invoke("PAYAGENT01", "PRODALIAS", "m-s1", "pay 5000 to prod-7");
+    invoke("PAYAGENT01", "PRODALIAS", "m-s1", "pay 250 EUR to acct-7");
     invoke("KBAGENT003", "LIVE", "m-s2", "what is the travel policy?");
 
     let s = agree(&sb, &mut engine, Window::H1);

@@ -114,25 +114,26 @@ const ROWS: [(&str, &[&str]); 14] = [
 ];
 
 fn filter_title(f: &Filter) -> String {
-    let part = |name: &str, v: &Option<String>| {
+    let part = |name: &str, all: &str, v: &Option<String>| {
         v.as_ref().map_or_else(
-            || format!("all {name}s"),
+            || all.to_owned(),
             |v| format!("{name} {}", sanitize::line(v)),
         )
     };
     format!(
         "{} · {} · {}",
-        part("agent", &f.agent),
-        part("alias", &f.alias),
-        part("model", &f.model)
+        part("agent", "all agents", &f.agent),
+        part("alias", "all aliases", &f.alias),
+        part("model", "all models", &f.model)
     )
 }
 
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
     let m = &state.metrics;
     let title = format!(
-        "Metrics · last {} · {}",
+        "Metrics · last {} (a trend bar a {}) · {}",
         m.window.as_str(),
+        bucket_word(m.window),
         filter_title(&m.filter)
     );
     let block = frame_block(
@@ -153,19 +154,16 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
         return loading(frame, inner, state, theme);
     };
     let rows_height = u16::try_from(ROWS.len() + 1).unwrap_or(u16::MAX);
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(rows_height), Constraint::Min(0)]).areas(inner);
+    figures(frame, top, snap, theme);
     if inner.width < 100 {
-        let [top, bottom] =
-            Layout::vertical([Constraint::Length(rows_height), Constraint::Min(0)]).areas(inner);
-        figures(frame, top, snap, theme);
         histogram(frame, bottom, snap, theme);
         return;
     }
     let [left, right] =
-        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(inner);
-    let [top, bottom] =
-        Layout::vertical([Constraint::Length(rows_height), Constraint::Min(0)]).areas(left);
-    figures(frame, top, snap, theme);
-    tables(frame, bottom, snap, theme);
+        Layout::horizontal([Constraint::Min(60), Constraint::Length(38)]).areas(bottom);
+    tables(frame, left, snap, theme);
     histogram(frame, right, snap, theme);
 }
 
@@ -173,13 +171,10 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
 fn figures(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) {
     let lines = Layout::vertical(vec![Constraint::Length(1); ROWS.len() + 1]).split(area);
     let head = Line::from(vec![
-        Span::styled(format!("{:<26}", "figure"), theme.style(Role::Muted)),
-        Span::styled(format!("{:<26}", "value"), theme.style(Role::Muted)),
+        Span::styled(format!("{:<25}", "figure"), theme.style(Role::Muted)),
+        Span::styled(format!("{:<25}", "value"), theme.style(Role::Muted)),
         Span::styled(format!("{:<20}", "objective"), theme.style(Role::Muted)),
-        Span::styled(
-            format!("trend ({} per bar)", bucket_word(snap)),
-            theme.style(Role::Muted),
-        ),
+        Span::styled("trend".to_owned(), theme.style(Role::Muted)),
     ]);
     if let Some(a) = lines.first() {
         frame.render_widget(Paragraph::new(head), *a);
@@ -213,11 +208,11 @@ fn figures(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) {
             None => (String::new(), theme.style(Role::Muted)),
         };
         let [text_area, spark_area] =
-            Layout::horizontal([Constraint::Length(72), Constraint::Min(0)]).areas(line_area);
+            Layout::horizontal([Constraint::Length(70), Constraint::Min(0)]).areas(line_area);
         let text = Line::from(vec![
-            Span::styled(format!("{label:<26}"), theme.style(Role::Text)),
+            Span::styled(format!("{label:<25}"), theme.style(Role::Text)),
             Span::styled(
-                format!("{:<26}", ellipsize(&value, 25)),
+                format!("{:<25}", ellipsize(&value, 24)),
                 if value.starts_with('—') {
                     theme.style(Role::Muted)
                 } else {
@@ -228,15 +223,19 @@ fn figures(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) {
         ]);
         frame.render_widget(Paragraph::new(text), text_area);
         // The trend of the row's headline: its middle percentile, or its first figure.
-        let trend_of = metrics.get(metrics.len() / 2).or(metrics.first());
+        let trend_of = if metrics.len() == 3 {
+            metrics.get(1)
+        } else {
+            metrics.first()
+        };
         if let Some(m) = trend_of {
             sparkline(frame, spark_area, m, theme);
         }
     }
 }
 
-fn bucket_word(snap: &Snapshot) -> &'static str {
-    if snap.bucket_ms >= crate::domain::metrics::HOUR_MS {
+fn bucket_word(w: crate::domain::metrics::Window) -> &'static str {
+    if w.bucket_ms() >= crate::domain::metrics::HOUR_MS {
         "hour"
     } else {
         "minute"
@@ -277,15 +276,27 @@ fn sparkline(frame: &mut Frame<'_>, area: Rect, m: &Metric, theme: &Theme) {
 }
 
 fn histogram(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) {
-    if area.height < 4 {
-        return;
-    }
     let total: u64 = snap.latency_histogram.iter().map(|b| b.count).sum();
     let title = if total == 0 {
         "end-to-end latency — (no settled invocations)".to_owned()
     } else {
-        format!("end-to-end latency · {total} invocations")
+        format!("end-to-end latency · {total} calls")
     };
+    let n = snap.latency_histogram.len();
+    let horizontal = usize::from(area.height) > n;
+    // Upright bars need room for whole labels (`≤100ms` is six columns): never cut one.
+    if area.height < 3 || (!horizontal && usize::from(area.width) < n * 7) {
+        if area.height > 0 {
+            frame.render_widget(
+                Paragraph::new(Line::styled(
+                    format!("{title} (a larger terminal shows the histogram)"),
+                    theme.style(Role::Muted),
+                )),
+                area,
+            );
+        }
+        return;
+    }
     let bars: Vec<Bar<'static>> = snap
         .latency_histogram
         .iter()
@@ -298,24 +309,35 @@ fn histogram(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) 
                     format!("≤{}", t.replace(' ', ""))
                 },
             );
+            let label = if horizontal {
+                format!("{label:>7}")
+            } else {
+                label
+            };
             Bar::default()
                 .value(b.count)
                 .label(Line::from(label))
                 .style(theme.style(Role::Chart2))
         })
         .collect();
-    let width = u16::try_from(usize::from(area.width.saturating_sub(2)) / bars.len().max(1))
-        .unwrap_or(1)
-        .clamp(1, 7);
     let chart = BarChart::default()
         .block(Block::default().title(Span::styled(title, theme.style(Role::Muted))))
-        .data(BarGroup::default().bars(&bars))
-        .bar_width(width.saturating_sub(1).max(1))
-        .bar_gap(1);
+        .data(BarGroup::default().bars(&bars));
+    let chart = if horizontal {
+        chart
+            .direction(ratatui::layout::Direction::Horizontal)
+            .bar_width(1)
+            .bar_gap(0)
+    } else {
+        chart.bar_width(6).bar_gap(1)
+    };
     frame.render_widget(chart, area);
 }
 
 fn tables(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) {
+    let width = usize::from(area.width);
+    // The name column takes what the figures leave, so no figure is ever cut off.
+    let name = width.saturating_sub(53).clamp(12, 60);
     let muted = theme.style(Role::Muted);
     let text = theme.style(Role::Text);
     let mut lines = vec![Line::styled(
@@ -327,17 +349,20 @@ fn tables(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) {
     }
     for m in &snap.models {
         lines.push(Line::styled(
-            format!(
-                "  {:<40} {:>5} calls {:>9} in {:>9} out  {}",
-                ellipsize(
-                    &sanitize::line(m.model.as_deref().unwrap_or("(model unknown)")),
-                    40
+            ellipsize(
+                &format!(
+                    "  {:<name$} {:>5} calls {:>9} in {:>8} out {}",
+                    ellipsize(
+                        &sanitize::line(m.model.as_deref().unwrap_or("(model unknown)")),
+                        name
+                    ),
+                    m.invocations,
+                    m.input_tokens,
+                    m.output_tokens,
+                    m.cost_usd
+                        .map_or_else(|| "no price".to_owned(), |c| format!("${c:.4}"))
                 ),
-                m.invocations,
-                m.input_tokens,
-                m.output_tokens,
-                m.cost_usd
-                    .map_or_else(|| "no price".to_owned(), |c| format!("${c:.4}"))
+                width,
             ),
             text,
         ));
@@ -351,12 +376,15 @@ fn tables(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) {
     }
     for a in &snap.actions {
         lines.push(Line::styled(
-            format!(
-                "  {:<40} {:>5.1}% ({} of {})",
-                ellipsize(&sanitize::line(&a.action), 40),
-                a.approval_rate * 100.0,
-                a.confirms,
-                a.decisions
+            ellipsize(
+                &format!(
+                    "  {:<name$} {:>5.1}% ({} of {})",
+                    ellipsize(&sanitize::line(&a.action), name),
+                    a.approval_rate * 100.0,
+                    a.confirms,
+                    a.decisions
+                ),
+                width,
             ),
             text,
         ));
@@ -370,24 +398,30 @@ fn tables(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) {
     }
     for r in &snap.reviewers {
         lines.push(Line::styled(
-            format!(
-                "  {:<40} {:>5} · {}",
-                ellipsize(&sanitize::line(&r.reviewer), 40),
-                r.decisions,
-                r.median_dwell_ms
-                    .map_or_else(|| "— (no dwell recorded)".to_owned(), ms_text)
+            ellipsize(
+                &format!(
+                    "  {:<name$} {:>5} · {}",
+                    ellipsize(&sanitize::line(&r.reviewer), name),
+                    r.decisions,
+                    r.median_dwell_ms
+                        .map_or_else(|| "— (no dwell recorded)".to_owned(), ms_text)
+                ),
+                width,
             ),
             text,
         ));
     }
     for s in &snap.rubber_stamps {
         lines.push(Line::styled(
-            format!(
-                "  ! possible rubber-stamp: {} approved {} {} in {}",
-                ellipsize(&sanitize::line(&s.reviewer), 24),
-                s.tier.word(),
-                ellipsize(&sanitize::line(&s.action), 30),
-                duration_ms(u64::try_from(s.dwell_ms).unwrap_or(0))
+            ellipsize(
+                &format!(
+                    "  ! possible rubber-stamp: {} approved {} in {} · {}",
+                    sanitize::line(&s.reviewer),
+                    s.tier.word(),
+                    duration_ms(u64::try_from(s.dwell_ms).unwrap_or(0)),
+                    sanitize::line(&s.action),
+                ),
+                width,
             ),
             theme.style(Role::AlertWarn),
         ));

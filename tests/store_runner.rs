@@ -62,7 +62,7 @@ fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
     // Make it exactly what version 1 wrote: migration 1's tables, user_version 1.
     let raw = Connection::open(&path).unwrap();
     raw.execute_batch(
-        "DROP TABLE outbox; DROP TABLE resumable; DROP TABLE chunks; DROP TABLE trace_events; \
+        "DROP TABLE action_marks; DROP TABLE outbox; DROP TABLE resumable; DROP TABLE chunks; DROP TABLE trace_events; \
          DROP TABLE trace_steps; DROP TABLE invocations; DROP TABLE sessions; \
          PRAGMA user_version = 1;",
     )
@@ -74,7 +74,8 @@ fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    // Every later migration runs too (3: the metrics columns and action marks).
+    assert_eq!(version, 3);
     let got = s
         .get(&ApprovalId("inv-old".into()), &test_policy(), at(6))
         .unwrap();

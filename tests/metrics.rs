@@ -423,3 +423,61 @@ fn objectives_mark_breaches() {
         "no objective, no breach"
     );
 }
+
+#[test]
+fn config_objectives_prices_and_the_rubber_stamp_rule_are_checked() {
+    use agentdeck::config::Config;
+    let c = Config::defaults().unwrap().metrics;
+    assert_eq!(c.rubber_stamp_tier, Some(RiskTier::High));
+    assert_eq!(c.rubber_stamp_ms, 5_000);
+    assert_eq!(
+        c.objectives.get("task_completion_rate"),
+        Some(&Objective::AtLeast(0.9))
+    );
+    assert!(
+        c.prices
+            .contains_key("anthropic.claude-3-5-sonnet-20240620-v1:0")
+    );
+    let c = Config::from_toml(
+        "mine.toml",
+        "[metrics]\nrubber_stamp_secs = 2.5\n[metrics.objectives]\nlatency_p99 = { max = 100 }\n\
+         [prices.\"my-model\"]\ninput_per_1k = 1\noutput_per_1k = 2\n",
+    )
+    .unwrap()
+    .metrics;
+    assert_eq!(c.rubber_stamp_ms, 2_500);
+    assert_eq!(
+        c.objectives.get("latency_p99"),
+        Some(&Objective::AtMost(100.0))
+    );
+    assert!(
+        c.prices.contains_key("my-model"),
+        "merged over the defaults"
+    );
+    assert!(c.objectives.contains_key("task_completion_rate"));
+    for (text, needle) in [
+        (
+            "[metrics.objectives]\nlatency_p42 = { max = 1 }\n",
+            "metrics.objectives.latency_p42: no such metric",
+        ),
+        (
+            "[metrics.objectives]\nlatency_p95 = { min = 1, max = 2 }\n",
+            "exactly one finite `min` or `max`",
+        ),
+        (
+            "[metrics]\nrubber_stamp_secs = -1\n",
+            "rubber_stamp_secs = -1",
+        ),
+        (
+            "[prices.\"m\"]\ninput_per_1k = -1\noutput_per_1k = 0\n",
+            "prices.\"m\"",
+        ),
+        ("[prices.\"m\"]\ninput_per_1k = 1\n", "output_per_1k"),
+        ("[metrics]\nwindow = \"1h\"\n", "unknown field `window`"),
+    ] {
+        let e = Config::from_toml("mine.toml", text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mine.toml") && e.contains(needle), "{e}");
+    }
+}

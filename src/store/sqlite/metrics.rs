@@ -191,7 +191,8 @@ impl MetricsStore for SqliteStore {
         let requests = self.read_rows(
             "reading requests for metrics",
             &format!(
-                "SELECT {REQUEST_FACTS} FROM (SELECT rowid AS row, * FROM requests \
+                "SELECT {REQUEST_FACTS} FROM (SELECT rowid AS row, id, agent_id, agent_alias_id, action, tier, \
+                 raised_at_ms, expires_at_ms, status FROM requests \
                  WHERE rowid > ?1 ORDER BY rowid LIMIT ?2) q \
                  LEFT JOIN decisions d ON d.request_id = q.id ORDER BY q.row, d.seq"
             ),
@@ -233,7 +234,8 @@ impl MetricsStore for SqliteStore {
             rows_read.extend(self.read_rows(
                 "re-reading open requests for metrics",
                 &format!(
-                    "SELECT {REQUEST_FACTS} FROM (SELECT rowid AS row, * FROM requests \
+                    "SELECT {REQUEST_FACTS} FROM (SELECT rowid AS row, id, agent_id, agent_alias_id, action, tier, \
+                 raised_at_ms, expires_at_ms, status FROM requests \
                      WHERE rowid IN ({})) q \
                      LEFT JOIN decisions d ON d.request_id = q.id ORDER BY q.row, d.seq",
                     placeholders(rows.len())

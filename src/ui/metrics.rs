@@ -131,7 +131,7 @@ fn filter_title(f: &Filter) -> String {
 pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) {
     let m = &state.metrics;
     let title = format!(
-        "Metrics · last {} (a trend bar a {}) · {}",
+        "Metrics · last {} (one trend bar per {}) · {}",
         m.window.as_str(),
         bucket_word(m.window),
         filter_title(&m.filter)
@@ -278,7 +278,7 @@ fn sparkline(frame: &mut Frame<'_>, area: Rect, m: &Metric, theme: &Theme) {
 fn histogram(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) {
     let total: u64 = snap.latency_histogram.iter().map(|b| b.count).sum();
     let title = if total == 0 {
-        "end-to-end latency — (no settled invocations)".to_owned()
+        "end-to-end latency: no calls".to_owned()
     } else {
         format!("end-to-end latency · {total} calls")
     };

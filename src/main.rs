@@ -18,6 +18,7 @@ use agentdeck::config::{self, Config, Overrides, StoreSpec};
 use agentdeck::domain::decision::Verdict;
 use agentdeck::store::ApprovalStore;
 use agentdeck::store::dynamo::{DynamoOptions, DynamoStore, InitOutcome};
+use agentdeck::store::metrics::MetricsStore;
 use agentdeck::store::run::{OutboxStore, TraceStore};
 use agentdeck::store::sqlite::SqliteStore;
 use agentdeck::ui::theme::Theme;
@@ -90,6 +91,7 @@ fn load_theme(name: &str) -> Result<Theme, CliError> {
     Theme::parse(&path.display().to_string(), &text).map_err(|e| CliError::bad_input(e.to_string()))
 }
 
+/// The approvals port, and the traces and metrics ports where the store has them.
 /// The store a spec names, behind the ports. The runner commands (invoke, resume) still need
 /// the SQLite adapter's trace and outbox ports, so they get the concrete one.
 enum Opened {
@@ -116,16 +118,17 @@ impl Opened {
         }
     }
 
-    /// The approvals port, and the traces and outbox ports where the store keeps them.
+    /// The approvals port, and the traces, outbox and metrics ports where the store keeps them.
     fn into_arcs(self) -> ConsolePorts {
         match self {
             Self::Sqlite(s) => {
                 let s = Arc::new(s);
                 let traces: Arc<dyn TraceStore> = s.clone();
                 let links: Arc<dyn OutboxStore> = s.clone();
-                (s, Some(traces), Some(links))
+                let metrics: Arc<dyn MetricsStore> = s.clone();
+                (s, Some(traces), Some(links), Some(metrics))
             }
-            Self::Dynamo(d) => (Arc::new(d), None, None),
+            Self::Dynamo(d) => (Arc::new(d), None, None, None),
         }
     }
 }
@@ -135,6 +138,7 @@ type ConsolePorts = (
     Arc<dyn ApprovalStore>,
     Option<Arc<dyn TraceStore>>,
     Option<Arc<dyn OutboxStore>>,
+    Option<Arc<dyn MetricsStore>>,
 );
 
 fn dynamo_options(table: &str, endpoint: Option<&str>) -> DynamoOptions {
@@ -264,14 +268,24 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     args,
                     &mut stdout,
                 ),
-                Command::Traces(args) => {
-                    agentdeck::cli::traces::run(opened.sqlite("traces")?, args, &mut stdout)
-                }
+                Command::Traces(args) => agentdeck::cli::traces::run(
+                    opened.sqlite("traces")?,
+                    args,
+                    &config.reviewer,
+                    &mut stdout,
+                ),
                 Command::Import(args) => agentdeck::cli::import::run(
                     opened.sqlite("import")?,
                     args,
                     &mut stdout,
                     &mut std::io::stderr(),
+                ),
+                Command::Metrics(args) => agentdeck::cli::metrics::run(
+                    opened.sqlite("metrics")?,
+                    &config.metrics,
+                    args,
+                    now,
+                    &mut stdout,
                 ),
                 Command::Demo(_) | Command::Sim { .. } | Command::Init { .. } => Ok(()),
             }
@@ -349,7 +363,13 @@ fn console(
         label,
         Utc::now(),
     );
-    let (store, traces, links) = store.into_arcs();
+    let (store, traces, links, metrics) = store.into_arcs();
+    let metrics = metrics.map(|store| agentdeck::runtime::MetricsFeed {
+        store,
+        engine: Arc::new(std::sync::Mutex::new(
+            agentdeck::domain::metrics::Engine::new(config.metrics.clone()),
+        )),
+    });
     let result = runtime
         .block_on(agentdeck::runtime::run_console(
             state,
@@ -357,6 +377,7 @@ fn console(
             store,
             traces,
             links,
+            metrics,
             spec.path().map(std::path::Path::to_path_buf),
         ))
         .map_err(|e| CliError::unavailable(format!("console: {e}")));

@@ -466,3 +466,97 @@ fn expiry_on_tick_asks_for_a_sweep_and_panes_load_counts() {
     press(&mut s, "esc");
     assert!(!s.help);
 }
+
+/// The metrics load a press asked for: its tag, window and filter.
+fn metrics_load(
+    fx: &[Effect],
+) -> Option<(
+    u64,
+    agentdeck::domain::metrics::Window,
+    agentdeck::domain::metrics::Filter,
+)> {
+    fx.iter().find_map(|f| match f {
+        Effect::LoadMetrics {
+            tag,
+            window,
+            filter,
+        } => Some((*tag, *window, filter.clone())),
+        _ => None,
+    })
+}
+
+fn deliver_metrics(
+    s: &mut AppState,
+    engine: &agentdeck::domain::metrics::Engine,
+    load: (
+        u64,
+        agentdeck::domain::metrics::Window,
+        agentdeck::domain::metrics::Filter,
+    ),
+) -> Vec<Effect> {
+    let (tag, window, filter) = load;
+    update(
+        s,
+        Msg::MetricsLoaded {
+            tag,
+            result: Ok(Box::new(agentdeck::app::msg::MetricsLoad {
+                snapshot: engine.snapshot(window, &filter, at(0).timestamp_millis()),
+                dimensions: engine.dimensions(),
+            })),
+        },
+    )
+}
+
+#[test]
+fn metrics_keys_switch_the_window_and_cycle_the_filters_one_load_at_a_time() {
+    use agentdeck::domain::metrics::{Engine, InvocationFact, Settings, TaskEnd, Window};
+    let mut engine = Engine::new(Settings::default());
+    for (row, agent) in [(1, "AGENT-A"), (2, "AGENT-B")] {
+        engine.add_invocation(&InvocationFact {
+            row,
+            request_id: format!("r{row}"),
+            agent_id: agent.into(),
+            agent_alias_id: "LIVE".into(),
+            model: None,
+            ended_ms: Some(at(0).timestamp_millis() - 1000),
+            task: TaskEnd::Completed,
+            latency_ms: 100,
+            model_ms: 50,
+            tool_ms: 0,
+            human_ms: None,
+            input_tokens: 1,
+            output_tokens: 1,
+        });
+    }
+    let mut s = state();
+    let load = metrics_load(&press(&mut s, "3")).expect("the pane loads its metrics");
+    assert_eq!(load.1, Window::H1);
+    assert!(deliver_metrics(&mut s, &engine, load).is_empty());
+    assert!(s.metrics.snapshot.is_some());
+    assert_eq!(s.metrics.dimensions.agents, ["AGENT-A", "AGENT-B"]);
+
+    // `w`: the next window; the old figures go until the new ones arrive.
+    let load = metrics_load(&press(&mut s, "w")).expect("a load for the new window");
+    assert_eq!((s.metrics.window, load.1), (Window::H24, Window::H24));
+    assert!(s.metrics.snapshot.is_none());
+    // `e` while that load is in flight asks for one more load after it, not a second at once.
+    assert!(metrics_load(&press(&mut s, "e")).is_none());
+    assert_eq!(s.metrics.filter.agent.as_deref(), Some("AGENT-A"));
+    // The in-flight answer was for the unfiltered view: not shown, and the next load goes out.
+    let next = metrics_load(&deliver_metrics(&mut s, &engine, load)).expect("the queued load");
+    assert!(s.metrics.snapshot.is_none());
+    assert_eq!(next.2.agent.as_deref(), Some("AGENT-A"));
+    deliver_metrics(&mut s, &engine, next);
+    let snap = s.metrics.snapshot.as_ref().unwrap();
+    assert_eq!(snap.metric("invocations").unwrap().value, Some(1.0));
+    // Cycling past the last agent comes back to all; Esc clears every filter.
+    press(&mut s, "e");
+    assert_eq!(s.metrics.filter.agent.as_deref(), Some("AGENT-B"));
+    press(&mut s, "m");
+    assert_eq!(
+        s.metrics.filter.model, None,
+        "no model seen: nothing to cycle through"
+    );
+    press(&mut s, "esc");
+    assert!(s.metrics.filter.is_all());
+}

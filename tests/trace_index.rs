@@ -277,10 +277,14 @@ fn migrations_3_and_4_index_what_an_older_file_holds() {
         )
         .unwrap();
     }
-    // Make it what version 2 wrote: no step kinds, no depth, no text index.
+    // Make it what version 2 wrote: no step kinds, no depth, no text index (and none of the
+    // later metrics columns either).
     let raw = Connection::open(dir.path().join("deck.db")).unwrap();
     raw.execute_batch(
-        "DROP TRIGGER trace_text_insert; DROP TABLE trace_text; \
+        "DROP TABLE action_marks; DROP INDEX resumable_invocation; \
+         ALTER TABLE invocations DROP COLUMN model; ALTER TABLE invocations DROP COLUMN model_ms; \
+         ALTER TABLE invocations DROP COLUMN tool_ms; \
+         DROP TRIGGER trace_text_insert; DROP TABLE trace_text; \
          ALTER TABLE trace_steps DROP COLUMN kind_set; ALTER TABLE trace_steps DROP COLUMN depth; \
          PRAGMA user_version = 2;",
     )

@@ -307,6 +307,21 @@ fn prompts_help_and_other_panes() {
     let (mut s, _) = loaded_state(80, 24);
     key(&mut s, "?");
     insta::assert_snapshot!("help_80x24", text(&draw(&s, &dark())));
+    // The help is longer than 24 rows: it scrolls to its end, and no further.
+    let top = text(&draw(&s, &dark()));
+    for _ in 0..100 {
+        key(&mut s, "j");
+    }
+    let bottom = text(&draw(&s, &dark()));
+    assert_ne!(top, bottom);
+    assert!(bottom.contains("quit"), "{bottom}");
+    key(&mut s, "k");
+    assert_ne!(
+        text(&draw(&s, &dark())),
+        bottom,
+        "k scrolls back from the end at once"
+    );
+    insta::assert_snapshot!("help_80x24_end", bottom);
 
     for (w, h) in [(80, 24), (120, 40)] {
         let (mut s, _) = loaded_state(w, h);
@@ -348,8 +363,115 @@ fn prompts_help_and_other_panes() {
                 result: Ok(Box::new(counts())),
             },
         );
+        let (tag, window, filter) = fx
+            .iter()
+            .find_map(|f| {
+                if let Effect::LoadMetrics {
+                    tag,
+                    window,
+                    filter,
+                } = f
+                {
+                    Some((*tag, *window, filter.clone()))
+                } else {
+                    None
+                }
+            })
+            .unwrap();
+        let now_ms = s.now.timestamp_millis();
+        let engine = metrics_engine(now_ms);
+        update(
+            &mut s,
+            Msg::MetricsLoaded {
+                tag,
+                result: Ok(Box::new(agentdeck::app::msg::MetricsLoad {
+                    snapshot: engine.snapshot(window, &filter, now_ms),
+                    dimensions: engine.dimensions(),
+                })),
+            },
+        );
         insta::assert_snapshot!(format!("metrics_{w}x{h}"), text(&draw(&s, &dark())));
     }
+}
+
+/// An engine fed a known hour: 40 calls (one in eight failed, one waited for a human), two
+/// models (one unpriced), three decided requests (one a fast approval of a critical request),
+/// one still open, and a mark.
+fn metrics_engine(now: i64) -> agentdeck::domain::metrics::Engine {
+    use agentdeck::domain::metrics::{
+        DecisionFact, Engine, InvocationFact, MarkFact, RequestFact, TaskEnd,
+    };
+    let mut settings = agentdeck::config::Config::defaults().unwrap().metrics;
+    settings
+        .prices
+        .remove("anthropic.claude-3-haiku-20240307-v1:0");
+    let mut e = Engine::new(settings);
+    e.advance(now);
+    for i in 0..40i64 {
+        e.add_invocation(&InvocationFact {
+            row: i + 1,
+            request_id: format!("req-{i}"),
+            agent_id: "PAYAGENT01".into(),
+            agent_alias_id: "PRODALIAS".into(),
+            model: Some(if i % 4 == 0 {
+                "anthropic.claude-3-haiku-20240307-v1:0".into()
+            } else {
+                "anthropic.claude-3-5-sonnet-20240620-v1:0".into()
+            }),
+            ended_ms: Some(now - 60_000 * (i % 30) - 1_000),
+            task: if i % 8 == 0 {
+                TaskEnd::NotCompleted
+            } else {
+                TaskEnd::Completed
+            },
+            latency_ms: 400 + 150 * (i % 20),
+            model_ms: 300 + 100 * (i % 10),
+            tool_ms: 50 * (i % 5),
+            human_ms: (i == 7).then_some(95_000),
+            input_tokens: 1_200 + i,
+            output_tokens: 150,
+        });
+    }
+    let decided = |row: i64, tier, confirm, dwell, who: &str| RequestFact {
+        row,
+        id: format!("roc-{row}"),
+        agent_id: "PAYAGENT01".into(),
+        agent_alias_id: "PRODALIAS".into(),
+        action: "payments.transferFunds".into(),
+        tier,
+        raised_ms: now - 600_000,
+        expires_ms: now + 600_000,
+        status: if confirm {
+            Status::Approved
+        } else {
+            Status::Rejected
+        },
+        decisions: vec![DecisionFact {
+            reviewer: who.into(),
+            at_ms: now - 600_000 + 30_000 * row,
+            dwell_ms: Some(dwell),
+            confirm,
+        }],
+    };
+    e.add_request(&decided(1, RiskTier::Critical, true, 1_500, "alice"));
+    e.add_request(&decided(2, RiskTier::Medium, true, 20_000, "bob"));
+    e.add_request(&decided(3, RiskTier::High, false, 45_000, "bob"));
+    let mut open = decided(4, RiskTier::High, true, 0, "nobody");
+    open.status = Status::Pending;
+    open.decisions.clear();
+    e.add_request(&open);
+    e.add_mark(&MarkFact {
+        row: 1,
+        request_id: "req-3".into(),
+        step: 2,
+        who: "eng".into(),
+        at_ms: now - 120_000,
+        appropriate: false,
+        agent_id: "PAYAGENT01".into(),
+        agent_alias_id: "PRODALIAS".into(),
+        model: Some("anthropic.claude-3-5-sonnet-20240620-v1:0".into()),
+    });
+    e
 }
 
 #[test]

@@ -55,10 +55,18 @@ pub enum Action {
     Help,
     /// Quit agentdeck.
     Quit,
+    /// Metrics: the next window (15 m, 1 h, 24 h, 7 d).
+    MetricsWindow,
+    /// Metrics: filter by the next agent seen (then all again).
+    MetricsAgent,
+    /// Metrics: filter by the next alias seen (then all again).
+    MetricsAlias,
+    /// Metrics: filter by the next model seen (then all again).
+    MetricsModel,
 }
 
 impl Action {
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 28] = [
         Self::MoveUp,
         Self::MoveDown,
         Self::PageUp,
@@ -83,6 +91,10 @@ impl Action {
         Self::Export,
         Self::Help,
         Self::Quit,
+        Self::MetricsWindow,
+        Self::MetricsAgent,
+        Self::MetricsAlias,
+        Self::MetricsModel,
     ];
 
     /// The kebab-case name used in the config file's `[keys]` table.
@@ -112,6 +124,10 @@ impl Action {
             Self::Export => "export",
             Self::Help => "help",
             Self::Quit => "quit",
+            Self::MetricsWindow => "metrics-window",
+            Self::MetricsAgent => "metrics-agent",
+            Self::MetricsAlias => "metrics-alias",
+            Self::MetricsModel => "metrics-model",
         }
     }
 
@@ -146,6 +162,10 @@ impl Action {
             Self::Export => "traces: export the session to JSON",
             Self::Help => "this help",
             Self::Quit => "quit",
+            Self::MetricsWindow => "metrics: next window (15m, 1h, 24h, 7d)",
+            Self::MetricsAgent => "metrics: filter by the next agent, then all",
+            Self::MetricsAlias => "metrics: filter by the next alias, then all",
+            Self::MetricsModel => "metrics: filter by the next model, then all",
         }
     }
 
@@ -175,6 +195,10 @@ impl Action {
             Self::Export => "export",
             Self::Help => "help",
             Self::Quit => "quit",
+            Self::MetricsWindow => "window",
+            Self::MetricsAgent => "agent",
+            Self::MetricsAlias => "alias",
+            Self::MetricsModel => "model",
         }
     }
 }

@@ -314,6 +314,10 @@ fn default_keys(action: Action) -> Vec<Key> {
         Action::Export => vec![Key::char('E')],
         Action::Help => vec![Key::char('?')],
         Action::Quit => vec![Key::char('q'), Key::ctrl('c')],
+        Action::MetricsWindow => vec![Key::char('w')],
+        Action::MetricsAgent => vec![Key::char('e')],
+        Action::MetricsAlias => vec![Key::char('v')],
+        Action::MetricsModel => vec![Key::char('m')],
     }
 }
 
@@ -446,6 +450,10 @@ mod tests {
             ("?", Action::Help),
             ("q", Action::Quit),
             ("ctrl-c", Action::Quit),
+            ("w", Action::MetricsWindow),
+            ("e", Action::MetricsAgent),
+            ("v", Action::MetricsAlias),
+            ("m", Action::MetricsModel),
         ];
         for (k, action) in cases {
             assert_eq!(km.resolve(&key(k)), Some(action), "key {k}");
@@ -678,6 +686,7 @@ mod tests {
         let lines = Keymap::default().help_lines();
         assert_eq!(lines.len(), Action::ALL.len());
         assert_eq!(lines[0], ("k, up".to_owned(), Action::MoveUp.help()));
-        assert_eq!(lines[19], ("q, ctrl-c".to_owned(), Action::Quit.help()));
+        let quit = Action::ALL.iter().position(|a| *a == Action::Quit).unwrap();
+        assert_eq!(lines[quit], ("q, ctrl-c".to_owned(), Action::Quit.help()));
     }
 }

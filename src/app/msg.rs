@@ -33,6 +33,13 @@ pub struct StoreFailure {
     pub refused: bool,
 }
 
+/// A metrics snapshot and the dimensions its filter can take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsLoad {
+    pub snapshot: crate::domain::metrics::Snapshot,
+    pub dimensions: crate::domain::metrics::Dimensions,
+}
+
 /// What happened.
 #[derive(Debug, Clone)]
 pub enum Msg {
@@ -54,6 +61,10 @@ pub enum Msg {
     CountsLoaded {
         tag: u64,
         result: Result<Box<StoreCounts>, String>,
+    },
+    MetricsLoaded {
+        tag: u64,
+        result: Result<Box<MetricsLoad>, String>,
     },
     DetailLoaded {
         tag: u64,
@@ -107,6 +118,12 @@ pub enum Effect {
     LoadQueue { tag: u64 },
     /// Read the store's totals; answer with `CountsLoaded`.
     LoadCounts { tag: u64 },
+    /// Bring the metrics engine up to date and take its snapshot; answer with `MetricsLoaded`.
+    LoadMetrics {
+        tag: u64,
+        window: crate::domain::metrics::Window,
+        filter: crate::domain::metrics::Filter,
+    },
     /// Read one request in full; answer with `DetailLoaded`.
     LoadDetail {
         tag: u64,

@@ -201,6 +201,21 @@ impl TracesView {
     }
 }
 
+/// The metrics pane: the window and filter chosen, and the engine's last snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsView {
+    pub window: crate::domain::metrics::Window,
+    pub filter: crate::domain::metrics::Filter,
+    pub snapshot: Option<Box<crate::domain::metrics::Snapshot>>,
+    /// The agents, aliases and models the filter keys cycle through.
+    pub dimensions: crate::domain::metrics::Dimensions,
+    pub error: Option<String>,
+    pub tag: u64,
+    pub loading: bool,
+    /// A load was asked for while one was in flight.
+    pub again: bool,
+}
+
 #[derive(Debug, Clone)]
 #[expect(
     clippy::struct_excessive_bools,
@@ -223,8 +238,14 @@ pub struct AppState {
     pub prompt: Option<Prompt>,
     pub armed: Option<Armed>,
     pub help: bool,
+    /// Lines the help screen is scrolled down by.
+    pub help_scroll: u16,
+    /// How far the help can scroll at the size it was last drawn: the screen knows its length
+    /// (it wraps to the width), so it leaves it here for the keys to stop at.
+    pub help_max_scroll: std::cell::Cell<u16>,
     pub counts: Option<StoreCounts>,
     pub traces: TracesView,
+    pub metrics: MetricsView,
     pub message: Option<Message>,
     /// Decision waiting for the store's answer.
     pub deciding: Option<(u64, Intent)>,
@@ -269,8 +290,11 @@ impl AppState {
             prompt: None,
             armed: None,
             help: false,
+            help_scroll: 0,
+            help_max_scroll: std::cell::Cell::new(u16::MAX),
             counts: None,
             traces: TracesView::default(),
+            metrics: MetricsView::default(),
             message: None,
             deciding: None,
             store_error: None,

@@ -51,6 +51,7 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             }
             Vec::new()
         }
+        Msg::MetricsLoaded { tag, result } => metrics_loaded(state, tag, result),
         Msg::DetailLoaded { tag, result } => {
             if let Some(d) = state.detail.as_mut().filter(|d| d.tag == tag) {
                 match result {
@@ -164,10 +165,94 @@ fn tick(state: &mut AppState, now: DateTime<Utc>) -> Vec<Effect> {
     {
         state.armed = None;
     }
+    // The windows slide with the clock: the metrics pane refreshes every tick it is shown.
+    let mut fx = if state.pane == Pane::Metrics {
+        load_metrics(state)
+    } else {
+        Vec::new()
+    };
     if state.queue.iter().any(|r| r.expires_at <= now) {
-        return vec![Effect::ExpireDue];
+        fx.push(Effect::ExpireDue);
+    }
+    fx
+}
+
+/// Asks the engine for a fresh snapshot, one at a time.
+fn load_metrics(state: &mut AppState) -> Vec<Effect> {
+    let m = &mut state.metrics;
+    if m.loading {
+        m.again = true;
+        return Vec::new();
+    }
+    m.loading = true;
+    let tag = state.tag();
+    state.metrics.tag = tag;
+    vec![Effect::LoadMetrics {
+        tag,
+        window: state.metrics.window,
+        filter: state.metrics.filter.clone(),
+    }]
+}
+
+fn metrics_loaded(
+    state: &mut AppState,
+    tag: u64,
+    result: Result<Box<super::msg::MetricsLoad>, String>,
+) -> Vec<Effect> {
+    let m = &mut state.metrics;
+    if tag != m.tag {
+        return Vec::new();
+    }
+    m.loading = false;
+    match result {
+        Ok(load) => {
+            let load = *load;
+            // A snapshot taken before the window or filter changed is not shown.
+            if load.snapshot.window == m.window && load.snapshot.filter == m.filter {
+                m.snapshot = Some(Box::new(load.snapshot));
+            }
+            m.dimensions = load.dimensions;
+            m.error = None;
+        }
+        Err(e) => m.error = Some(e),
+    }
+    if std::mem::take(&mut m.again) && state.pane == Pane::Metrics {
+        return load_metrics(state);
     }
     Vec::new()
+}
+
+/// The metrics pane's keys: window and filters.
+fn metrics_action(state: &mut AppState, action: Action) -> Vec<Effect> {
+    use crate::domain::metrics::cycle;
+    let m = &mut state.metrics;
+    match action {
+        Action::MetricsWindow => m.window = m.window.next(),
+        Action::MetricsAgent => {
+            m.filter.agent = cycle(m.filter.agent.as_ref(), &m.dimensions.agents);
+        }
+        Action::MetricsAlias => {
+            m.filter.alias = cycle(m.filter.alias.as_ref(), &m.dimensions.aliases);
+        }
+        Action::MetricsModel => {
+            m.filter.model = cycle(m.filter.model.as_ref(), &m.dimensions.models);
+        }
+        Action::Back => {
+            if m.filter.is_all() {
+                return Vec::new();
+            }
+            m.filter = crate::domain::metrics::Filter::default();
+        }
+        _ => return Vec::new(),
+    }
+    // The figures on screen are for the old choice until the new ones arrive.
+    m.snapshot = None;
+    m.again = true;
+    if m.loading {
+        return Vec::new();
+    }
+    m.again = false;
+    load_metrics(state)
 }
 
 /// Asks for fresh copies of whatever is on screen; coalesces while a load is in flight.
@@ -184,6 +269,9 @@ fn reload(state: &mut AppState) -> Vec<Effect> {
     }
     if state.pane != Pane::Approvals {
         fx.extend(load_counts(state));
+    }
+    if state.pane == Pane::Metrics {
+        fx.extend(load_metrics(state));
     }
     if state.pane == Pane::Traces {
         fx.extend(load_index(state));
@@ -301,9 +389,17 @@ fn key(state: &mut AppState, input: &KeyInput) -> Vec<Effect> {
         return Vec::new();
     };
     if state.help {
+        // The help can be longer than a small terminal: it scrolls.
+        let s = state.help_scroll;
+        let max = state.help_max_scroll.get();
         match action {
             Action::Back | Action::Help => state.help = false,
             Action::Quit => return quit(state),
+            Action::MoveDown => state.help_scroll = s.saturating_add(1).min(max),
+            Action::MoveUp => state.help_scroll = s.saturating_sub(1),
+            Action::PageDown => state.help_scroll = s.saturating_add(10).min(max),
+            Action::PageUp => state.help_scroll = s.saturating_sub(10),
+            Action::Top => state.help_scroll = 0,
             _ => {}
         }
         return Vec::new();
@@ -312,6 +408,7 @@ fn key(state: &mut AppState, input: &KeyInput) -> Vec<Effect> {
         Action::Quit => return quit(state),
         Action::Help => {
             state.help = true;
+            state.help_scroll = 0;
             return Vec::new();
         }
         Action::NextPane => return switch_pane(state, Pane::ALL[(state.pane.index() + 1) % 3]),
@@ -323,6 +420,9 @@ fn key(state: &mut AppState, input: &KeyInput) -> Vec<Effect> {
     }
     if state.pane == Pane::Traces {
         return traces::action(state, action);
+    }
+    if state.pane == Pane::Metrics {
+        return metrics_action(state, action);
     }
     if state.pane != Pane::Approvals {
         return Vec::new();
@@ -347,6 +447,9 @@ fn switch_pane(state: &mut AppState, pane: Pane) -> Vec<Effect> {
     let mut fx = load_counts(state);
     if pane == Pane::Traces {
         fx.extend(load_index(state));
+    }
+    if pane == Pane::Metrics {
+        fx.extend(load_metrics(state));
     }
     fx
 }

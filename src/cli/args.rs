@@ -89,6 +89,9 @@ pub enum Command {
     /// TraceParts, or raw eventstream bodies. Importing a file again adds nothing. Exits 2 when
     /// a record was rejected (each is named by file and line or byte offset; the rest is kept).
     Import(super::import::ImportArgs),
+    /// The metrics pane's figures: task completion, action accuracy, latency, tokens and cost,
+    /// the human side; over a window, filtered by agent, alias or model.
+    Metrics(super::metrics::MetricsArgs),
     /// Run the local Bedrock Agent Runtime simulator on 127.0.0.1 until Ctrl-C.
     Sim {
         /// Port to listen on (0 = any free port).

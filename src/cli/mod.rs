@@ -6,6 +6,7 @@ pub mod commands;
 pub mod demo;
 pub mod import;
 pub mod invoke;
+pub mod metrics;
 pub mod output;
 pub mod traces;
 

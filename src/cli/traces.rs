@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::CliError;
 use crate::domain::sanitize;
-use crate::store::run::{InvocationRecord, Outcome, SessionRow, TraceStore};
+use crate::store::run::{ActionMark, InvocationRecord, Outcome, SessionRow, TraceStore};
 use crate::ui::format::{duration_ms, timestamp};
 
 /// The most sessions, turns or steps one read lists.
@@ -43,6 +43,98 @@ pub enum TracesCommand {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<std::path::PathBuf>,
     },
+    /// Judge one executed step: was its action appropriate? Counts in action accuracy; a
+    /// later mark by the same reviewer on the same step replaces theirs.
+    Mark {
+        /// The invocation (its x-amzn-RequestId, as `traces show` lists it).
+        invocation: String,
+        /// The step number (1-based, as `traces show` lists it).
+        step: u64,
+        /// The action was appropriate.
+        #[arg(
+            long,
+            conflicts_with = "inappropriate",
+            required_unless_present = "inappropriate"
+        )]
+        appropriate: bool,
+        /// The action was not appropriate.
+        #[arg(long)]
+        inappropriate: bool,
+        /// Why, for whoever reads the mark later.
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+/// The longest note a mark keeps.
+const NOTE_MAX: usize = 2000;
+
+fn mark(
+    store: &dyn TraceStore,
+    who: &str,
+    (invocation, step, appropriate, note): (&str, u64, bool, Option<&String>),
+    json_out: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    if step == 0 {
+        return Err(CliError::bad_input("STEP is 1-based: the first step is 1"));
+    }
+    if let Some(n) = note {
+        if n.chars().count() > NOTE_MAX {
+            return Err(CliError::bad_input(format!(
+                "--note is {} characters; the most a mark keeps is {NOTE_MAX}",
+                n.chars().count()
+            )));
+        }
+    }
+    if store.invocation(invocation)?.is_none() {
+        return Err(CliError::bad_input(format!(
+            "no invocation {:?} in the store (`agentdeck traces show SESSION` lists them)",
+            sanitize::line(invocation)
+        )));
+    }
+    let Some(row) = store
+        .steps(invocation, step - 1, 1)?
+        .into_iter()
+        .find(|s| s.step == step)
+    else {
+        return Err(CliError::bad_input(format!(
+            "invocation {} has no step {step}",
+            sanitize::line(invocation)
+        )));
+    };
+    let m = ActionMark {
+        request_id: invocation.to_owned(),
+        step,
+        trace_id: row.trace_id,
+        appropriate,
+        note: note.cloned(),
+        who: who.to_owned(),
+        at: chrono::Utc::now(),
+    };
+    store.mark_action(&m)?;
+    if json_out {
+        let v = serde_json::to_value(&m)
+            .map_err(|e| CliError::unavailable(format!("cannot encode the mark: {e}")))?;
+        return writeln!(out, "{v}").map_err(|e| io(&e));
+    }
+    writeln!(
+        out,
+        "marked step {step} of invocation {} ({}) {} by {}",
+        sanitize::line(invocation),
+        if m.trace_id.is_empty() {
+            "no traceId".to_owned()
+        } else {
+            format!("traceId {}", sanitize::line(&m.trace_id))
+        },
+        if appropriate {
+            "✓ appropriate"
+        } else {
+            "✗ inappropriate"
+        },
+        sanitize::line(who)
+    )
+    .map_err(|e| io(&e))
 }
 
 fn io(e: &std::io::Error) -> CliError {
@@ -86,7 +178,12 @@ fn session_json(s: &SessionRow, f: &Figures) -> Value {
     })
 }
 
-pub fn run(store: &dyn TraceStore, args: &TracesArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn run(
+    store: &dyn TraceStore,
+    args: &TracesArgs,
+    who: &str,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     match &args.command {
         None => list(store, args.limit, args.json, out),
         Some(TracesCommand::Show { session }) => show(store, session, args.json, out),
@@ -115,6 +212,19 @@ pub fn run(store: &dyn TraceStore, args: &TracesArgs, out: &mut dyn Write) -> Re
                 .map_err(|e| io(&e))
             }
         },
+        Some(TracesCommand::Mark {
+            invocation,
+            step,
+            appropriate,
+            inappropriate: _,
+            note,
+        }) => mark(
+            store,
+            who,
+            (invocation, *step, *appropriate, note.as_ref()),
+            args.json,
+            out,
+        ),
     }
 }
 

@@ -53,6 +53,32 @@ struct RawAgent {
     idle_ttl_secs: Option<u32>,
 }
 
+/// `[metrics.objectives.ID]`: the value a metric must stay at or above (`min`) or at or below
+/// (`max`).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObjective {
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    rubber_stamp_tier: Option<RiskTier>,
+    rubber_stamp_secs: Option<f64>,
+    #[serde(default)]
+    objectives: BTreeMap<String, RawObjective>,
+}
+
+/// `[prices."MODEL"]`: US dollars per 1,000 tokens.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input_per_1k: f64,
+    output_per_1k: f64,
+}
+
 /// One config source as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +93,10 @@ struct RawConfig {
     keys: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    prices: BTreeMap<String, RawPrice>,
 }
 
 /// The merged configuration.
@@ -82,6 +112,8 @@ pub struct Config {
     /// `[keys]` overrides: action name -> keys.
     pub keys: BTreeMap<String, Vec<String>>,
     pub policy: Policy,
+    /// `[metrics]` objectives and rubber-stamp rule, and the `[prices]` table.
+    pub metrics: crate::domain::metrics::Settings,
     /// Where the user file was read from, if any.
     pub file: Option<PathBuf>,
 }
@@ -187,6 +219,19 @@ fn merge(base: &mut RawConfig, over: RawConfig) {
     for (action, keys) in over.keys {
         base.keys.insert(action, keys);
     }
+    let m = over.metrics;
+    if m.rubber_stamp_tier.is_some() {
+        base.metrics.rubber_stamp_tier = m.rubber_stamp_tier;
+    }
+    if m.rubber_stamp_secs.is_some() {
+        base.metrics.rubber_stamp_secs = m.rubber_stamp_secs;
+    }
+    for (id, o) in m.objectives {
+        base.metrics.objectives.insert(id, o);
+    }
+    for (model, price) in over.prices {
+        base.prices.insert(model, price);
+    }
     let p = over.policy;
     if p.default_tier.is_some() {
         base.policy.default_tier = p.default_tier;
@@ -284,7 +329,9 @@ fn finish(
             "reviewer: must be 1..128 printable characters",
         ));
     }
+    let metrics = metrics_settings(raw.metrics, raw.prices, source)?;
     Ok(Config {
+        metrics,
         reviewer,
         theme: raw.theme.unwrap_or_else(|| "dark".to_owned()),
         store: raw.store,
@@ -293,6 +340,69 @@ fn finish(
         keys: raw.keys,
         policy,
         file,
+    })
+}
+
+fn metrics_settings(
+    m: RawMetrics,
+    prices: BTreeMap<String, RawPrice>,
+    source: &str,
+) -> Result<crate::domain::metrics::Settings, ConfigError> {
+    use crate::domain::metrics::{METRIC_IDS, Objective, Price, Settings};
+    let mut objectives = BTreeMap::new();
+    for (id, o) in m.objectives {
+        if !METRIC_IDS.contains(&id.as_str()) {
+            return Err(cfg_err(
+                source,
+                format!(
+                    "metrics.objectives.{id}: no such metric (known: {})",
+                    METRIC_IDS.join(", ")
+                ),
+            ));
+        }
+        let objective = match (o.min, o.max) {
+            (Some(v), None) if v.is_finite() => Objective::AtLeast(v),
+            (None, Some(v)) if v.is_finite() => Objective::AtMost(v),
+            _ => {
+                return Err(cfg_err(
+                    source,
+                    format!("metrics.objectives.{id}: give exactly one finite `min` or `max`"),
+                ));
+            }
+        };
+        objectives.insert(id, objective);
+    }
+    let secs = m.rubber_stamp_secs.unwrap_or(5.0);
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(cfg_err(
+            source,
+            format!("metrics.rubber_stamp_secs = {secs}: must be a number of seconds >= 0"),
+        ));
+    }
+    let mut table = BTreeMap::new();
+    for (model, p) in prices {
+        let ok = |v: f64| v.is_finite() && v >= 0.0;
+        if !ok(p.input_per_1k) || !ok(p.output_per_1k) {
+            return Err(cfg_err(
+                source,
+                format!("prices.{model:?}: prices must be finite and >= 0 dollars per 1k tokens"),
+            ));
+        }
+        table.insert(
+            model,
+            Price {
+                input_per_1k: p.input_per_1k,
+                output_per_1k: p.output_per_1k,
+            },
+        );
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    let rubber_stamp_ms = (secs * 1000.0).round() as i64;
+    Ok(Settings {
+        objectives,
+        prices: table,
+        rubber_stamp_tier: Some(m.rubber_stamp_tier.unwrap_or(RiskTier::High)),
+        rubber_stamp_ms,
     })
 }
 

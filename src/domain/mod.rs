@@ -4,6 +4,7 @@
 pub mod approval;
 pub mod canonical;
 pub mod decision;
+pub mod metrics;
 pub mod policy;
 pub mod resume;
 pub mod sanitize;

@@ -14,10 +14,14 @@ use futures::StreamExt;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::task::JoinSet;
 
-use crate::app::msg::StoreFailure;
+use std::sync::PoisonError;
+
+use crate::app::msg::{MetricsLoad, StoreFailure};
 use crate::app::traces::INDEX_PAGE_EVENTS;
 use crate::app::update::init;
 use crate::app::{AppState, Effect, Msg, update};
+use crate::domain::metrics::Engine;
+use crate::store::metrics::MetricsStore;
 use crate::store::run::{OutboxStore, TraceStore};
 use crate::store::{ApprovalStore, StoreError};
 use crate::ui::theme::Theme;
@@ -35,6 +39,21 @@ const NO_TRACES: &str = "this store keeps no traces";
 /// How long quitting waits for a decision that is being written.
 const DRAIN_ON_QUIT: Duration = Duration::from_secs(10);
 
+/// The metrics engine and the store it reads, shared by the effects that refresh it.
+#[derive(Clone)]
+pub struct MetricsFeed {
+    pub store: Arc<dyn MetricsStore>,
+    pub engine: Arc<std::sync::Mutex<Engine>>,
+}
+
+impl std::fmt::Debug for MetricsFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsFeed").finish_non_exhaustive()
+    }
+}
+
+const NO_METRICS: &str = "this store keeps no traces, so there are no metrics to compute";
+
 /// Runs the console until the user quits. Decisions in flight are allowed to finish first.
 pub async fn run_console(
     mut state: AppState,
@@ -42,6 +61,7 @@ pub async fn run_console(
     store: Arc<dyn ApprovalStore>,
     traces: Option<Arc<dyn TraceStore>>,
     links: Option<Arc<dyn OutboxStore>>,
+    metrics: Option<MetricsFeed>,
     watch_path: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let (_guard, mut terminal) = terminal::TerminalGuard::enter()?;
@@ -115,6 +135,7 @@ pub async fn run_console(
         store,
         traces,
         links,
+        metrics,
         policy: Arc::new(state.policy.clone()),
         tx: tx.clone(),
         sweeper: format!("expiry-sweep:{reviewer}"),
@@ -172,6 +193,7 @@ struct Executor {
     traces: Option<Arc<dyn TraceStore>>,
     /// Which requests the runner raised, and from which step.
     links: Option<Arc<dyn OutboxStore>>,
+    metrics: Option<MetricsFeed>,
     policy: Arc<crate::domain::policy::Policy>,
     tx: UnboundedSender<Msg>,
     sweeper: String,
@@ -248,6 +270,33 @@ impl Executor {
                 tokio::task::spawn_blocking(move || {
                     let result = store.counts().map(Box::new).map_err(|e| e.to_string());
                     let _ = tx.send(Msg::CountsLoaded { tag, result });
+                });
+            }
+            Effect::LoadMetrics {
+                tag,
+                window,
+                filter,
+            } => {
+                let feed = self.metrics.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = match feed {
+                        Some(f) => {
+                            let mut engine =
+                                f.engine.lock().unwrap_or_else(PoisonError::into_inner);
+                            let now = Utc::now().timestamp_millis();
+                            engine.advance(now);
+                            crate::store::metrics::refresh(f.store.as_ref(), &mut engine)
+                                .map(|_| {
+                                    Box::new(MetricsLoad {
+                                        snapshot: engine.snapshot(window, &filter, now),
+                                        dimensions: engine.dimensions(),
+                                    })
+                                })
+                                .map_err(|e| e.to_string())
+                        }
+                        None => Err(NO_METRICS.to_owned()),
+                    };
+                    let _ = tx.send(Msg::MetricsLoaded { tag, result });
                 });
             }
             Effect::LoadDetail { tag, id } => {

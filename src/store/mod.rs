@@ -3,12 +3,14 @@
 
 pub mod chain;
 pub mod dynamo;
+pub mod metrics;
 pub mod run;
 pub mod sqlite;
 
+pub use metrics::{FactBatch, MetricsStore};
 pub use run::{
-    InvocationEnd, InvocationRecord, InvocationStart, OutboxRow, OutboxState, OutboxStore, Outcome,
-    RunnerLink, SessionRow, StepRow, StoredEvent, TraceStore, TurnWrite,
+    ActionMark, InvocationEnd, InvocationRecord, InvocationStart, OutboxRow, OutboxState,
+    OutboxStore, Outcome, RunnerLink, SessionRow, StepRow, StoredEvent, TraceStore, TurnWrite,
 };
 
 use chrono::{DateTime, Utc};

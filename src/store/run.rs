@@ -192,6 +192,21 @@ pub struct TurnWrite<'a> {
     pub end: Option<&'a InvocationEnd>,
 }
 
+/// An engineer's judgement of one executed step: was the action appropriate?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionMark {
+    /// The invocation (`x-amzn-RequestId`) the step belongs to.
+    pub request_id: String,
+    /// 1-based position of the step in its invocation.
+    pub step: u64,
+    /// The step's traceId, as stored with it.
+    pub trace_id: String,
+    pub appropriate: bool,
+    pub note: Option<String>,
+    pub who: String,
+    pub at: DateTime<Utc>,
+}
+
 /// The trace port.
 pub trait TraceStore: Send + Sync {
     /// Records the start of a call (and its session).
@@ -291,6 +306,14 @@ pub trait TraceStore: Send + Sync {
             "this store cannot search traces yet".to_owned(),
         ))
     }
+
+    /// Records a judgement of one executed step. The step must exist with that traceId
+    /// (`NotFound` otherwise). Marks are kept in order; a later mark by the same person on the
+    /// same step supersedes theirs for the metrics.
+    fn mark_action(&self, mark: &ActionMark) -> Result<(), StoreError>;
+
+    /// The marks on an invocation's steps, oldest first.
+    fn action_marks(&self, request_id: &str) -> Result<Vec<ActionMark>, StoreError>;
 }
 
 /// Where a runner-raised request came from: its invocation and the step whose rationale it

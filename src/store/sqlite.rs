@@ -15,6 +15,7 @@
 //! audit entry or an outbox row, and never a trace written before one of them.
 
 mod audit;
+mod metrics;
 mod outbox;
 mod schema;
 mod trace;

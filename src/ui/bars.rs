@@ -173,6 +173,10 @@ pub fn context_actions(state: &AppState) -> Vec<Action> {
             Action::Quit,
         ],
         Pane::Metrics => vec![
+            Action::MetricsWindow,
+            Action::MetricsAgent,
+            Action::MetricsAlias,
+            Action::MetricsModel,
             Action::NextPane,
             Action::PaneApprovals,
             Action::Help,

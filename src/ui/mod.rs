@@ -16,6 +16,7 @@ pub mod bars;
 pub mod detail;
 pub mod format;
 pub mod help;
+pub mod metrics;
 pub mod summary;
 pub mod text;
 pub mod theme;
@@ -74,12 +75,17 @@ pub fn render(frame: &mut Frame<'_>, state: &AppState, theme: &Theme) -> RenderR
             None => approvals::render(frame, body, state, theme),
         },
         Pane::Traces => report.step_max_scroll = traces::render(frame, body, state, theme),
-        Pane::Metrics => summary::metrics(frame, body, state, theme),
+        Pane::Metrics => metrics::render(frame, body, state, theme),
     }
     bars::message(frame, message, state, theme);
     bars::keys(frame, keys, state, theme);
     if state.help {
-        help::render(frame, centered(area, 64, 30), state, theme);
+        let (w, h) = if state.pane == Pane::Metrics {
+            (100, 60)
+        } else {
+            (64, 30)
+        };
+        help::render(frame, centered(area, w, h), state, theme);
     }
     report
 }

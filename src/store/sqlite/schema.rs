@@ -190,6 +190,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
         INSERT INTO trace_text (rowid, body) VALUES (new.rowid,
             (SELECT group_concat(value, ' ') FROM json_tree(new.raw) WHERE type = 'text'));
     END;",
+    // 5 (metrics): the model each invocation used and the model and tool time its trace accounts
+    // for (kept as the trace is written, so metrics never read the events), an index to find
+    // the request an invocation raised, and engineers' marks on executed steps (append only:
+    // a later mark by the same person on the same step supersedes the earlier one).
+    "ALTER TABLE invocations ADD COLUMN model TEXT;
+    ALTER TABLE invocations ADD COLUMN model_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE invocations ADD COLUMN tool_ms INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX resumable_invocation ON resumable (invocation);
+    CREATE TABLE action_marks (
+        seq            INTEGER PRIMARY KEY,
+        request_id     TEXT NOT NULL REFERENCES invocations (request_id),
+        step           INTEGER NOT NULL CHECK (step > 0),
+        trace_id       TEXT NOT NULL,
+        appropriate    INTEGER NOT NULL CHECK (appropriate IN (0, 1)),
+        note           TEXT,
+        who            TEXT NOT NULL,
+        at_ms          INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX action_marks_step ON action_marks (request_id, step, seq);",
 ];
 
 /// Brings the file at `path` up to the newest schema, in one transaction. A file written by a

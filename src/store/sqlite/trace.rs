@@ -8,12 +8,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::schema::{from_ms, to_ms};
 use super::{SqliteStore, db_error};
+use crate::domain::metrics::EventTiming;
 use crate::domain::step_kind::StepKinds;
 use crate::domain::trace::{StepAccumulator, TraceEvent};
 use crate::store::run::{IndexCursor, IndexPage, IndexedStep};
 use crate::store::{
-    InvocationEnd, InvocationRecord, InvocationStart, Outcome, SessionRow, StepRow, StoreError,
-    StoredEvent, TraceStore, TurnWrite,
+    ActionMark, InvocationEnd, InvocationRecord, InvocationStart, Outcome, SessionRow, StepRow,
+    StoreError, StoredEvent, TraceStore, TurnWrite,
 };
 
 fn count(n: i64) -> u64 {
@@ -153,13 +154,18 @@ struct TouchedStep {
 }
 
 /// The running counters of an invocation, as the batch finds and leaves them.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Counters {
     events: i64,
     steps: i64,
     chunks: i64,
     input_tokens: i64,
     output_tokens: i64,
+    /// The first foundation model the trace names, and the model and tool time it accounts
+    /// for (`domain::metrics::EventTiming`).
+    model: Option<String>,
+    model_ms: i64,
+    tool_ms: i64,
 }
 
 /// Inserts the invocation row and counts it in its session.
@@ -220,8 +226,8 @@ fn append_batch(
     } else {
         let counters: Option<Counters> = tx
             .prepare_cached(
-                "SELECT events, steps, chunks, input_tokens, output_tokens FROM invocations \
-                 WHERE request_id = ?1",
+                "SELECT events, steps, chunks, input_tokens, output_tokens, model, model_ms, \
+                 tool_ms FROM invocations WHERE request_id = ?1",
             )
             .and_then(|mut st| {
                 st.query_row([request_id], |r| {
@@ -231,6 +237,9 @@ fn append_batch(
                         chunks: r.get(2)?,
                         input_tokens: r.get(3)?,
                         output_tokens: r.get(4)?,
+                        model: r.get(5)?,
+                        model_ms: r.get(6)?,
+                        tool_ms: r.get(7)?,
                     })
                 })
                 .optional()
@@ -296,6 +305,12 @@ fn append_batch(
             c.input_tokens += m.input_tokens.unwrap_or(0);
             c.output_tokens += m.output_tokens.unwrap_or(0);
         }
+        let timing = EventTiming::of(event);
+        if c.model.is_none() {
+            c.model = timing.model.map(str::to_owned);
+        }
+        c.model_ms += timing.model_ms;
+        c.tool_ms += timing.tool_ms;
         insert_event(tx, request_id, seq, t.step, &kind, event).map_err(|e| match e {
             EventError::Db(e) => event_err(e),
             EventError::Json(e) => StoreError::Corrupt(format!(
@@ -317,7 +332,7 @@ fn append_batch(
     }
     tx.prepare_cached(
         "UPDATE invocations SET events = ?2, steps = ?3, chunks = ?4, input_tokens = ?5, \
-         output_tokens = ?6 WHERE request_id = ?1",
+         output_tokens = ?6, model = ?7, model_ms = ?8, tool_ms = ?9 WHERE request_id = ?1",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -326,7 +341,10 @@ fn append_batch(
             c.steps,
             c.chunks,
             c.input_tokens,
-            c.output_tokens
+            c.output_tokens,
+            c.model,
+            c.model_ms,
+            c.tool_ms
         ])
     })
     .map_err(err)?;
@@ -774,5 +792,13 @@ impl TraceStore for SqliteStore {
                 },
             )?
             .concat())
+    }
+
+    fn mark_action(&self, mark: &ActionMark) -> Result<(), StoreError> {
+        self.insert_mark(mark)
+    }
+
+    fn action_marks(&self, request_id: &str) -> Result<Vec<ActionMark>, StoreError> {
+        self.read_marks(request_id)
     }
 }

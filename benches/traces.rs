@@ -168,8 +168,37 @@ fn frame(term: &mut Terminal<TestBackend>, s: &AppState, theme: &Theme) {
     .unwrap();
 }
 
+/// `n` frames of the step list at 1,000 steps (kept apart for callgrind's --toggle-collect).
+#[inline(never)]
+fn frames_small(term: &mut Terminal<TestBackend>, s: &AppState, theme: &Theme, n: usize) {
+    for _ in 0..n {
+        frame(term, s, theme);
+    }
+}
+
+/// `n` frames of the step list at 1,000,000 steps.
+#[inline(never)]
+fn frames_large(term: &mut Terminal<TestBackend>, s: &AppState, theme: &Theme, n: usize) {
+    for _ in 0..n {
+        frame(term, s, theme);
+    }
+}
+
 fn render(c: &mut Criterion) {
     let theme = Theme::builtin("dark").unwrap();
+    // Instruction counts, which load does not distort:
+    // AGENTDECK_BENCH_FRAMES=20 valgrind --tool=callgrind --toggle-collect='*frames_small*'
+    //   --toggle-collect='*frames_large*' target/.../traces-<hash>
+    // then callgrind_annotate --inclusive=yes: the two functions' Ir, 20 frames each.
+    if let Some(n) = std::env::var_os("AGENTDECK_BENCH_FRAMES") {
+        let n: usize = n.to_string_lossy().parse().unwrap();
+        let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        let small = state(index(1, 1_000), true);
+        frames_small(&mut term, &small, &theme, n);
+        let large = state(index(1, 1_000_000), true);
+        frames_large(&mut term, &large, &theme, n);
+        return;
+    }
     let big = index(1, 1_000_000);
     let steps = big.steps.len();
     let bytes = big.heap_bytes();

@@ -311,3 +311,30 @@ fn migrations_3_and_4_index_what_an_older_file_holds() {
         }
     );
 }
+
+#[test]
+fn a_listener_hears_each_trace_commit_until_it_declines() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let (kept, once) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let k = Arc::clone(&kept);
+    agentdeck::store::sqlite::on_trace_commit(move || {
+        k.fetch_add(1, Ordering::SeqCst);
+        true
+    });
+    let o = Arc::clone(&once);
+    agentdeck::store::sqlite::on_trace_commit(move || {
+        o.fetch_add(1, Ordering::SeqCst);
+        false
+    });
+    start(&s, "req-1", "s-1", 0);
+    let before = kept.load(Ordering::SeqCst);
+    assert!(before >= 1, "the start's commit was heard");
+    s.append_trace("req-1", &[model_input("req-1-0", "p", 1)], &[])
+        .unwrap();
+    assert!(kept.load(Ordering::SeqCst) > before);
+    // The one that declined was called once and then dropped.
+    assert_eq!(once.load(Ordering::SeqCst), 1);
+}

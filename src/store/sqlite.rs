@@ -18,6 +18,7 @@ mod audit;
 mod outbox;
 mod schema;
 mod trace;
+pub use trace::on_trace_commit;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -198,6 +199,7 @@ impl SqliteStore {
             out
         };
         relaxed.restore().map_err(err)?;
+        trace::trace_committed();
         Ok(out)
     }
 

@@ -16,6 +16,30 @@ use crate::store::{
     StoredEvent, TraceStore, TurnWrite,
 };
 
+/// Called after every trace write this process commits.
+type CommitListener = Box<dyn Fn() -> bool + Send>;
+
+static COMMIT_LISTENERS: std::sync::Mutex<Vec<CommitListener>> = std::sync::Mutex::new(Vec::new());
+
+/// Calls `listener` after every trace write committed by this process (to any SQLite store),
+/// until it returns false. A console in the same process as the runner (the demo) learns of a
+/// new step at once, without waiting for the file watcher's settling reload; other processes
+/// are still seen through the watcher.
+pub fn on_trace_commit(listener: impl Fn() -> bool + Send + 'static) {
+    COMMIT_LISTENERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(Box::new(listener));
+}
+
+/// Tells the listeners a trace write was committed.
+pub(super) fn trace_committed() {
+    COMMIT_LISTENERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .retain(|listener| listener());
+}
+
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }

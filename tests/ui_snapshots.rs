@@ -774,9 +774,34 @@ fn follow_mode_tails_the_latest_invocation() {
     // The running invocation is refreshed on the next read.
     let fx = update(&mut s, Msg::StoreChanged);
     assert!(fx.iter().any(|f| matches!(f, Effect::LoadTraceIndex { refresh, .. } if refresh == &vec!["req-4".to_owned()])));
+    // A newer invocation of another session starts: follow stays on the one still running.
+    let mut page = index_page();
+    page.invocations = vec![invocation(
+        "req-5",
+        "session-third",
+        95,
+        agentdeck::store::run::Outcome::Running,
+        0,
+        (0, 0),
+    )];
+    page.steps.clear();
+    page.cursor.invocations = 5;
+    feed_index(&mut s, &fx, page);
+    assert_eq!(s.traces.turn.as_ref().unwrap().request_id, "req-4");
     // Moving up by hand stops following.
     key(&mut s, "k");
     assert!(!s.traces.follow);
+    // A failed read (the one in flight) is shown in the pane, not as the store's error.
+    let tag = s.traces.index_tag;
+    update(
+        &mut s,
+        Msg::TraceIndexLoaded {
+            tag,
+            result: Err("store unavailable: disk I/O error".into()),
+        },
+    );
+    assert!(text(&draw(&s, &dark())).contains("✗ store unavailable: disk I/O error"));
+    assert!(s.store_error.is_none());
 }
 
 fn filter(s: &mut AppState, line: &str) -> Vec<Effect> {

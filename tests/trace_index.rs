@@ -259,6 +259,14 @@ fn search_finds_words_in_any_event_and_reads_no_syntax_from_the_user() {
     assert_eq!(hits("NOT OR AND ( *"), vec![]);
     assert_eq!(hits("   "), vec![]);
     assert_eq!(s.search_steps("a", 1).unwrap().len(), 1);
+    // Events recorded after a search are indexed by the next one.
+    start(&s, "req-2", "s-2", 5);
+    s.append_trace("req-2", &[failure("req-2-0", 6)], &[])
+        .unwrap();
+    assert_eq!(
+        hits("timed"),
+        vec![("req-1".to_owned(), 3), ("req-2".to_owned(), 1)]
+    );
 }
 
 #[test]
@@ -280,7 +288,7 @@ fn migrations_3_and_4_index_what_an_older_file_holds() {
     // Make it what version 2 wrote: no step kinds, no depth, no text index.
     let raw = Connection::open(dir.path().join("deck.db")).unwrap();
     raw.execute_batch(
-        "DROP TRIGGER trace_text_insert; DROP TABLE trace_text; \
+        "DROP TABLE trace_text_state; DROP TABLE trace_text; \
          ALTER TABLE trace_steps DROP COLUMN kind_set; ALTER TABLE trace_steps DROP COLUMN depth; \
          PRAGMA user_version = 2;",
     )

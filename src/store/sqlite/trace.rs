@@ -508,6 +508,55 @@ fn finish(
     Ok(())
 }
 
+/// Trace events indexed for search per transaction: the write lock is held for one chunk at a
+/// time, so a first search over a large store never stalls the runner for long.
+const TEXT_CHUNK: i64 = 5_000;
+
+impl SqliteStore {
+    /// Brings the full-text index up to the last recorded event, a chunk per transaction.
+    fn index_text(&self) -> Result<(), StoreError> {
+        let shown = self.shown();
+        loop {
+            let more = self.trace_write("indexing trace text for search", |tx| {
+                let err = |e: rusqlite::Error| db_error(&shown, "indexing trace text", &e);
+                let from: i64 = tx
+                    .query_row("SELECT indexed_upto FROM trace_text_state", [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(err)?;
+                let last: i64 = tx
+                    .query_row(
+                        "SELECT coalesce(max(rowid), 0) FROM trace_events",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
+                let upto = last.min(from.saturating_add(TEXT_CHUNK));
+                if upto <= from {
+                    return Ok(false);
+                }
+                tx.execute(
+                    "INSERT INTO trace_text (rowid, body) SELECT rowid, \
+                     (SELECT group_concat(value, ' ') FROM json_tree(trace_events.raw) \
+                      WHERE type = 'text') \
+                     FROM trace_events WHERE rowid > ?1 AND rowid <= ?2",
+                    params![from, upto],
+                )
+                .map_err(err)?;
+                tx.execute(
+                    "UPDATE trace_text_state SET indexed_upto = ?1",
+                    params![upto],
+                )
+                .map_err(err)?;
+                Ok(upto < last)
+            })?;
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+}
+
 impl TraceStore for SqliteStore {
     fn begin_invocation(&self, s: &InvocationStart) -> Result<(), StoreError> {
         let shown = self.shown();
@@ -763,6 +812,7 @@ impl TraceStore for SqliteStore {
     }
 
     fn search_steps(&self, text: &str, lim: usize) -> Result<Vec<(String, u64)>, StoreError> {
+        self.index_text()?;
         // Each word becomes a quoted prefix phrase, so no input is FTS5 syntax.
         let query: Vec<String> = text
             .split_whitespace()

@@ -13,7 +13,9 @@
 //!   one core) and idle (a frame a second; target < 0.5%), from the thread's own
 //!   utime+stime in /proc/thread-self/stat.
 //!
-//! Run: `cargo bench --bench traces` (`AGENTDECK_BENCH_TAIL=1` adds the 20 s CPU measures).
+//! Run: `cargo bench --bench traces` (`AGENTDECK_BENCH_TAIL=1` adds the 20 s CPU measures;
+//! `AGENTDECK_BENCH_LOAD=100000` times reading the index of a store holding that many steps
+//! and the first full-text search over it, which indexes the text).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -168,8 +170,37 @@ fn frame(term: &mut Terminal<TestBackend>, s: &AppState, theme: &Theme) {
     .unwrap();
 }
 
+/// `n` frames of the step list at 1,000 steps (kept apart for callgrind's --toggle-collect).
+#[inline(never)]
+fn frames_small(term: &mut Terminal<TestBackend>, s: &AppState, theme: &Theme, n: usize) {
+    for _ in 0..n {
+        frame(term, s, theme);
+    }
+}
+
+/// `n` frames of the step list at 1,000,000 steps.
+#[inline(never)]
+fn frames_large(term: &mut Terminal<TestBackend>, s: &AppState, theme: &Theme, n: usize) {
+    for _ in 0..n {
+        frame(term, s, theme);
+    }
+}
+
 fn render(c: &mut Criterion) {
     let theme = Theme::builtin("dark").unwrap();
+    // Instruction counts, which load does not distort:
+    // AGENTDECK_BENCH_FRAMES=20 valgrind --tool=callgrind --toggle-collect='*frames_small*'
+    //   --toggle-collect='*frames_large*' target/.../traces-<hash>
+    // then callgrind_annotate --inclusive=yes: the two functions' Ir, 20 frames each.
+    if let Some(n) = std::env::var_os("AGENTDECK_BENCH_FRAMES") {
+        let n: usize = n.to_string_lossy().parse().unwrap();
+        let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        let small = state(index(1, 1_000), true);
+        frames_small(&mut term, &small, &theme, n);
+        let large = state(index(1, 1_000_000), true);
+        frames_large(&mut term, &large, &theme, n);
+        return;
+    }
     let big = index(1, 1_000_000);
     let steps = big.steps.len();
     let bytes = big.heap_bytes();
@@ -201,6 +232,74 @@ fn render(c: &mut Criterion) {
     if std::env::var_os("AGENTDECK_BENCH_TAIL").is_some() {
         tail_cpu(&theme);
     }
+    if let Some(n) = std::env::var_os("AGENTDECK_BENCH_LOAD") {
+        load_index(n.to_string_lossy().parse().unwrap());
+    }
+}
+
+/// Records `steps` steps (4 events each, 1,000 steps an invocation) into a new SQLite store, then
+/// times reading the whole index from it page by page, as the console does on opening.
+fn load_index(steps: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("load.db")).unwrap();
+    let written = Instant::now();
+    for inv in 0..steps.div_ceil(1_000) {
+        let id = format!("req-{inv:06}");
+        store
+            .begin_invocation(&InvocationStart {
+                request_id: id.clone(),
+                agent_id: "A".into(),
+                agent_alias_id: "L".into(),
+                session_id: format!("s-{inv:06}"),
+                input_text: None,
+                resumes: None,
+                started_at: Utc::now(),
+            })
+            .unwrap();
+        let events: Vec<TraceEvent> = (0..4_000)
+            .map(|k| event(&format!("{id}-{}", k / 4), k))
+            .collect();
+        for batch in events.chunks(400) {
+            store.append_trace(&id, batch, &[]).unwrap();
+        }
+    }
+    let write_s = written.elapsed().as_secs_f64();
+    let read = Instant::now();
+    let mut ix = TraceIndex::default();
+    let mut pages = 0;
+    let mut slowest = Duration::ZERO;
+    loop {
+        let t = Instant::now();
+        let page = store
+            .trace_index(
+                ix.cursor,
+                &ix.running(),
+                agentdeck::app::traces::INDEX_PAGE_EVENTS,
+            )
+            .unwrap();
+        ix.apply(&page);
+        slowest = slowest.max(t.elapsed());
+        pages += 1;
+        if !page.more {
+            break;
+        }
+    }
+    let searched = Instant::now();
+    let hits = store.search_steps("thinking", 10).unwrap();
+    assert_eq!(hits.len(), 10);
+    let first_search = searched.elapsed();
+    let searched = Instant::now();
+    store.search_steps("step 4999", 10).unwrap();
+    println!(
+        "load: first search (indexes every event's text) {first_search:?}, next search {:?}",
+        searched.elapsed()
+    );
+    println!(
+        "load: {} steps written in {write_s:.1} s; index read in {:.2} s ({pages} pages, slowest {slowest:?}), {:.1} bytes/step",
+        ix.steps.len(),
+        read.elapsed().as_secs_f64(),
+        ix.heap_bytes() as f64 / ix.steps.len().max(1) as f64
+    );
 }
 
 /// This thread's CPU time (utime + stime), in clock ticks.

@@ -63,7 +63,7 @@ fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
     let raw = Connection::open(&path).unwrap();
     raw.execute_batch(
         "DROP TABLE action_marks; DROP TABLE outbox; DROP TABLE resumable; DROP TABLE chunks; \
-         DROP TABLE trace_events; DROP TABLE trace_text; \
+         DROP TABLE trace_events; DROP TABLE trace_text; DROP TABLE trace_text_state; \
          DROP TABLE trace_steps; DROP TABLE invocations; DROP TABLE sessions; \
          PRAGMA user_version = 1;",
     )

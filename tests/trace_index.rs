@@ -259,6 +259,14 @@ fn search_finds_words_in_any_event_and_reads_no_syntax_from_the_user() {
     assert_eq!(hits("NOT OR AND ( *"), vec![]);
     assert_eq!(hits("   "), vec![]);
     assert_eq!(s.search_steps("a", 1).unwrap().len(), 1);
+    // Events recorded after a search are indexed by the next one.
+    start(&s, "req-2", "s-2", 5);
+    s.append_trace("req-2", &[failure("req-2-0", 6)], &[])
+        .unwrap();
+    assert_eq!(
+        hits("timed"),
+        vec![("req-1".to_owned(), 3), ("req-2".to_owned(), 1)]
+    );
 }
 
 #[test]
@@ -284,7 +292,7 @@ fn migrations_3_and_4_index_what_an_older_file_holds() {
         "DROP TABLE action_marks; DROP INDEX resumable_invocation; \
          ALTER TABLE invocations DROP COLUMN model; ALTER TABLE invocations DROP COLUMN model_ms; \
          ALTER TABLE invocations DROP COLUMN tool_ms; \
-         DROP TRIGGER trace_text_insert; DROP TABLE trace_text; \
+         DROP TABLE trace_text_state; DROP TABLE trace_text; \
          ALTER TABLE trace_steps DROP COLUMN kind_set; ALTER TABLE trace_steps DROP COLUMN depth; \
          PRAGMA user_version = 2;",
     )
@@ -314,4 +322,31 @@ fn migrations_3_and_4_index_what_an_older_file_holds() {
             invocations: 1
         }
     );
+}
+
+#[test]
+fn a_listener_hears_each_trace_commit_until_it_declines() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let (kept, once) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let k = Arc::clone(&kept);
+    agentdeck::store::sqlite::on_trace_commit(move || {
+        k.fetch_add(1, Ordering::SeqCst);
+        true
+    });
+    let o = Arc::clone(&once);
+    agentdeck::store::sqlite::on_trace_commit(move || {
+        o.fetch_add(1, Ordering::SeqCst);
+        false
+    });
+    start(&s, "req-1", "s-1", 0);
+    let before = kept.load(Ordering::SeqCst);
+    assert!(before >= 1, "the start's commit was heard");
+    s.append_trace("req-1", &[model_input("req-1-0", "p", 1)], &[])
+        .unwrap();
+    assert!(kept.load(Ordering::SeqCst) > before);
+    // The one that declined was called once and then dropped.
+    assert_eq!(once.load(Ordering::SeqCst), 1);
 }

@@ -861,6 +861,27 @@ fn collaborator_steps_nest_under_the_call_at_120x40() {
     insta::assert_snapshot!("traces_collaborator_steps_120x40", screen);
 }
 
+/// A page holding one new running invocation and no steps.
+fn running_page(
+    id: &str,
+    session: &str,
+    secs: i64,
+    cursor: u64,
+) -> agentdeck::store::run::IndexPage {
+    let mut page = index_page();
+    page.invocations = vec![invocation(
+        id,
+        session,
+        secs,
+        agentdeck::store::run::Outcome::Running,
+        0,
+        (0, 0),
+    )];
+    page.steps.clear();
+    page.cursor.invocations = cursor;
+    page
+}
+
 #[test]
 fn follow_mode_tails_the_latest_invocation() {
     let mut s = traces_state(120, 40);
@@ -874,19 +895,10 @@ fn follow_mode_tails_the_latest_invocation() {
     assert!(!s.traces.follow);
     assert!(fx.is_empty());
     key(&mut s, "f");
-    let mut page = index_page();
-    page.invocations = vec![invocation(
-        "req-4",
-        "session-other",
-        90,
-        agentdeck::store::run::Outcome::Running,
-        1,
-        (10, 1),
-    )];
-    page.steps.truncate(1);
+    let mut page = running_page("req-4", "session-other", 90, 4);
+    page.steps = index_page().steps[..1].to_vec();
     page.steps[0].request_id = "req-4".into();
     page.cursor.events = 31;
-    page.cursor.invocations = 4;
     let fx = update(&mut s, Msg::StoreChanged);
     feed_index(&mut s, &fx, page);
     let turn = s.traces.turn.as_ref().unwrap();
@@ -896,9 +908,23 @@ fn follow_mode_tails_the_latest_invocation() {
     // The running invocation is refreshed on the next read.
     let fx = update(&mut s, Msg::StoreChanged);
     assert!(fx.iter().any(|f| matches!(f, Effect::LoadTraceIndex { refresh, .. } if refresh == &vec!["req-4".to_owned()])));
+    // A newer invocation of another session starts: follow stays on the one still running.
+    feed_index(&mut s, &fx, running_page("req-5", "session-third", 95, 5));
+    assert_eq!(s.traces.turn.as_ref().unwrap().request_id, "req-4");
     // Moving up by hand stops following.
     key(&mut s, "k");
     assert!(!s.traces.follow);
+    // A failed read (the one in flight) is shown in the pane, not as the store's error.
+    let tag = s.traces.index_tag;
+    update(
+        &mut s,
+        Msg::TraceIndexLoaded {
+            tag,
+            result: Err("store unavailable: disk I/O error".into()),
+        },
+    );
+    assert!(text(&draw(&s, &dark())).contains("✗ store unavailable: disk I/O error"));
+    assert!(s.store_error.is_none());
 }
 
 fn filter(s: &mut AppState, line: &str) -> Vec<Effect> {

@@ -163,6 +163,8 @@ pub struct TracesView {
     pub index_tag: u64,
     pub index_loading: bool,
     pub index_again: bool,
+    /// Why the last index read failed (shown in the pane; cleared by the next good read).
+    pub index_error: Option<String>,
     /// Position in the sessions (most recent first), or in `results` when a filter is on.
     pub selected: usize,
     pub session: Option<SessionView>,

@@ -339,15 +339,19 @@ impl TraceIndex {
         }
     }
 
-    /// Steps, tokens in, tokens out and summed latency of a session (O(its invocations)).
-    pub fn session_totals(&self, s: &SessionEntry) -> (u64, i64, i64, i64) {
-        s.invocations.iter().fold((0, 0, 0, 0), |acc, i| {
+    /// Steps, tokens in, tokens out and summed latency (None until an invocation reports one)
+    /// of a session (O(its invocations)).
+    pub fn session_totals(&self, s: &SessionEntry) -> (u64, i64, i64, Option<i64>) {
+        s.invocations.iter().fold((0, 0, 0, None), |acc, i| {
             let inv = &self.invocations[*i as usize];
             (
                 acc.0 + inv.steps.len() as u64,
                 acc.1 + inv.input_tokens,
                 acc.2 + inv.output_tokens,
-                acc.3 + inv.latency_ms.unwrap_or(0),
+                match (acc.3, inv.latency_ms) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    (a, b) => a.or(b),
+                },
             )
         })
     }

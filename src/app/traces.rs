@@ -47,6 +47,7 @@ pub fn index_loaded(
     let mut fx = Vec::new();
     match result {
         Ok(page) => {
+            state.traces.index_error = None;
             let more = page.more;
             let changed = state.traces.index.apply(&page);
             if changed && state.traces.pending_jump.is_some() {
@@ -65,7 +66,7 @@ pub fn index_loaded(
             }
         }
         Err(e) => {
-            state.store_error = Some(e);
+            state.traces.index_error = Some(e);
             if std::mem::take(&mut state.traces.index_again) {
                 fx.extend(load_index(state));
             }
@@ -124,9 +125,41 @@ fn refilter(state: &mut AppState) {
     t.results = Some(results);
 }
 
-/// Opens (or stays on) the most recently started invocation with its newest step selected.
+/// Follow mode: stays on the followed invocation while it runs, with its newest step selected;
+/// once it has ended, moves to a newer invocation of the same session (a resume), else to the
+/// newest invocation still running, else the newest started. Picks the newest when nothing is
+/// followed yet.
+fn follow_target(state: &AppState) -> Option<u32> {
+    let ix = &state.traces.index;
+    let latest = ix.latest_invocation()?;
+    let Some(current) = state.traces.turn.as_ref().map(|t| t.invocation) else {
+        return Some(latest);
+    };
+    let inv = ix.invocations.get(current as usize)?;
+    if inv.outcome == crate::store::run::Outcome::Running {
+        return Some(current);
+    }
+    let newest_in_session = ix.sessions[inv.session as usize]
+        .invocations
+        .iter()
+        .copied()
+        .max_by_key(|i| (ix.invocations[*i as usize].started_ms, *i));
+    if let Some(n) = newest_in_session.filter(|n| *n != current) {
+        return Some(n);
+    }
+    let running = ix
+        .invocations
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.outcome == crate::store::run::Outcome::Running)
+        .max_by_key(|(n, i)| (i.started_ms, *n))
+        .and_then(|(n, _)| u32::try_from(n).ok());
+    Some(running.unwrap_or(latest))
+}
+
+/// Opens (or stays on) the followed invocation with its newest step selected.
 fn follow_latest(state: &mut AppState) {
-    let Some(latest) = state.traces.index.latest_invocation() else {
+    let Some(latest) = follow_target(state) else {
         return;
     };
     let t = &mut state.traces;

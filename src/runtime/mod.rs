@@ -129,6 +129,12 @@ pub async fn run_console(
         });
     }
 
+    if traces.is_some() {
+        // A runner in this process (the demo) says when it committed a step: no waiting for the
+        // watcher to settle. The listener goes when the console's channel closes.
+        let commit_tx = tx.clone();
+        crate::store::sqlite::on_trace_commit(move || commit_tx.send(Msg::StoreChanged).is_ok());
+    }
     let mut decisions = JoinSet::new();
     let reviewer = state.reviewer.clone();
     let exec = Executor {

@@ -19,6 +19,7 @@ mod metrics;
 mod outbox;
 mod schema;
 mod trace;
+pub use trace::on_trace_commit;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -199,6 +200,7 @@ impl SqliteStore {
             out
         };
         relaxed.restore().map_err(err)?;
+        trace::trace_committed();
         Ok(out)
     }
 

@@ -124,6 +124,12 @@ fn status_line(state: &AppState, theme: &Theme) -> Line<'static> {
             ));
         }
     }
+    if let Some(e) = &t.index_error {
+        spans.push(Span::styled(
+            format!("✗ {}  ", sanitize::line(e)),
+            theme.style(Role::AlertError),
+        ));
+    }
     let n = t.index.steps.len();
     spans.push(Span::styled(
         format!(
@@ -198,7 +204,7 @@ fn sessions(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme) 
             s.invocations.len(),
             steps,
             format!("{tin}/{tout}"),
-            latency(Some(lat)),
+            latency(lat),
         );
         let rest = if narrow {
             ellipsize(&rest, width.saturating_sub(11))

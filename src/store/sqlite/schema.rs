@@ -180,16 +180,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE trace_steps ADD COLUMN kind_set INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE trace_steps ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;",
     // 4 (traces explorer): full-text search over every trace event: the string values of its raw
-    // JSON (unescaped, so a prompt's words are words), kept by a trigger; contentless, so the
-    // text is stored once (in trace_events) and a match gives the event's rowid.
+    // JSON (unescaped, so a prompt's words are words); contentless, so the text is stored once
+    // (in trace_events) and a match gives the event's rowid. Filled by the reader before a
+    // search, from `indexed_upto` on, a chunk at a time, so writing a trace costs nothing more.
     "CREATE VIRTUAL TABLE trace_text USING fts5(body, content='');
-    INSERT INTO trace_text (rowid, body) SELECT rowid, \
-        (SELECT group_concat(value, ' ') FROM json_tree(trace_events.raw) WHERE type = 'text') \
-        FROM trace_events;
-    CREATE TRIGGER trace_text_insert AFTER INSERT ON trace_events BEGIN
-        INSERT INTO trace_text (rowid, body) VALUES (new.rowid,
-            (SELECT group_concat(value, ' ') FROM json_tree(new.raw) WHERE type = 'text'));
-    END;",
+    CREATE TABLE trace_text_state (
+        one          INTEGER PRIMARY KEY CHECK (one = 1),
+        indexed_upto INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO trace_text_state (one, indexed_upto) VALUES (1, 0);",
     // 5 (metrics): the model each invocation used and the model and tool time its trace accounts
     // for (kept as the trace is written, so metrics never read the events), an index to find
     // the request an invocation raised, and engineers' marks on executed steps (append only:

@@ -17,6 +17,30 @@ use crate::store::{
     StoreError, StoredEvent, TraceStore, TurnWrite,
 };
 
+/// Called after every trace write this process commits.
+type CommitListener = Box<dyn Fn() -> bool + Send>;
+
+static COMMIT_LISTENERS: std::sync::Mutex<Vec<CommitListener>> = std::sync::Mutex::new(Vec::new());
+
+/// Calls `listener` after every trace write committed by this process (to any SQLite store),
+/// until it returns false. A console in the same process as the runner (the demo) learns of a
+/// new step at once, without waiting for the file watcher's settling reload; other processes
+/// are still seen through the watcher.
+pub fn on_trace_commit(listener: impl Fn() -> bool + Send + 'static) {
+    COMMIT_LISTENERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(Box::new(listener));
+}
+
+/// Tells the listeners a trace write was committed.
+pub(super) fn trace_committed() {
+    COMMIT_LISTENERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .retain(|listener| listener());
+}
+
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -502,6 +526,55 @@ fn finish(
     Ok(())
 }
 
+/// Trace events indexed for search per transaction: the write lock is held for one chunk at a
+/// time, so a first search over a large store never stalls the runner for long.
+const TEXT_CHUNK: i64 = 5_000;
+
+impl SqliteStore {
+    /// Brings the full-text index up to the last recorded event, a chunk per transaction.
+    fn index_text(&self) -> Result<(), StoreError> {
+        let shown = self.shown();
+        loop {
+            let more = self.trace_write("indexing trace text for search", |tx| {
+                let err = |e: rusqlite::Error| db_error(&shown, "indexing trace text", &e);
+                let from: i64 = tx
+                    .query_row("SELECT indexed_upto FROM trace_text_state", [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(err)?;
+                let last: i64 = tx
+                    .query_row(
+                        "SELECT coalesce(max(rowid), 0) FROM trace_events",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
+                let upto = last.min(from.saturating_add(TEXT_CHUNK));
+                if upto <= from {
+                    return Ok(false);
+                }
+                tx.execute(
+                    "INSERT INTO trace_text (rowid, body) SELECT rowid, \
+                     (SELECT group_concat(value, ' ') FROM json_tree(trace_events.raw) \
+                      WHERE type = 'text') \
+                     FROM trace_events WHERE rowid > ?1 AND rowid <= ?2",
+                    params![from, upto],
+                )
+                .map_err(err)?;
+                tx.execute(
+                    "UPDATE trace_text_state SET indexed_upto = ?1",
+                    params![upto],
+                )
+                .map_err(err)?;
+                Ok(upto < last)
+            })?;
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+}
+
 impl TraceStore for SqliteStore {
     fn begin_invocation(&self, s: &InvocationStart) -> Result<(), StoreError> {
         let shown = self.shown();
@@ -757,6 +830,7 @@ impl TraceStore for SqliteStore {
     }
 
     fn search_steps(&self, text: &str, lim: usize) -> Result<Vec<(String, u64)>, StoreError> {
+        self.index_text()?;
         // Each word becomes a quoted prefix phrase, so no input is FTS5 syntax.
         let query: Vec<String> = text
             .split_whitespace()

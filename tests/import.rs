@@ -427,7 +427,7 @@ fn a_body_captured_live_from_the_simulator_imports_through_the_binary() {
     let r = sb.run(&["import", bad.to_str().unwrap(), p]);
     r.code(2)
         .err_has(&["bad.jsonl: line 2:", "1 record(s) rejected"]);
-    r.out_has(&["bad.jsonl: jsonl", "1 events", "1 error"]);
+    r.out_has(&["bad.jsonl: jsonl, 38 bytes, 1 events", "1 error"]);
     let traces_out = sb.run(&["traces", "--json"]).code(0).json();
     let sessions: Vec<&str> = traces_out
         .as_array()

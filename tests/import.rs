@@ -427,7 +427,34 @@ fn a_body_captured_live_from_the_simulator_imports_through_the_binary() {
     let r = sb.run(&["import", bad.to_str().unwrap(), p]);
     r.code(2)
         .err_has(&["bad.jsonl: line 2:", "1 record(s) rejected"]);
-    r.out_has(&["bad.jsonl: jsonl", "1 events", "1 error"]);
+    r.out_has(&["bad.jsonl: jsonl, 38 bytes, 1 events", "1 error"]);
+    // Without enableTrace a body holds only chunks and names no session: --session gives it.
+    let quiet = capture(
+        &addr,
+        "/agents/KBAGENT003/agentAliases/LIVE/sessions/quiet-1/text",
+        r#"{"inputText":"what is the travel policy?"}"#,
+    );
+    let (traces, chunks, text) = expected_chunks(&quiet);
+    assert_eq!(traces, 0);
+    let quiet_path = sb.path("quiet.bin");
+    std::fs::write(&quiet_path, &quiet).unwrap();
+    let out = sb
+        .run(&[
+            "import",
+            quiet_path.to_str().unwrap(),
+            "--session",
+            "quiet-1",
+            "--json",
+        ])
+        .code(0)
+        .json();
+    assert_eq!(out[0]["events"], chunks as u64);
+    let shown = sb
+        .run(&["traces", "show", "quiet-1", "--json"])
+        .code(0)
+        .json();
+    assert_eq!(shown["turns"][0]["outcome"], "finished");
+    assert!(!text.is_empty());
     let traces_out = sb.run(&["traces", "--json"]).code(0).json();
     let sessions: Vec<&str> = traces_out
         .as_array()

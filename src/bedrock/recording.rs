@@ -138,6 +138,9 @@ const READ_SIZE: usize = 1 << 20;
 #[allow(clippy::struct_excessive_bools)]
 pub struct Recording<R> {
     input: R,
+    /// What is being read (after a JSON array's `]`, JSON values).
+    mode: Format,
+    /// The format the file is in.
     format: Format,
     chunks: ChunkBytes,
     buf: Vec<u8>,
@@ -183,6 +186,7 @@ impl<R: Read> Recording<R> {
     pub fn new(input: R, format: Option<Format>, chunks: ChunkBytes) -> std::io::Result<Self> {
         let mut r = Self {
             input,
+            mode: Format::Json,
             format: Format::Json,
             chunks,
             buf: Vec::with_capacity(READ_SIZE),
@@ -195,10 +199,11 @@ impl<R: Read> Recording<R> {
             last: (0, 0),
             failed: false,
         };
-        r.format = match format {
+        r.mode = match format {
             Some(f) => f,
             None => r.sniff()?,
         };
+        r.format = r.mode;
         Ok(r)
     }
 
@@ -300,7 +305,7 @@ impl<R: Read> Recording<R> {
         if self.failed {
             return Ok(None);
         }
-        match self.format {
+        match self.mode {
             Format::Eventstream => self.next_frame(),
             Format::Jsonl => self.next_line(),
             Format::JsonArray | Format::Json => self.next_value(),
@@ -363,7 +368,7 @@ impl<R: Read> Recording<R> {
 
     /// The next element of the array, or the next top-level value.
     fn next_value(&mut self) -> std::io::Result<Option<Item>> {
-        let array = self.format == Format::JsonArray;
+        let array = self.mode == Format::JsonArray;
         loop {
             // Skip blanks (and separators between array elements), counting lines.
             loop {
@@ -402,7 +407,7 @@ impl<R: Read> Recording<R> {
                 self.closed = true;
                 self.pos += 1;
                 // Anything after the array is more values.
-                self.format = Format::Json;
+                self.mode = Format::Json;
                 self.opened = false;
                 continue;
             }
@@ -843,6 +848,43 @@ fn frame_record(m: &Message) -> Result<Record, String> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    type Seen = Result<Location, (Location, String)>;
+
+    fn read(bytes: &[u8]) -> (Format, Vec<Seen>) {
+        let mut r = Recording::new(bytes, None, ChunkBytes::Auto).unwrap();
+        let mut out = Vec::new();
+        while let Some(item) = r.next_item().unwrap() {
+            out.push(match item {
+                Item::Good(_, at) => Ok(at),
+                Item::Bad(at, e) => Err((at, e)),
+            });
+        }
+        (r.format(), out)
+    }
+
+    #[test]
+    fn the_scanner_ignores_brackets_and_quotes_inside_strings() {
+        let text = "[{\"chunk\": {\"bytes\": \"]},\\\"[{\"}},\n {\"chunk\": {\"bytes\": \"x\"}}\n]";
+        let (format, items) = read(text.as_bytes());
+        assert_eq!(format, Format::JsonArray);
+        assert_eq!(items, [Ok(Location::Line(1)), Ok(Location::Line(2))]);
+        // Pretty-printed objects one after another, then a bad one.
+        let text = "{\n \"chunk\": {\"bytes\": \"a\"}\n}\n{\n \"chunk\": 5\n}\n";
+        let (format, items) = read(text.as_bytes());
+        assert_eq!(format, Format::Json);
+        assert_eq!(items[0], Ok(Location::Line(1)));
+        assert!(
+            matches!(&items[1], Err((Location::Line(4), _))),
+            "{items:?}"
+        );
+        // An array without its `]` is reported.
+        let (_, items) = read(b"[{\"chunk\": {}},\n{\"chunk\": {}}");
+        assert!(
+            matches!(&items[..], [Ok(_), Err((_, e))] if e.contains("no closing")),
+            "{items:?}"
+        );
+    }
 
     #[test]
     fn python_repr_bytes_unescape() {

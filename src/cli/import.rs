@@ -193,8 +193,8 @@ pub fn run(
         {
             writeln!(
                 out,
-                "{shown}: {} {}, {} events, {} steps, {} invocations ({} already imported), {} \
-                 sessions, {} error{}",
+                "{shown}: {}, {} bytes, {} events, {} steps, {} invocations ({} already \
+                 imported), {} sessions, {} error{}",
                 s.format.unwrap_or("?"),
                 s.bytes,
                 s.events,

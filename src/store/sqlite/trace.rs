@@ -284,7 +284,9 @@ fn append_batch(
         };
         let key = event.step_key();
         let kind = event.kind_name();
-        let at = if let Some(i) = touched.iter().position(|t| t.trace_id == key) {
+        // From the end: a step's events mostly come together, so a long batch of many steps
+        // finds its step at once.
+        let at = if let Some(i) = touched.iter().rposition(|t| t.trace_id == key) {
             i
         } else {
             let existing = if fresh {

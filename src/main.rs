@@ -209,6 +209,9 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             &mut stdout,
         )
         .map_err(|e| CliError::bad_input(e.to_string())),
+        Some(Command::Cloudwatch(args)) => {
+            agentdeck::cloudwatch::cli::run(g.cloudwatch_endpoint.as_deref(), args, &mut stdout)
+        }
         Some(cmd) => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
             let opened = open_store(&spec, g.store_endpoint.as_deref())?;
@@ -257,7 +260,10 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 Command::Traces(args) => {
                     agentdeck::cli::traces::run(opened.sqlite("traces")?, args, &mut stdout)
                 }
-                Command::Demo(_) | Command::Sim { .. } | Command::Init { .. } => Ok(()),
+                Command::Demo(_)
+                | Command::Sim { .. }
+                | Command::Init { .. }
+                | Command::Cloudwatch(_) => Ok(()),
             }
         }
     }

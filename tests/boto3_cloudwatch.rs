@@ -7,43 +7,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
 
-use std::path::PathBuf;
-use std::process::Command;
+mod sim_support;
+
 use std::time::Duration;
 
 use agentdeck::cloudwatch::{self, Datum, DatumValue, Unit};
-use agentdeck::sim::{SimConfig, start};
 use chrono::Utc;
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("AGENTDECK_PYTHON").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py/bin/python"),
-        PathBuf::from,
-    );
-    let ok = Command::new(&path)
-        .args(["-c", "import boto3"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import boto3: run `bash .ci/test`, which installs it into target/py",
-        path.display()
-    );
-    path
-}
 
 #[test]
 fn boto3_reads_the_same_cloudwatch_figures() {
-    let python = python();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = rt.block_on(async {
-        start(SimConfig {
-            time_scale: 0.0,
-            ..SimConfig::builtin().unwrap()
-        })
-        .await
-        .unwrap()
-    });
+    let (rt, sim) = sim_support::started();
     let endpoint = sim.endpoint();
     let now = Utc::now();
     let window = Duration::from_secs(3600);
@@ -103,20 +76,14 @@ fn boto3_reads_the_same_cloudwatch_figures() {
             .await
             .unwrap()
     });
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/boto3/cloudwatch.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&endpoint)
-        .arg(start_t.timestamp().to_string())
-        .arg(end_t.timestamp().to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "boto3 script failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = sim_support::boto3_script(
+        "cloudwatch.py",
+        &[
+            endpoint.clone(),
+            start_t.timestamp().to_string(),
+            end_t.timestamp().to_string(),
+        ],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["protocol"], "json", "botocore's resolved protocol: {v}");
     let names: Vec<&str> = v["metricNames"]
         .as_array()

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatch::Client;
-use aws_sdk_cloudwatch::config::{Credentials, Region};
+use aws_sdk_cloudwatch::config::Region;
 use aws_sdk_cloudwatch::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatch::types::{
     Dimension, DimensionFilter, Metric, MetricDataQuery, MetricDatum, MetricStat, ScanBy,
@@ -124,13 +124,7 @@ pub fn loopback(endpoint_url: &str) -> Client {
     let conf = aws_sdk_cloudwatch::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIDLOCAL",
-            "local",
-            None,
-            None,
-            "loopback",
-        ))
+        .credentials_provider(crate::bedrock::runner::loopback_credentials())
         .endpoint_url(endpoint_url)
         .build();
     Client::from_conf(conf)

@@ -381,6 +381,11 @@ fn text<'a>(m: &'a Map, key: &str, field: &str) -> Result<Option<&'a str>, CwErr
     }
 }
 
+fn required<'a>(m: &'a Map, key: &str, field: &str) -> Result<&'a str, CwError> {
+    text(m, key, field)?
+        .ok_or_else(|| CwError::missing(format!("The parameter {field} is required.")))
+}
+
 fn number(v: &Value, field: &str) -> Result<f64, CwError> {
     match v {
         Value::Float(f) => Ok(*f),
@@ -444,10 +449,8 @@ fn dimensions(m: &Map, field: &str) -> Result<Vec<(String, String)>, CwError> {
     for (i, d) in dims.iter().enumerate() {
         let f = format!("{field}.Dimensions.member.{}", i + 1);
         let d = map(d, &f)?;
-        let name = text(d, "Name", &format!("{f}.Name"))?
-            .ok_or_else(|| CwError::missing(format!("The parameter {f}.Name is required.")))?;
-        let value = text(d, "Value", &format!("{f}.Value"))?
-            .ok_or_else(|| CwError::missing(format!("The parameter {f}.Value is required.")))?;
+        let name = required(d, "Name", &format!("{f}.Name"))?;
+        let value = required(d, "Value", &format!("{f}.Value"))?;
         check_len(name, &format!("{f}.Name"), 1, 255)?;
         check_len(value, &format!("{f}.Value"), 1, 1024)?;
         if out.iter().any(|(n, _)| n == name) {
@@ -512,8 +515,7 @@ fn list_metrics(store: &MetricStore, req: &Map, now: DateTime<Utc>) -> Result<Va
     for (i, d) in raw.iter().enumerate() {
         let f = format!("Dimensions.member.{}", i + 1);
         let d = map(d, &f)?;
-        let name = text(d, "Name", &format!("{f}.Name"))?
-            .ok_or_else(|| CwError::missing(format!("The parameter {f}.Name is required.")))?;
+        let name = required(d, "Name", &format!("{f}.Name"))?;
         filters.push(DimensionFilter {
             name: name.to_owned(),
             value: text(d, "Value", &format!("{f}.Value"))?.map(str::to_owned),
@@ -565,8 +567,7 @@ fn valid_period(p: f64) -> bool {
 fn parse_query(raw: &Value, index: usize) -> Result<Query, CwError> {
     let f = format!("MetricDataQueries.member.{}", index + 1);
     let q = map(raw, &f)?;
-    let id = text(q, "Id", &format!("{f}.Id"))?
-        .ok_or_else(|| CwError::missing(format!("The parameter {f}.Id is required.")))?;
+    let id = required(q, "Id", &format!("{f}.Id"))?;
     check_len(id, &format!("{f}.Id"), 1, 255)?;
     let mut chars = id.chars();
     if !chars.next().is_some_and(|c| c.is_ascii_lowercase())
@@ -593,26 +594,16 @@ fn parse_query(raw: &Value, index: usize) -> Result<Query, CwError> {
         })?,
         &format!("{f}.MetricStat.Metric"),
     )?;
-    let ns = text(
+    let ns = required(
         metric,
         "Namespace",
         &format!("{f}.MetricStat.Metric.Namespace"),
-    )?
-    .ok_or_else(|| {
-        CwError::missing(format!(
-            "The parameter {f}.MetricStat.Metric.Namespace is required."
-        ))
-    })?;
-    let name = text(
+    )?;
+    let name = required(
         metric,
         "MetricName",
         &format!("{f}.MetricStat.Metric.MetricName"),
-    )?
-    .ok_or_else(|| {
-        CwError::missing(format!(
-            "The parameter {f}.MetricStat.Metric.MetricName is required."
-        ))
-    })?;
+    )?;
     let dims = dimensions(metric, &format!("{f}.MetricStat.Metric"))?;
     let period = num(ms, "Period", &format!("{f}.MetricStat.Period"))?.ok_or_else(|| {
         CwError::missing(format!("The parameter {f}.MetricStat.Period is required."))
@@ -622,9 +613,7 @@ fn parse_query(raw: &Value, index: usize) -> Result<Query, CwError> {
             "The parameter {f}.MetricStat.Period must be 1, 5, 10, 20, 30, or a multiple of 60 (it is {period})."
         )));
     }
-    let stat_name = text(ms, "Stat", &format!("{f}.MetricStat.Stat"))?.ok_or_else(|| {
-        CwError::missing(format!("The parameter {f}.MetricStat.Stat is required."))
-    })?;
+    let stat_name = required(ms, "Stat", &format!("{f}.MetricStat.Stat"))?;
     let stat = Stat::parse(stat_name).ok_or_else(|| {
         CwError::invalid(format!(
             "The value {stat_name} for parameter {f}.MetricStat.Stat is not supported: use SampleCount, Average, Sum, Minimum, Maximum or a percentile pNN (the stand-in computes no trimmed or windowed statistics)."
@@ -802,8 +791,7 @@ fn check_value(v: f64, field: &str) -> Result<f64, CwError> {
 fn parse_datum(raw: &Value, index: usize, ns: &str, now_ms: i64) -> Result<Datum, CwError> {
     let f = format!("MetricData.member.{}", index + 1);
     let d = map(raw, &f)?;
-    let name = text(d, "MetricName", &format!("{f}.MetricName"))?
-        .ok_or_else(|| CwError::missing(format!("The parameter {f}.MetricName is required.")))?;
+    let name = required(d, "MetricName", &format!("{f}.MetricName"))?;
     check_len(name, &format!("{f}.MetricName"), 1, 255)?;
     let dims = dimensions(d, &f)?;
     let at_ms = time(d, "Timestamp", &format!("{f}.Timestamp"))?.unwrap_or(now_ms);
@@ -922,8 +910,7 @@ fn put_metric_data(
     req: &Map,
     now: DateTime<Utc>,
 ) -> Result<Value, CwError> {
-    let ns = text(req, "Namespace", "Namespace")?
-        .ok_or_else(|| CwError::missing("The parameter Namespace is required."))?;
+    let ns = required(req, "Namespace", "Namespace")?;
     check_len(ns, "Namespace", 1, 255)?;
     if ns.starts_with("AWS/") {
         return Err(CwError::invalid(format!(

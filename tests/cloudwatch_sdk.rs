@@ -543,10 +543,21 @@ fn usage(trace: &aws_sdk_bedrockagentruntime::types::Trace) -> (i32, i32) {
     })
 }
 
-/// Runs one turn with traces on; the tokens its traces report.
-async fn turn(c: &aws_sdk_bedrockagentruntime::Client, session: &str, text: &str) -> (i32, i32) {
+/// Runs one turn with traces on (`stream`: the final answer streamed); the tokens its traces
+/// report.
+async fn turn(
+    c: &aws_sdk_bedrockagentruntime::Client,
+    session: &str,
+    text: &str,
+    stream: bool,
+) -> (i32, i32) {
     let mut out = c
         .invoke_agent()
+        .set_streaming_configurations(stream.then(|| {
+            aws_sdk_bedrockagentruntime::types::StreamingConfigurations::builder()
+                .stream_final_response(true)
+                .build()
+        }))
         .agent_id("PAYAGENT01")
         .agent_alias_id("PRODALIAS")
         .session_id(session)
@@ -581,7 +592,7 @@ async fn simulated_agents_publish_bedrock_metrics_that_read_bedrock_finds() {
     .iter()
     .enumerate()
     {
-        let (a, o) = turn(&b, &format!("cw-{i}"), text).await;
+        let (a, o) = turn(&b, &format!("cw-{i}"), text, i == 1).await;
         tin += a;
         tout += o;
     }
@@ -631,6 +642,9 @@ async fn simulated_agents_publish_bedrock_metrics_that_read_bedrock_finds() {
         .find(|f| f.agent_id == "PAYAGENT01" && f.alias_id == "PRODALIAS")
         .unwrap();
     assert_eq!(f.invocations, 4.0, "{f:?}");
+    // Only the streamed turn has a time to first token, and it comes before the turn ends.
+    let ttft = f.ttft_p95_ms.unwrap();
+    assert!(ttft > 0.0 && ttft <= f.total_time_p95_ms.unwrap(), "{f:?}");
     assert_eq!(f.client_errors, 1.0);
     assert_eq!(f.server_errors + f.throttles, 0.0);
     assert_eq!(

@@ -611,14 +611,13 @@ async fn cloudwatch(
             ))),
         }
         .map(|bytes| {
-            cw::serve(
-                &shared.cloudwatch,
+            let call = cw::Call {
                 codec,
                 op,
-                &bytes,
+                body: &bytes,
                 gzip,
-                shared.clock.wall(),
-            )
+            };
+            cw::serve(&shared.cloudwatch, call, shared.clock.wall())
         })
     };
     let (status, body, error) = match answer {

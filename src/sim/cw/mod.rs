@@ -256,24 +256,28 @@ pub struct Answer {
     pub error: Option<CwError>,
 }
 
-/// Serve one CloudWatch operation. `gzip` says the body is gzip-compressed.
-pub fn serve(
-    store: &std::sync::Mutex<MetricStore>,
-    codec: Codec,
-    op: &str,
-    body: &[u8],
-    gzip: bool,
-    now: DateTime<Utc>,
-) -> Answer {
-    match serve_inner(store, codec, op, body, gzip, now) {
+/// One CloudWatch call as it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub codec: Codec,
+    /// The operation name, e.g. `GetMetricData`.
+    pub op: &'a str,
+    pub body: &'a [u8],
+    /// The body is gzip-compressed (`Content-Encoding: gzip`).
+    pub gzip: bool,
+}
+
+/// Serve one CloudWatch call.
+pub fn serve(store: &std::sync::Mutex<MetricStore>, call: Call<'_>, now: DateTime<Utc>) -> Answer {
+    match serve_inner(store, call, now) {
         Ok(v) => Answer {
             status: 200,
-            body: codec.encode(&v),
+            body: call.codec.encode(&v),
             error: None,
         },
         Err(e) => Answer {
             status: e.status,
-            body: e.body(codec),
+            body: e.body(call.codec),
             error: Some(e),
         },
     }
@@ -281,12 +285,15 @@ pub fn serve(
 
 fn serve_inner(
     store: &std::sync::Mutex<MetricStore>,
-    codec: Codec,
-    op: &str,
-    body: &[u8],
-    gzip: bool,
+    call: Call<'_>,
     now: DateTime<Utc>,
 ) -> Result<Value, CwError> {
+    let Call {
+        codec,
+        op,
+        body,
+        gzip,
+    } = call;
     if !matches!(op, "ListMetrics" | "GetMetricData" | "PutMetricData") {
         return Err(CwError::unknown_operation(op));
     }

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod bedrock;
 pub mod cli;
+pub mod cloudwatch;
 pub mod config;
 pub mod domain;
 pub mod runtime;

@@ -223,6 +223,9 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             &mut stdout,
         )
         .map_err(|e| CliError::bad_input(e.to_string())),
+        Some(Command::Cloudwatch(args)) => {
+            agentdeck::cloudwatch::cli::run(g.cloudwatch_endpoint.as_deref(), args, &mut stdout)
+        }
         Some(cmd) => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
             let opened = open_store(&spec, g.store_endpoint.as_deref())?;
@@ -287,7 +290,10 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     now,
                     &mut stdout,
                 ),
-                Command::Demo(_) | Command::Sim { .. } | Command::Init { .. } => Ok(()),
+                Command::Demo(_)
+                | Command::Sim { .. }
+                | Command::Init { .. }
+                | Command::Cloudwatch(_) => Ok(()),
             }
         }
     }

@@ -4,52 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use agentdeck::sim::{SimConfig, start};
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("AGENTDECK_PYTHON").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py/bin/python"),
-        PathBuf::from,
-    );
-    let ok = Command::new(&path)
-        .args(["-c", "import boto3"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import boto3: run `bash .ci/test`, which installs it into target/py",
-        path.display()
-    );
-    path
-}
+mod sim_support;
 
 #[test]
 fn boto3_round_trips_through_the_simulator() {
-    let python = python();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = rt.block_on(async {
-        start(SimConfig {
-            time_scale: 0.0,
-            ..SimConfig::builtin().unwrap()
-        })
-        .await
-        .unwrap()
-    });
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/boto3/invoke_agent.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(sim.endpoint())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "boto3 script failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (rt, sim) = sim_support::started();
+    let v = sim_support::boto3_script("invoke_agent.py", &[sim.endpoint()]);
 
     let first = &v["first"];
     assert_eq!(first["sessionId"], "boto3-session-1");

@@ -4,21 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bin_support;
+mod sim_support;
 
-use agentdeck::sim::{SimConfig, start};
 use bin_support::Sandbox;
 
 #[test]
 fn traces_list_sessions_and_show_the_turn_tree() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = rt.block_on(async {
-        start(SimConfig {
-            time_scale: 0.0,
-            ..SimConfig::builtin().unwrap()
-        })
-        .await
-        .unwrap()
-    });
+    let (rt, sim) = sim_support::started();
     let url = sim.endpoint();
     let sb = Sandbox::new();
     sb.run(&[

@@ -124,6 +124,12 @@ fn now_rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// Fixed credentials for a local endpoint (the simulator checks that requests are signed, not
+/// by whom): shared by every AWS client agentdeck points at loopback.
+pub(crate) fn loopback_credentials() -> Credentials {
+    Credentials::new("AKIDLOCAL", "local", None, None, "loopback")
+}
+
 impl BedrockRunner {
     /// A client from aws-config's standard chain (credentials, profile, region), with the
     /// settings applied over it.
@@ -169,13 +175,7 @@ impl BedrockRunner {
         let conf = aws_sdk_bedrockagentruntime::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                "AKIDLOCAL",
-                "local",
-                None,
-                None,
-                "loopback",
-            ))
+            .credentials_provider(loopback_credentials())
             .endpoint_url(endpoint_url)
             .build();
         let mut runner = Self::from_conf(conf);

@@ -40,6 +40,15 @@ pub struct Global {
         env = "AGENTDECK_STORE_ENDPOINT"
     )]
     pub store_endpoint: Option<String>,
+    /// CloudWatch endpoint, e.g. the simulator's http://127.0.0.1:8777 (default: the standard
+    /// AWS chain's region endpoint).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "AGENTDECK_CLOUDWATCH_ENDPOINT"
+    )]
+    pub cloudwatch_endpoint: Option<String>,
     /// Theme: dark, light, high-contrast, or a path to a theme file. NO_COLOR is honoured.
     #[arg(long, global = true, value_name = "NAME|PATH")]
     pub theme: Option<String>,
@@ -117,6 +126,8 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         endpoint_url: Option<String>,
     },
+    /// Read Bedrock's own CloudWatch metrics (AWS/Bedrock/Agents) per agent alias.
+    Cloudwatch(crate::cloudwatch::cli::CloudWatchArgs),
     /// Verify or export the audit log.
     Audit {
         #[command(subcommand)]

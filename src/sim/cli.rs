@@ -104,8 +104,17 @@ pub fn banner(endpoint: &str, agents: &[AgentSummary], faults: &Faults, seed: u6
     );
     let _ = writeln!(
         s,
-        "  Rust SDK: aws_sdk_bedrockagentruntime::config::Builder::new().endpoint_url(\"{endpoint}\"). (The AWS CLI has no invoke-agent.) Ctrl-C stops."
+        "  Rust SDK: aws_sdk_bedrockagentruntime::config::Builder::new().endpoint_url(\"{endpoint}\"). (The AWS CLI has no invoke-agent.)"
     );
+    let _ = writeln!(
+        s,
+        "CloudWatch on the same endpoint (ListMetrics, GetMetricData, PutMetricData; RPC v2 CBOR and JSON 1.0): each call above records the AWS/Bedrock/Agents metrics Bedrock publishes. Try:"
+    );
+    let _ = writeln!(
+        s,
+        "  agentdeck --cloudwatch-endpoint {endpoint} cloudwatch read --window 15m"
+    );
+    let _ = writeln!(s, "Ctrl-C stops.");
     s
 }
 

@@ -142,6 +142,8 @@ pub(crate) struct Runner<'w> {
     pub out: Vec<Planned>,
     /// Set when the invocation leaves a return of control pending.
     pub pending: Option<Pending>,
+    /// Every model call made, for the CloudWatch metrics Bedrock would publish.
+    pub model_calls: Vec<super::cw::ModelCall>,
 }
 
 pub(crate) fn uuid(rng: &mut fastrand::Rng) -> String {
@@ -298,6 +300,7 @@ impl<'w> Runner<'w> {
             now_ms: 0,
             out: Vec::new(),
             pending: None,
+            model_calls: Vec::new(),
         }
     }
 
@@ -412,6 +415,11 @@ impl<'w> Runner<'w> {
         let [lo, hi] = act.st.agent.model_ms;
         let (start, end) = self.advance(lo, hi);
         let output_tokens = (raw.len() / 4) as u64 + self.rng.u64(5..60);
+        self.model_calls.push(super::cw::ModelCall {
+            latency_ms: end - start,
+            input_tokens,
+            output_tokens,
+        });
         let metadata = self.metadata(start, end, Some((input_tokens, output_tokens)));
         let mut output = json!({
             "traceId": trace_id,
@@ -1118,6 +1126,11 @@ impl<'w> Runner<'w> {
             }
             let end = self.now_ms;
             let tokens = (text.len() / 4) as u64 + 10;
+            self.model_calls.push(super::cw::ModelCall {
+                latency_ms: end - start,
+                input_tokens: 1800,
+                output_tokens: tokens,
+            });
             let metadata = self.metadata(start, end, Some((1800, tokens)));
             self.trace(
                 act,

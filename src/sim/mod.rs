@@ -15,6 +15,7 @@
 //!   new invocationId.
 
 pub mod cli;
+pub mod cw;
 mod engine;
 pub mod error;
 pub mod fault;
@@ -238,6 +239,16 @@ impl SimHandle {
     /// saves waiting out a real TTL.
     pub fn advance_clock(&self, by: Duration) {
         self.shared.clock.advance(by);
+    }
+
+    /// The CloudWatch stand-in's metric store (what `agentdeck sim` answers on its port under
+    /// `/service/GraniteServiceVersion20100801/...`): record or inspect metrics directly.
+    pub fn with_metrics<T>(&self, f: impl FnOnce(&mut cw::store::MetricStore) -> T) -> T {
+        f(&mut self
+            .shared
+            .cloudwatch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// Stop accepting, close open connections, and wait for the server task.

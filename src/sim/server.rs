@@ -16,10 +16,12 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use super::cw::{self, store::MetricStore};
 use super::engine::{self, Options, Out, Planned, Runner, World, match_results};
 use super::error::AwsError;
 use super::fault::{Corrupt, FaultPlan, Faults};
 use super::frame;
+use super::frame::EventType;
 use super::session::{Clock, Sessions, Spent};
 use super::{SimStats, scenario};
 
@@ -46,6 +48,8 @@ pub(crate) struct Shared {
     sessions: Mutex<Sessions>,
     resumes: Mutex<HashMap<String, u32>>,
     counters: Counters,
+    /// The CloudWatch stand-in's metrics: what the agents publish, plus whatever is put.
+    pub cloudwatch: Mutex<MetricStore>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -75,6 +79,7 @@ impl Shared {
             sessions: Mutex::new(Sessions::default()),
             resumes: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            cloudwatch: Mutex::new(MetricStore::default()),
         }
     }
 
@@ -437,6 +442,19 @@ fn parse_body(bytes: &[u8]) -> Result<Invoke, AwsError> {
 
 pub(crate) async fn handle(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<ChannelBody> {
     let path = req.uri().path().to_owned();
+    if let Some(op) = path.strip_prefix(cw::PATH_PREFIX) {
+        let op = op.to_owned();
+        return cloudwatch(req, shared, &op, cw::Codec::Cbor).await;
+    }
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(cw::JSON_TARGET_PREFIX))
+        .map(str::to_owned);
+    if let (Some(op), "/") = (target, path.as_str()) {
+        return cloudwatch(req, shared, &op, cw::Codec::Json).await;
+    }
     let fallback_id = engine::uuid(&mut fastrand::Rng::with_seed(mix(
         shared.seed,
         &[
@@ -472,17 +490,161 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: &Arc<Shared>) -> Resp
     };
     let invoke = match parse_body(&bytes) {
         Ok(i) => i,
-        Err(e) => return error_response(shared, &e, &fallback_id),
+        Err(e) => {
+            record(shared, &route, &region, Err(&e));
+            return error_response(shared, &e, &fallback_id);
+        }
     };
     match plan(shared, &route, &invoke, &region) {
-        Ok(p) => stream(shared, p, &route, invoke.memory_id.as_deref()),
-        Err((e, rid)) => error_response(shared, &e, &rid),
+        Ok(p) => {
+            record(shared, &route, &region, Ok(&p));
+            stream(shared, p, &route, invoke.memory_id.as_deref())
+        }
+        Err((e, rid)) => {
+            record(shared, &route, &region, Err(&e));
+            error_response(shared, &e, &rid)
+        }
     }
+}
+
+fn outcome_of(e: &AwsError) -> cw::Outcome {
+    match e.status {
+        429 => cw::Outcome::Throttled,
+        s if s >= 500 => cw::Outcome::ServerError,
+        _ => cw::Outcome::ClientError,
+    }
+}
+
+/// The `AWS/Bedrock/Agents` metrics Bedrock would publish for this call, into the stand-in.
+fn record(shared: &Shared, route: &Route, region: &str, result: Result<&Prepared, &AwsError>) {
+    let model_id = shared
+        .world
+        .agents
+        .get(&route.agent_id)
+        .filter(|a| a.aliases.contains(&route.alias_id))
+        .map(|a| a.foundation_model.clone());
+    let mut inv = cw::Invocation {
+        at: shared.clock.wall(),
+        alias_arn: engine::alias_arn(region, &route.agent_id, &route.alias_id),
+        model_id,
+        outcome: cw::Outcome::Ok,
+        total_ms: None,
+        ttft_ms: None,
+        model_calls: Vec::new(),
+    };
+    match result {
+        Err(e) => inv.outcome = outcome_of(e),
+        Ok(p) => {
+            let failed = p.faults.exception.as_ref().map(|(_, e)| e).or_else(|| {
+                p.items.iter().find_map(|i| match &i.out {
+                    Out::Exception(e) => Some(e),
+                    Out::Event(..) => None,
+                })
+            });
+            if let Some(e) = failed {
+                inv.outcome = outcome_of(e);
+            }
+            inv.total_ms = Some(p.items.last().map_or(0, |i| i.at_ms));
+            if p.streaming {
+                inv.ttft_ms = p
+                    .items
+                    .iter()
+                    .find(|i| matches!(i.out, Out::Event(EventType::Chunk, _)))
+                    .map(|i| i.at_ms);
+            }
+            inv.model_calls.clone_from(&p.model_calls);
+        }
+    }
+    cw::record_invocation(&mut lock(&shared.cloudwatch), &inv);
+}
+
+/// A CloudWatch call over RPC v2 CBOR (see `cw`).
+async fn cloudwatch(
+    req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    op: &str,
+    codec: cw::Codec,
+) -> Response<ChannelBody> {
+    let request_id = engine::uuid(&mut fastrand::Rng::with_seed(mix(
+        shared.seed,
+        &[
+            "cloudwatch",
+            op,
+            &shared.counters.errors.load(Ordering::Relaxed).to_string(),
+            &shared.clock.now().as_nanos().to_string(),
+        ],
+    )));
+    let answer = if req.method() != hyper::Method::POST {
+        Err(cw::CwError::unknown_operation(&format!(
+            "{} {op}",
+            req.method()
+        )))
+    } else if let Err(e) = check_auth(&req) {
+        Err(cw::CwError {
+            status: e.status,
+            code: e.code,
+            shape: e.code,
+            message: e.message,
+        })
+    } else if codec == cw::Codec::Cbor
+        && req
+            .headers()
+            .get("smithy-protocol")
+            .is_none_or(|v| v.as_bytes() != b"rpc-v2-cbor")
+    {
+        Err(cw::CwError::serialization(
+            "This endpoint speaks Smithy RPC v2 CBOR: send the header smithy-protocol: rpc-v2-cbor and a CBOR body.",
+        ))
+    } else {
+        let gzip = req
+            .headers()
+            .get("content-encoding")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        match http_body_util::Limited::new(req.into_body(), 2 * cw::MAX_PUT_BYTES + 1024)
+            .collect()
+            .await
+        {
+            Ok(b) => Ok(b.to_bytes()),
+            Err(_) => Err(cw::CwError::too_large(format!(
+                "The request body is larger than {} bytes or was cut off.",
+                2 * cw::MAX_PUT_BYTES
+            ))),
+        }
+        .map(|bytes| {
+            let call = cw::Call {
+                codec,
+                op,
+                body: &bytes,
+                gzip,
+            };
+            cw::serve(&shared.cloudwatch, call, shared.clock.wall())
+        })
+    };
+    let (status, body, error) = match answer {
+        Ok(a) => (a.status, a.body, a.error),
+        Err(e) => (e.status, e.body(codec), Some(e)),
+    };
+    let mut r = Response::new(channel_body(vec![Bytes::from(body)]));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let h = r.headers_mut();
+    h.insert("content-type", hv(codec.content_type()));
+    if codec == cw::Codec::Cbor {
+        h.insert("smithy-protocol", hv("rpc-v2-cbor"));
+    }
+    h.insert("x-amzn-requestid", hv(&request_id));
+    if let Some(e) = error {
+        shared.counters.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(code = e.code, message = %e.message, "sim cloudwatch error");
+        h.insert("x-amzn-query-error", hv(&e.query_error()));
+    }
+    r
 }
 
 struct Prepared {
     request_id: String,
     items: Vec<Planned>,
+    model_calls: Vec<cw::ModelCall>,
+    streaming: bool,
     faults: FaultPlan,
     rng_seed: u64,
 }
@@ -619,11 +781,14 @@ fn plan(
     }
     drop(sessions);
     let items = runner.out;
+    let model_calls = runner.model_calls;
     let faults = shared.faults.plan(&mut rng, items.len());
     shared.counters.invocations.fetch_add(1, Ordering::Relaxed);
     Ok(Prepared {
         request_id,
         items,
+        model_calls,
+        streaming: invoke.streaming.is_some(),
         faults,
         rng_seed: rng.u64(..),
     })

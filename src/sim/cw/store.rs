@@ -1,0 +1,411 @@
+//! The stand-in's metric store: raw datapoints per metric (namespace, name, sorted dimensions),
+//! and the statistics GetMetricData asks for, computed from them.
+//!
+//! Choices where CloudWatch's behaviour is not documented:
+//! - Period buckets start at `StartTime` as GetMetricData rounds it (down to the whole minute
+//!   for periods of a minute or more, to the second below that; older data as the API reference
+//!   says: 5 minutes past 15 days, an hour past 63 days); a bucket's timestamp is its start. A
+//!   point belongs to a query when `StartTime <= t < EndTime`.
+//! - `pNN` is the nearest-rank percentile over the raw values (weighted by their counts): the
+//!   smallest value whose cumulative count reaches `ceil(NN / 100 * total)`. A bucket that holds
+//!   statistic sets (`StatisticValues`) has no raw values, so it yields no percentile datapoint.
+//! - A query's `Unit`, when given, keeps only points published with that unit.
+
+use std::collections::BTreeMap;
+
+/// One metric: what ListMetrics lists.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MetricKey {
+    pub namespace: String,
+    pub name: String,
+    /// Sorted by name; names are unique.
+    pub dimensions: Vec<(String, String)>,
+}
+
+impl MetricKey {
+    pub fn new(namespace: &str, name: &str, mut dimensions: Vec<(String, String)>) -> Self {
+        dimensions.sort();
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            dimensions,
+        }
+    }
+}
+
+/// What one datum carried.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sample {
+    /// Raw values with how many times each occurred (`Value` is one value with count 1).
+    Values(Vec<(f64, f64)>),
+    /// A statistic set.
+    Stats {
+        count: f64,
+        sum: f64,
+        min: f64,
+        max: f64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Point {
+    at_ms: i64,
+    unit: String,
+    sample: Sample,
+}
+
+/// A statistic GetMetricData can compute.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stat {
+    SampleCount,
+    Average,
+    Sum,
+    Minimum,
+    Maximum,
+    /// 0 < p <= 100.
+    Percentile(f64),
+}
+
+impl Stat {
+    /// `Sum`, `Average`, ..., `p95`, `p99.9`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "SampleCount" => Some(Self::SampleCount),
+            "Average" => Some(Self::Average),
+            "Sum" => Some(Self::Sum),
+            "Minimum" => Some(Self::Minimum),
+            "Maximum" => Some(Self::Maximum),
+            _ => {
+                let p: f64 = s.strip_prefix('p')?.parse().ok()?;
+                (p > 0.0 && p <= 100.0 && s[1..].bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+                    .then_some(Self::Percentile(p))
+            }
+        }
+    }
+}
+
+/// Everything accumulated in one period bucket.
+#[derive(Debug, Default)]
+struct Bucket {
+    count: f64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    values: Vec<(f64, f64)>,
+    has_stat_sets: bool,
+}
+
+impl Bucket {
+    fn add(&mut self, sample: &Sample) {
+        let (count, sum, min, max) = match sample {
+            Sample::Values(v) => {
+                self.values.extend_from_slice(v);
+                let count: f64 = v.iter().map(|(_, c)| c).sum();
+                let sum: f64 = v.iter().map(|(x, c)| x * c).sum();
+                let min = v.iter().map(|(x, _)| *x).fold(f64::INFINITY, f64::min);
+                let max = v.iter().map(|(x, _)| *x).fold(f64::NEG_INFINITY, f64::max);
+                (count, sum, min, max)
+            }
+            Sample::Stats {
+                count,
+                sum,
+                min,
+                max,
+            } => {
+                self.has_stat_sets = true;
+                (*count, *sum, *min, *max)
+            }
+        };
+        if self.count == 0.0 {
+            self.min = min;
+            self.max = max;
+        } else {
+            self.min = self.min.min(min);
+            self.max = self.max.max(max);
+        }
+        self.count += count;
+        self.sum += sum;
+    }
+
+    fn stat(&mut self, stat: Stat) -> Option<f64> {
+        if self.count <= 0.0 {
+            return None;
+        }
+        match stat {
+            Stat::SampleCount => Some(self.count),
+            Stat::Sum => Some(self.sum),
+            Stat::Average => Some(self.sum / self.count),
+            Stat::Minimum => Some(self.min),
+            Stat::Maximum => Some(self.max),
+            Stat::Percentile(p) => {
+                if self.has_stat_sets {
+                    return None;
+                }
+                percentile(&mut self.values, p)
+            }
+        }
+    }
+}
+
+/// Nearest-rank percentile of weighted values (sorts them in place).
+pub fn percentile(values: &mut [(f64, f64)], p: f64) -> Option<f64> {
+    values.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: f64 = values.iter().map(|(_, c)| c).sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = (p / 100.0 * total).ceil().max(1.0);
+    let mut seen = 0.0;
+    for (v, c) in values.iter() {
+        seen += c;
+        if seen >= rank {
+            return Some(*v);
+        }
+    }
+    values.last().map(|(v, _)| *v)
+}
+
+/// A query's time frame: `[start, end)` in buckets of `period`, `now` for the rounding rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub period_ms: i64,
+    pub now_ms: i64,
+}
+
+/// GetMetricData's rounding of `StartTime`.
+pub fn round_start(start_ms: i64, period_ms: i64, now_ms: i64) -> i64 {
+    const DAY: i64 = 86_400_000;
+    let age = now_ms - start_ms;
+    let unit = if age > 63 * DAY {
+        3_600_000
+    } else if age > 15 * DAY {
+        300_000
+    } else if period_ms >= 60_000 {
+        60_000
+    } else {
+        1_000
+    };
+    start_ms.div_euclid(unit) * unit
+}
+
+/// A ListMetrics filter on one dimension: the name, and the value if given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DimensionFilter {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+/// The in-memory store.
+#[derive(Debug, Default)]
+pub struct MetricStore {
+    series: BTreeMap<MetricKey, Vec<Point>>,
+}
+
+impl MetricStore {
+    pub fn put(&mut self, key: MetricKey, at_ms: i64, unit: &str, sample: Sample) {
+        self.series.entry(key).or_default().push(Point {
+            at_ms,
+            unit: unit.to_owned(),
+            sample,
+        });
+    }
+
+    /// Metrics matching the filters, in key order; `recent_since_ms` keeps only metrics with a
+    /// point at or after it (ListMetrics' `RecentlyActive`).
+    pub fn list(
+        &self,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        filters: &[DimensionFilter],
+        recent_since_ms: Option<i64>,
+    ) -> Vec<&MetricKey> {
+        self.series
+            .iter()
+            .filter(|(k, points)| {
+                namespace.is_none_or(|n| k.namespace == n)
+                    && name.is_none_or(|n| k.name == n)
+                    && filters.iter().all(|f| {
+                        k.dimensions.iter().any(|(dn, dv)| {
+                            *dn == f.name && f.value.as_ref().is_none_or(|v| v == dv)
+                        })
+                    })
+                    && recent_since_ms.is_none_or(|t| points.iter().any(|p| p.at_ms >= t))
+            })
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// `(bucket start ms, value)` in ascending time for one metric and statistic.
+    pub fn series(
+        &self,
+        key: &MetricKey,
+        stat: Stat,
+        window: &Window,
+        unit: Option<&str>,
+    ) -> Vec<(i64, f64)> {
+        let Window {
+            start_ms,
+            end_ms,
+            period_ms,
+            now_ms,
+        } = *window;
+        let Some(points) = self.series.get(key) else {
+            return Vec::new();
+        };
+        let period_ms = period_ms.max(1);
+        let start_ms = round_start(start_ms, period_ms, now_ms);
+        let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
+        for p in points {
+            if p.at_ms < start_ms || p.at_ms >= end_ms || unit.is_some_and(|u| u != p.unit) {
+                continue;
+            }
+            let at = start_ms + (p.at_ms - start_ms).div_euclid(period_ms) * period_ms;
+            buckets.entry(at).or_default().add(&p.sample);
+        }
+        buckets
+            .into_iter()
+            .filter_map(|(at, mut b)| b.stat(stat).map(|v| (at, v)))
+            .collect()
+    }
+
+    /// How many metrics are held.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_000_000;
+
+    fn w(start_ms: i64, end_ms: i64, period_ms: i64) -> Window {
+        Window {
+            start_ms,
+            end_ms,
+            period_ms,
+            now_ms: NOW,
+        }
+    }
+
+    fn key() -> MetricKey {
+        MetricKey::new(
+            "NS",
+            "Latency",
+            vec![("B".into(), "2".into()), ("A".into(), "1".into())],
+        )
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank_over_weighted_values() {
+        let mut v: Vec<(f64, f64)> = (1..=100).rev().map(|x| (f64::from(x), 1.0)).collect();
+        assert_eq!(percentile(&mut v, 95.0), Some(95.0));
+        assert_eq!(percentile(&mut v, 50.0), Some(50.0));
+        assert_eq!(percentile(&mut v, 100.0), Some(100.0));
+        assert_eq!(percentile(&mut v, 0.5), Some(1.0));
+        // 90 fast calls and 10 slow ones: p90 is fast, p91 slow.
+        let mut w = vec![(10.0, 90.0), (500.0, 10.0)];
+        assert_eq!(percentile(&mut w, 90.0), Some(10.0));
+        assert_eq!(percentile(&mut w, 91.0), Some(500.0));
+    }
+
+    #[test]
+    fn buckets_align_to_the_period_and_keep_the_window() {
+        let mut s = MetricStore::default();
+        for (t, v) in [(0, 1.0), (59_999, 3.0), (60_000, 10.0), (120_000, 100.0)] {
+            s.put(key(), t, "Milliseconds", Sample::Values(vec![(v, 1.0)]));
+        }
+        s.put(
+            key(),
+            61_000,
+            "Milliseconds",
+            Sample::Stats {
+                count: 2.0,
+                sum: 30.0,
+                min: 5.0,
+                max: 25.0,
+            },
+        );
+        let sum = s.series(&key(), Stat::Sum, &w(0, 120_000, 60_000), None);
+        assert_eq!(sum, vec![(0, 4.0), (60_000, 40.0)]);
+        let avg = s.series(&key(), Stat::Average, &w(0, 180_000, 60_000), None);
+        assert_eq!(avg, vec![(0, 2.0), (60_000, 40.0 / 3.0), (120_000, 100.0)]);
+        let min = s.series(&key(), Stat::Minimum, &w(0, 180_000, 60_000), None);
+        assert_eq!(min[1], (60_000, 5.0));
+        let n = s.series(&key(), Stat::SampleCount, &w(0, 180_000, 60_000), None);
+        assert_eq!(n[1], (60_000, 3.0));
+        // The bucket with a statistic set has no percentile.
+        let p = s.series(&key(), Stat::Percentile(50.0), &w(0, 180_000, 60_000), None);
+        assert_eq!(p, vec![(0, 1.0), (120_000, 100.0)]);
+        assert!(
+            s.series(&key(), Stat::Sum, &w(0, 180_000, 60_000), Some("Count"))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn list_filters_by_namespace_name_and_dimensions() {
+        let mut s = MetricStore::default();
+        s.put(key(), 0, "None", Sample::Values(vec![(1.0, 1.0)]));
+        s.put(
+            MetricKey::new("NS", "Count", vec![("A".into(), "9".into())]),
+            5_000,
+            "None",
+            Sample::Values(vec![(1.0, 1.0)]),
+        );
+        let f = |name: &str, value: Option<&str>| DimensionFilter {
+            name: name.into(),
+            value: value.map(Into::into),
+        };
+        assert_eq!(s.list(Some("NS"), None, &[], None).len(), 2);
+        assert_eq!(s.list(Some("Other"), None, &[], None).len(), 0);
+        assert_eq!(s.list(None, Some("Count"), &[], None).len(), 1);
+        assert_eq!(s.list(None, None, &[f("B", None)], None)[0].name, "Latency");
+        assert_eq!(
+            s.list(None, None, &[f("A", Some("9"))], None)[0].name,
+            "Count"
+        );
+        assert!(s.list(None, None, &[f("A", Some("3"))], None).is_empty());
+        assert_eq!(s.list(None, None, &[], Some(1_000)).len(), 1);
+        assert_eq!(key().dimensions[0].0, "A");
+    }
+
+    #[test]
+    fn buckets_start_at_the_rounded_start_time() {
+        let mut s = MetricStore::default();
+        for t in [30_000, 89_000, 90_000, 150_000] {
+            s.put(key(), t, "None", Sample::Values(vec![(1.0, 1.0)]));
+        }
+        // 30.5 s rounds down to 0 for a 60 s period, and the window starts there: buckets
+        // [0, 60), [60, 120), [120, 180).
+        let n = s.series(&key(), Stat::SampleCount, &w(30_500, 180_000, 60_000), None);
+        assert_eq!(n, vec![(0, 1.0), (60_000, 2.0), (120_000, 1.0)]);
+        // A 30 s period rounds to the second: buckets from 30 s.
+        let n = s.series(&key(), Stat::SampleCount, &w(30_000, 180_000, 30_000), None);
+        assert_eq!(
+            n,
+            vec![(30_000, 1.0), (60_000, 1.0), (90_000, 1.0), (150_000, 1.0)]
+        );
+        assert_eq!(
+            round_start(20 * 86_400_000 + 299_999, 60_000, 40 * 86_400_000),
+            20 * 86_400_000
+        );
+    }
+
+    #[test]
+    fn stats_parse_names_and_percentiles() {
+        assert_eq!(Stat::parse("p95"), Some(Stat::Percentile(95.0)));
+        assert_eq!(Stat::parse("p99.9"), Some(Stat::Percentile(99.9)));
+        assert_eq!(Stat::parse("Sum"), Some(Stat::Sum));
+        for bad in ["p0", "p101", "pX", "tm99", "sum", "p-5", "p1e2"] {
+            assert_eq!(Stat::parse(bad), None, "{bad}");
+        }
+    }
+}

@@ -11,6 +11,7 @@ use clap::Parser;
 
 use agentdeck::app::AppState;
 use agentdeck::app::keymap::Keymap;
+use agentdeck::bedrock::runner::DeckStore;
 use agentdeck::cli::args::{Command, DemoArgs};
 use agentdeck::cli::commands::{self, Ctx};
 use agentdeck::cli::{Cli, CliError, demo};
@@ -88,8 +89,7 @@ fn load_theme(name: &str) -> Result<Theme, CliError> {
     Theme::parse(&path.display().to_string(), &text).map_err(|e| CliError::bad_input(e.to_string()))
 }
 
-/// The store a spec names, behind the ports. The runner commands (invoke, resume) still need
-/// the SQLite adapter's trace and outbox ports, so they get the concrete one.
+/// The store a spec names, behind the ports.
 enum Opened {
     Sqlite(SqliteStore),
     Dynamo(DynamoStore),
@@ -103,27 +103,26 @@ impl Opened {
         }
     }
 
-    fn sqlite(&self, command: &str) -> Result<&SqliteStore, CliError> {
+    /// Every port, for the runner commands.
+    fn deck(&self) -> &dyn DeckStore {
         match self {
-            Self::Sqlite(s) => Ok(s),
-            Self::Dynamo(d) => Err(CliError::bad_input(format!(
-                "`{command}` runs agents and keeps their traces and outbox, which only the \
-                 sqlite store holds so far; {} is an approvals store",
-                d.shown()
-            ))),
+            Self::Sqlite(s) => s,
+            Self::Dynamo(d) => d,
         }
     }
 
-    /// The approvals port, and the traces port where the store keeps traces.
-    fn into_arcs(self) -> (Arc<dyn ApprovalStore>, Option<Arc<dyn TraceStore>>) {
+    fn into_deck(self) -> Arc<dyn DeckStore> {
         match self {
-            Self::Sqlite(s) => {
-                let s = Arc::new(s);
-                let traces: Arc<dyn TraceStore> = s.clone();
-                (s, Some(traces))
-            }
-            Self::Dynamo(d) => (Arc::new(d), None),
+            Self::Sqlite(s) => Arc::new(s),
+            Self::Dynamo(d) => Arc::new(d),
         }
+    }
+
+    /// The approvals port and the traces port.
+    fn into_arcs(self) -> (Arc<dyn ApprovalStore>, Option<Arc<dyn TraceStore>>) {
+        let deck = self.into_deck();
+        let traces: Arc<dyn TraceStore> = deck.clone();
+        (deck, Some(traces))
     }
 }
 
@@ -160,9 +159,9 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             let spec = StoreSpec::parse(config.store.as_deref())?;
             console(&config, &spec, g.store_endpoint.as_deref(), None)
         }
-        Some(Command::Init { endpoint_url }) => {
+        Some(Command::Init) => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
-            let endpoint = endpoint_url.as_deref().or(g.store_endpoint.as_deref());
+            let endpoint = g.store_endpoint.as_deref();
             let said = match &spec {
                 StoreSpec::Sqlite(path) => {
                     SqliteStore::open(path)?;
@@ -189,8 +188,17 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     .join(format!("agentdeck-demo-{}", std::process::id()))
                     .join("demo.db")
             });
-            let spec = StoreSpec::Sqlite(path);
-            console(&config, &spec, None, Some(args))
+            // The demo runs on a dynamodb: store when one is given (creating the table if it
+            // is missing), else on a fresh SQLite file.
+            let spec = match StoreSpec::parse(config.store.as_deref())? {
+                StoreSpec::Dynamo(table) => {
+                    let endpoint = g.store_endpoint.as_deref();
+                    DynamoStore::init(&dynamo_options(&table, endpoint))?;
+                    StoreSpec::Dynamo(table)
+                }
+                StoreSpec::Sqlite(_) => StoreSpec::Sqlite(path),
+            };
+            console(&config, &spec, g.store_endpoint.as_deref(), Some(args))
         }
         Some(Command::Sim {
             port,
@@ -243,21 +251,18 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 Command::Audit { command } => commands::audit(&ctx, command, &mut stdout),
                 Command::Invoke(args) => agentdeck::cli::invoke::invoke(
                     &config,
-                    opened.sqlite("invoke")?,
+                    opened.deck(),
                     args,
                     &mut stdout,
                     &mut std::io::stdin().lock(),
                 ),
-                Command::Resume(args) => agentdeck::cli::invoke::resume(
-                    &config,
-                    opened.sqlite("resume")?,
-                    args,
-                    &mut stdout,
-                ),
-                Command::Traces(args) => {
-                    agentdeck::cli::traces::run(opened.sqlite("traces")?, args, &mut stdout)
+                Command::Resume(args) => {
+                    agentdeck::cli::invoke::resume(&config, opened.deck(), args, &mut stdout)
                 }
-                Command::Demo(_) | Command::Sim { .. } | Command::Init { .. } => Ok(()),
+                Command::Traces(args) => {
+                    agentdeck::cli::traces::run(opened.deck(), args, &mut stdout)
+                }
+                Command::Demo(_) | Command::Sim { .. } | Command::Init => Ok(()),
             }
         }
     }
@@ -307,13 +312,11 @@ fn console(
         demo::seed(store.approvals(), &config, Utc::now())?;
         label = format!("demo · sim {} · {label}", sim.endpoint());
         if !args.no_traffic {
+            // The traffic and the outbox worker record through their own handle on the store
+            // (their own SQLite connection, their own DynamoDB client).
             let traffic = agentdeck::runtime::demo::start_traffic(
                 sim.endpoint(),
-                spec.path()
-                    .ok_or_else(|| {
-                        CliError::bad_input("the demo's traffic runs on a sqlite store only")
-                    })?
-                    .to_path_buf(),
+                open_store(spec, endpoint)?.into_deck(),
                 config.clone(),
                 agentdeck::runtime::demo::TrafficOptions {
                     rate: args.rate,

@@ -226,6 +226,13 @@ pub struct RunnerLink {
     pub trace_id: Option<String>,
 }
 
+/// Statuses after which a runner-raised request is resumed. Expired requests are not: their
+/// session is gone.
+pub fn resumes_after(status: crate::domain::status::Status) -> bool {
+    use crate::domain::status::Status;
+    matches!(status, Status::Approved | Status::Rejected | Status::Mixed)
+}
+
 /// Where a resume stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

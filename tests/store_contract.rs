@@ -6,11 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;
+mod moto;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -32,92 +31,10 @@ use serde_json::json;
 // ---------------------------------------------------------------------------------------------
 // moto on 127.0.0.1
 
-/// A moto server: single-threaded (each request is handled whole before the next, as DynamoDB
-/// applies a transaction atomically); it exits when this process's end of its stdin closes.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const MOTO_SCRIPT: &str = r#"
-import os, sys, threading
-def watch():
-    sys.stdin.read()
-    os._exit(0)
-threading.Thread(target=watch, daemon=True).start()
-from werkzeug.serving import run_simple
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-app = DomainDispatcherApplication(create_backend_app)
-run_simple("127.0.0.1", int(sys.argv[1]), app, threaded=False, use_reloader=False)
-"#;
-
-fn python_with_moto() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Ok(p) = std::env::var("AGENTDECK_MOTO_PYTHON") {
-        candidates.push(PathBuf::from(p));
-    }
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py/bin/python"));
-    if let Ok(p) = std::env::var("AGENTDECK_PYTHON") {
-        candidates.push(PathBuf::from(p));
-    }
-    for python in &candidates {
-        let ok = Command::new(python)
-            .args(["-c", "import moto.server, werkzeug"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return python.clone();
-        }
-    }
-    panic!(
-        "no python with moto[server] found (tried {candidates:?}): run `bash .ci/test` once, \
-         which installs it into target/py"
-    );
-}
-
-impl Moto {
-    fn start() -> Self {
-        let python = python_with_moto();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&python)
-            .args(["-c", MOTO_SCRIPT, &port.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting moto with {}: {e}", python.display()));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not listen on {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
 /// The moto server shared by this binary's tests (each test has its own table).
 fn moto() -> &'static str {
-    static MOTO: OnceLock<Mutex<Moto>> = OnceLock::new();
-    let m = MOTO.get_or_init(|| Mutex::new(Moto::start()));
+    static MOTO: OnceLock<Mutex<moto::Moto>> = OnceLock::new();
+    let m = MOTO.get_or_init(|| Mutex::new(moto::Moto::start()));
     let url = m
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -517,7 +434,7 @@ fn dynamodb_audit_tamper_is_found() {
         )
         .unwrap();
     assert!(store.audit_verify().unwrap().ok());
-    let python = python_with_moto();
+    let python = moto::python_with_moto();
     let script = format!(
         r#"
 import boto3
@@ -588,17 +505,21 @@ fn dynamodb_open_queue_is_an_index_query_whose_cost_follows_pending() {
     );
     eprintln!("open_queue: 100 pending {with_100:?}; 100 pending + 150 decided {with_600:?}");
     // The source has no Scan anywhere: the queue's only read path is `query()` on the index.
-    let src = include_str!("../src/store/dynamo.rs");
-    assert!(
-        !src.contains(".scan()"),
-        "the DynamoDB adapter must never Scan"
-    );
+    for src in [
+        include_str!("../src/store/dynamo.rs"),
+        include_str!("../src/store/dynamo/runner.rs"),
+    ] {
+        assert!(
+            !src.contains(".scan()"),
+            "the DynamoDB adapter must never Scan"
+        );
+    }
     let _ = t0();
 }
 
 #[test]
 fn dynamodb_store_killed_mid_run_fails_cleanly_naming_the_endpoint() {
-    let own = Moto::start();
+    let own = moto::Moto::start();
     let url = own.url.clone();
     let o = fresh_table(&url, "killed");
     let store = DynamoStore::connect(&o).unwrap();

@@ -382,6 +382,64 @@ fn scenario_b3_two_consoles_on_one_dynamodb_table_see_each_others_decisions() {
     assert_eq!((code, report["entries"].as_u64()), (0, Some(5)), "{report}");
 }
 
+/// The DynamoDB store stops answering mid-run (moto frozen with SIGSTOP): the console keeps
+/// taking keys, says the decision did not go through and that the store is unreachable; once the
+/// store answers again, a retry decides nothing twice.
+#[test]
+fn scenario_b4_a_frozen_dynamodb_store_keeps_the_console_responsive_and_loses_nothing() {
+    require_tmux!();
+    let moto = moto::Moto::start();
+    let pid = moto.child.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let sb = Sandbox::dynamo(&moto.url);
+    sb.submit(&doc("frz-b001", &[medium()]));
+    sb.submit(&doc("frz-b002", &[critical()]));
+    let carol = Tmux::console(&sb, "carol", 120, 40);
+    carol.wait_text("Approvals · 2 open");
+    carol.keys(&["j", "a"]);
+    carol.wait_text("press a again to approve");
+    signal("-STOP");
+    let frozen = Instant::now();
+    carol.keys(&["a"]);
+    // Keys still work while the write hangs: the help opens and closes.
+    carol.keys(&["?"]);
+    carol.wait_within(
+        "the help while the store is frozen",
+        Duration::from_secs(2),
+        |s| s.contains("Keys"),
+    );
+    carol.keys(&["Escape"]);
+    // Each call gives up after its 5 s attempt timeout; the wait allows for a loaded machine.
+    let failed = carol.wait_within("the failed decision", Duration::from_secs(30), |s| {
+        s.contains("decision NOT recorded (store unavailable: dynamodb:")
+    });
+    eprintln!(
+        "frozen store: the failed decision showed {failed:?} after the press ({:?} frozen)",
+        frozen.elapsed()
+    );
+    signal("-CONT");
+    // The retry: either it records the approval now, or the first write landed when the store
+    // woke and the store says who decided. Never two decisions.
+    carol.keys(&["a"]);
+    carol.wait_within("the retry's answer", Duration::from_secs(20), |s| {
+        s.contains("approved 1 input of frz-b001") || s.contains("already decided")
+    });
+    let shown = sb.show("frz-b001");
+    assert_eq!(shown["status"], "approved", "{shown}");
+    assert_eq!(shown["decisions"].as_array().unwrap().len(), 1, "{shown}");
+    assert_eq!(sb.pending_ids(), ["frz-b002"]);
+    let (code, report) = sb.verify();
+    assert_eq!(code, 0, "{report}");
+}
+
 #[test]
 fn scenario_c_reject_with_a_typed_reason_then_quit() {
     require_tmux!();

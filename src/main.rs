@@ -134,6 +134,23 @@ fn dynamo_options(table: &str, endpoint: Option<&str>) -> DynamoOptions {
     }
 }
 
+/// On a DynamoDB store, the reviewer is who STS says the caller is, unless one was given
+/// (`--reviewer`, `AGENTDECK_REVIEWER`, `reviewer` in the config file).
+fn team_reviewer(config: &mut Config, opened: &Opened) -> Result<(), CliError> {
+    if let Opened::Dynamo(d) = opened
+        && !config.reviewer_given
+    {
+        config.reviewer = d.caller_identity().map_err(|e| {
+            let mut err = CliError::from(e);
+            err.message.push_str(
+                "; or give the reviewer name with --reviewer NAME (or `reviewer` in the config)",
+            );
+            err
+        })?;
+    }
+    Ok(())
+}
+
 fn open_store(spec: &StoreSpec, endpoint: Option<&str>) -> Result<Opened, CliError> {
     match spec {
         StoreSpec::Sqlite(path) => Ok(Opened::Sqlite(SqliteStore::open(path)?)),
@@ -220,6 +237,9 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Some(cmd) => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
             let opened = open_store(&spec, g.store_endpoint.as_deref())?;
+            let mut config = config.clone();
+            team_reviewer(&mut config, &opened)?;
+            let config = config;
             let ctx = Ctx {
                 config: &config,
                 store: opened.approvals(),
@@ -286,12 +306,13 @@ fn console(
     })?;
     let theme = load_theme(&config.theme)?;
     let store = open_store(spec, endpoint)?;
+    let mut config = config.clone();
+    team_reviewer(&mut config, &store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| CliError::unavailable(format!("cannot start the runtime: {e}")))?;
-    let mut config = config.clone();
     let mut label = spec.label();
     let mut background = None;
     let mut sim_handle = None;

@@ -85,6 +85,8 @@ pub struct DynamoStore {
     rt: Option<tokio::runtime::Runtime>,
     /// The committed state of turns this handle is writing (see `runner`).
     turns: runner::Turns,
+    /// STS on the same credentials and endpoint, for `caller_identity`.
+    sts: aws_sdk_sts::Client,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -296,7 +298,26 @@ impl DynamoStore {
             shown,
             rt: Some(rt),
             turns: runner::Turns::default(),
+            sts: aws_sdk_sts::Client::new(&sdk),
         })
+    }
+
+    /// The reviewer identity of the credentials in use, from STS `GetCallerIdentity`: the
+    /// role-session name of an assumed role (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`),
+    /// the user name of an IAM user (`arn:aws:iam::ACCOUNT:user/NAME`), else the whole ARN.
+    pub fn caller_identity(&self) -> Result<String, StoreError> {
+        let sts = self.sts.clone();
+        let out = self
+            .block(async move { sts.get_caller_identity().send().await })?
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "{}: asking STS who the caller is: {}",
+                    self.shown,
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                ))
+            })?;
+        let arn = out.arn().unwrap_or_default();
+        Ok(identity_from_arn(arn))
     }
 
     /// Where this store is, for messages: the table and the endpoint or region.
@@ -985,6 +1006,17 @@ impl DynamoStore {
     }
 }
 
+/// The reviewer name an STS caller ARN stands for (see `DynamoStore::caller_identity`).
+pub fn identity_from_arn(arn: &str) -> String {
+    let resource = arn.splitn(6, ':').nth(5).unwrap_or("");
+    let parts: Vec<&str> = resource.split('/').collect();
+    match parts.as_slice() {
+        ["assumed-role", _role, session, ..] if !session.is_empty() => (*session).to_owned(),
+        ["user", .., name] if !name.is_empty() => (*name).to_owned(),
+        _ => arn.to_owned(),
+    }
+}
+
 fn distinct_approvers<'a>(decisions: impl Iterator<Item = &'a Decision>) -> usize {
     let mut v: Vec<&str> = decisions
         .filter(|d| d.verdict == Verdict::Confirm)
@@ -1135,18 +1167,7 @@ impl ApprovalStore for DynamoStore {
                     "d".into(),
                     s(serde_json::to_string(d).map_err(|e| corrupt(id, &e.to_string()))?),
                 );
-                items.push(
-                    TransactWriteItem::builder()
-                        .put(
-                            Put::builder()
-                                .table_name(&self.table)
-                                .set_item(Some(item))
-                                .condition_expression("attribute_not_exists(pk)")
-                                .build()
-                                .map_err(|e| self.build_err(&e))?,
-                        )
-                        .build(),
-                );
+                items.push(self.put_item_tx(item, true)?);
                 rows.push(decision_json(seq, d));
             }
             let mut set = vec!["#st = :after", "version = :v1", "approvals = :apps"];
@@ -1250,18 +1271,7 @@ impl ApprovalStore for DynamoStore {
                 };
                 // The resume is queued by the decision's own transaction, at most once.
                 let item = runner::outbox_item(&loaded.request, link, &resume, to_ms(now))?;
-                items.push(
-                    TransactWriteItem::builder()
-                        .put(
-                            Put::builder()
-                                .table_name(&self.table)
-                                .set_item(Some(item))
-                                .condition_expression("attribute_not_exists(pk)")
-                                .build()
-                                .map_err(|e| self.build_err(&e))?,
-                        )
-                        .build(),
-                );
+                items.push(self.put_item_tx(item, true)?);
             }
             match self.transact(&format!("recording the decision on {id}"), items)? {
                 Ok(()) => {
@@ -1576,4 +1586,25 @@ fn verify(store: &DynamoStore) -> Result<AuditReport, StoreError> {
         }
     }
     Ok(AuditReport { entries, problems })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::identity_from_arn;
+
+    #[test]
+    fn identities_from_caller_arns() {
+        assert_eq!(
+            identity_from_arn("arn:aws:sts::123456789012:assumed-role/Reviewers/alice@example.com"),
+            "alice@example.com"
+        );
+        assert_eq!(
+            identity_from_arn("arn:aws:iam::123456789012:user/ops/bob"),
+            "bob"
+        );
+        assert_eq!(
+            identity_from_arn("arn:aws:iam::123456789012:root"),
+            "arn:aws:iam::123456789012:root"
+        );
+    }
 }

@@ -28,6 +28,64 @@ def watch():
     sys.stdin.read()
     os._exit(0)
 threading.Thread(target=watch, daemon=True).start()
+import copy
+import moto.dynamodb.models as ddb
+from moto.dynamodb.models.table import Table
+
+# Test-harness change to moto's TransactWriteItems rollback (atomicity kept, cost changed):
+# moto deep-copies every table a transaction names before applying it, so each transaction
+# costs the whole table, and a 500-request race takes tens of minutes. Here the snapshot is
+# the items the transaction touches (taken before it runs), and a cancelled transaction puts
+# exactly those back (or deletes the ones it created). The server handles one request at a
+# time, so nothing else sees the items in between, as with the table copy.
+class _NoTableCopy:
+    def __getattr__(self, name):
+        return getattr(copy, name)
+    @staticmethod
+    def deepcopy(obj, *args, **kwargs):
+        if isinstance(obj, Table):
+            return obj
+        return copy.deepcopy(obj, *args, **kwargs)
+
+ddb.copy = _NoTableCopy()
+_transact = ddb.DynamoDBBackend.transact_write_items
+
+def _touched_items(backend, transact_items):
+    seen = []
+    for entry in transact_items:
+        try:
+            op_type, op = next(iter(entry.items()))
+            table = backend.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            if op_type == "Put":
+                attrs = op["Item"]
+                key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = attrs[table.range_key_attr]
+            else:
+                key = op["Key"]
+            current = backend.get_item(table.name, key)
+            old = copy.deepcopy(current.to_json()["Attributes"]) if current else None
+            seen.append((table.name, copy.deepcopy(key), old))
+        except Exception:
+            continue
+    return seen
+
+def _transact_restoring_items(self, transact_items):
+    before = _touched_items(self, transact_items)
+    try:
+        return _transact(self, transact_items)
+    except Exception:
+        for table_name, key, old in reversed(before):
+            if old is None:
+                self.delete_item(table_name, key)
+            else:
+                self.put_item(table_name, old)
+        raise
+
+ddb.DynamoDBBackend.transact_write_items = _transact_restoring_items
+
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 app = DomainDispatcherApplication(create_backend_app)

@@ -39,6 +39,7 @@ use super::{
 use crate::domain::approval::{ApprovalId, ApprovalRequest};
 use crate::domain::resume::InvocationResult;
 use crate::domain::trace::{StepAccumulator, TraceEvent};
+use crate::store::run::note_step_event;
 use crate::store::{
     InvocationEnd, InvocationRecord, InvocationStart, OutboxRow, OutboxState, OutboxStore, Outcome,
     RecentInvocation, RunnerLink, SessionRow, StepRow, StoreError, StoredEvent, TraceStore,
@@ -233,16 +234,23 @@ struct Slice<'a> {
 }
 
 impl DynamoStore {
-    fn put(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
+    /// A transaction's put of `item`, optionally only where no item has its key yet.
+    pub(super) fn put_item_tx(
+        &self,
+        item: Item,
+        only_new: bool,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
+        if only_new {
+            put = put.condition_expression("attribute_not_exists(pk)");
+        }
         Ok(TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    .build()
-                    .map_err(|e| self.build_err(&e))?,
-            )
+            .put(put.build().map_err(|e| self.build_err(&e))?)
             .build())
+    }
+
+    fn put(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
+        self.put_item_tx(item, false)
     }
 
     /// Puts items with BatchWriteItem, 25 a call, until none is left unprocessed.
@@ -476,16 +484,13 @@ impl DynamoStore {
                     acc: StepAccumulator::default(),
                 }
             });
-            step.acc.add(event);
-            if step.kinds.is_empty() {
-                step.kinds.clone_from(&kind);
-            } else if !step.kinds.split(',').any(|k| k == kind) {
-                step.kinds.push(',');
-                step.kinds.push_str(&kind);
-            }
-            if step.rationale.is_none() {
-                step.rationale = event.rationale().map(str::to_owned);
-            }
+            note_step_event(
+                &mut step.kinds,
+                &mut step.rationale,
+                &mut step.acc,
+                &kind,
+                event,
+            );
             step.events += 1;
             step.last_seq = seq;
             let step_no = step.step;
@@ -1260,6 +1265,47 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Releases a leased row, not due before `retry_at`; `unsend` puts it back to `pending`.
+    fn release_until(
+        &self,
+        id: &ApprovalId,
+        owner: &str,
+        (now, retry_at): (DateTime<Utc>, DateTime<Utc>),
+        error: &str,
+        unsend: bool,
+    ) -> Result<(), StoreError> {
+        let (doing, set) = if unsend {
+            (
+                "returning to pending",
+                "SET #st = :pending, lease_until_ms = :retry, last_error = :err, \
+                 updated_ms = :now, qsk = :qsk REMOVE lease_owner",
+            )
+        } else {
+            (
+                "deferring",
+                "SET lease_until_ms = :retry, last_error = :err, updated_ms = :now, \
+                 qsk = :qsk REMOVE lease_owner",
+            )
+        };
+        self.leased(
+            id,
+            owner,
+            &Leased {
+                doing,
+                set,
+                extra: None,
+                values: vec![
+                    (":retry", n(to_ms(retry_at))),
+                    (":err", s(error)),
+                    (":now", n(to_ms(now))),
+                    (":qsk", s(due_sk(to_ms(retry_at), id.as_str()))),
+                ],
+            },
+        )
+    }
+}
+
 impl OutboxStore for DynamoStore {
     fn submit_resumable(
         &self,
@@ -1413,22 +1459,7 @@ impl OutboxStore for DynamoStore {
         retry_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.leased(
-            id,
-            owner,
-            &Leased {
-                doing: "deferring",
-                set: "SET lease_until_ms = :retry, last_error = :err, updated_ms = :now, \
-                      qsk = :qsk REMOVE lease_owner",
-                extra: None,
-                values: vec![
-                    (":retry", n(to_ms(retry_at))),
-                    (":err", s(error)),
-                    (":now", n(to_ms(now))),
-                    (":qsk", s(due_sk(to_ms(retry_at), id.as_str()))),
-                ],
-            },
-        )
+        self.release_until(id, owner, (now, retry_at), error, false)
     }
 
     fn outbox_unsend(
@@ -1439,22 +1470,7 @@ impl OutboxStore for DynamoStore {
         retry_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.leased(
-            id,
-            owner,
-            &Leased {
-                doing: "returning to pending",
-                set: "SET #st = :pending, lease_until_ms = :retry, last_error = :err, \
-                      updated_ms = :now, qsk = :qsk REMOVE lease_owner",
-                extra: None,
-                values: vec![
-                    (":retry", n(to_ms(retry_at))),
-                    (":err", s(error)),
-                    (":now", n(to_ms(now))),
-                    (":qsk", s(due_sk(to_ms(retry_at), id.as_str()))),
-                ],
-            },
-        )
+        self.release_until(id, owner, (now, retry_at), error, true)
     }
 
     fn outbox_mark_failed(

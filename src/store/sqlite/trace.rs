@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::schema::{from_ms, to_ms};
 use super::{SqliteStore, db_error};
 use crate::domain::trace::{StepAccumulator, TraceEvent};
+use crate::store::run::note_step_event;
 use crate::store::{
     InvocationEnd, InvocationRecord, InvocationStart, Outcome, SessionRow, StepRow, StoreError,
     StoredEvent, TraceStore, TurnWrite,
@@ -250,16 +251,7 @@ fn append_batch(
             touched.len() - 1
         };
         let t = &mut touched[at];
-        t.acc.add(event);
-        if t.kinds.is_empty() {
-            t.kinds.clone_from(&kind);
-        } else if !t.kinds.split(',').any(|k| k == kind) {
-            t.kinds.push(',');
-            t.kinds.push_str(&kind);
-        }
-        if t.rationale.is_none() {
-            t.rationale = event.rationale().map(str::to_owned);
-        }
+        note_step_event(&mut t.kinds, &mut t.rationale, &mut t.acc, &kind, event);
         t.added += 1;
         t.last_seq = seq;
         if let Some(m) = event.metadata() {

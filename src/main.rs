@@ -19,7 +19,7 @@ use agentdeck::config::{self, Config, Overrides, StoreSpec};
 use agentdeck::domain::decision::Verdict;
 use agentdeck::store::ApprovalStore;
 use agentdeck::store::dynamo::{DynamoOptions, DynamoStore, InitOutcome};
-use agentdeck::store::run::TraceStore;
+use agentdeck::store::run::{OutboxStore, TraceStore};
 use agentdeck::store::sqlite::SqliteStore;
 use agentdeck::ui::theme::Theme;
 
@@ -28,6 +28,8 @@ fn main() -> ExitCode {
     init_logging();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): nothing to report.
+        Err(e) if e.code == agentdeck::cli::exit::OK => ExitCode::SUCCESS,
         Err(e) => {
             tracing::warn!(code = e.code, error = %e.message, "command failed");
             let _ = writeln!(std::io::stderr(), "agentdeck: {}", e.message);
@@ -118,13 +120,21 @@ impl Opened {
         }
     }
 
-    /// The approvals port and the traces port.
-    fn into_arcs(self) -> (Arc<dyn ApprovalStore>, Option<Arc<dyn TraceStore>>) {
+    /// The approvals, traces and outbox ports (both adapters keep all three).
+    fn into_arcs(self) -> ConsolePorts {
         let deck = self.into_deck();
         let traces: Arc<dyn TraceStore> = deck.clone();
-        (deck, Some(traces))
+        let links: Arc<dyn OutboxStore> = deck.clone();
+        (deck, Some(traces), Some(links))
     }
 }
+
+/// What the console reads: approvals, and the traces and outbox where the store keeps them.
+type ConsolePorts = (
+    Arc<dyn ApprovalStore>,
+    Option<Arc<dyn TraceStore>>,
+    Option<Arc<dyn OutboxStore>>,
+);
 
 fn dynamo_options(table: &str, endpoint: Option<&str>) -> DynamoOptions {
     DynamoOptions {
@@ -282,6 +292,12 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 Command::Traces(args) => {
                     agentdeck::cli::traces::run(opened.deck(), args, &mut stdout)
                 }
+                Command::Import(args) => agentdeck::cli::import::run(
+                    opened.deck(),
+                    args,
+                    &mut stdout,
+                    &mut std::io::stderr(),
+                ),
                 Command::Demo(_) | Command::Sim { .. } | Command::Init => Ok(()),
             }
         }
@@ -357,13 +373,14 @@ fn console(
         label,
         Utc::now(),
     );
-    let (store, traces) = store.into_arcs();
+    let (store, traces, links) = store.into_arcs();
     let result = runtime
         .block_on(agentdeck::runtime::run_console(
             state,
             theme,
             store,
             traces,
+            links,
             spec.path().map(std::path::Path::to_path_buf),
         ))
         .map_err(|e| CliError::unavailable(format!("console: {e}")));

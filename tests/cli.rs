@@ -1142,3 +1142,25 @@ fn on_dynamodb_the_reviewer_is_the_sts_caller_unless_one_is_given() {
     sb.run_as("erin", &["approve", "sts-3"]).code(0);
     assert_eq!(sb.show("sts-3")["decisions"][0]["reviewer"], "erin");
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    // `agentdeck audit export | head -1`: the pipe closes under us. That is not a failure.
+    let sb = audited_store();
+    for args in [
+        &["audit", "export"][..],
+        &["pending"][..],
+        &["pending", "--json"][..],
+    ] {
+        let mut cmd = sb.command("alice");
+        cmd.args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?} printed: {stderr}");
+    }
+}

@@ -61,6 +61,7 @@ fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
     let raw = Connection::open(&path).unwrap();
     raw.execute_batch(
         "DROP TABLE outbox; DROP TABLE resumable; DROP TABLE chunks; DROP TABLE trace_events; \
+         DROP TABLE trace_text; \
          DROP TABLE trace_steps; DROP TABLE invocations; DROP TABLE sessions; \
          PRAGMA user_version = 1;",
     )
@@ -72,7 +73,7 @@ fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 4);
     let got = s
         .get(&ApprovalId("inv-old".into()), &test_policy(), at(6))
         .unwrap();

@@ -1,4 +1,4 @@
-//! `agentdeck traces` and `traces show` through the binary, on turns the runner recorded from
+//! `agentdeck traces`, `traces show` and `traces export` through the binary, on turns the runner recorded from
 //! the simulator: a payment that returned control, its approval, and the resumed continuation.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -97,5 +97,27 @@ fn traces_list_sessions_and_show_the_turn_tree() {
     sb.run(&["traces", "show", "no-such-session"])
         .code(2)
         .err_has(&["no turns recorded"]);
+
+    // Export: every event's raw JSON, in order, with the text the agent streamed.
+    let doc = sb.run(&["traces", "export", "trace-s1"]).code(0).json();
+    let turns = doc["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2);
+    let events = turns[0]["events"].as_array().unwrap();
+    assert!(!events.is_empty());
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert!(events[0]["raw"]["trace"].is_object());
+    assert!(turns[1]["text"].as_str().unwrap().contains("250.00"));
+    let file = sb.path("s1.json");
+    sb.run(&["traces", "export", "trace-s1", "-o", file.to_str().unwrap()])
+        .code(0)
+        .out_has(&["exported session trace-s1"]);
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(written, doc);
+    // An existing file is never overwritten.
+    sb.run(&["traces", "export", "trace-s1", "-o", file.to_str().unwrap()])
+        .code(2)
+        .err_has(&["never overwritten"]);
     rt.block_on(sim.shutdown());
 }

@@ -328,6 +328,7 @@ fn prompts_help_and_other_panes() {
                 result: Ok(Box::new(counts())),
             },
         );
+        feed_index(&mut s, &fx, index_page());
         insta::assert_snapshot!(format!("traces_{w}x{h}"), text(&draw(&s, &dark())));
         let fx = key(&mut s, "3");
         let tag = fx
@@ -470,40 +471,189 @@ fn steps_fixture() -> Vec<agentdeck::store::run::StepRow> {
     ]
 }
 
-#[test]
-fn traces_drill_down_at_120x40() {
-    let (mut s, _) = loaded_state(120, 40);
-    let fx = key(&mut s, "2");
+fn invocation(
+    id: &str,
+    session: &str,
+    started: i64,
+    outcome: agentdeck::store::run::Outcome,
+    steps: u64,
+    tokens: (i64, i64),
+) -> agentdeck::store::run::InvocationRecord {
+    use agentdeck::store::run::{InvocationRecord, InvocationStart};
+    InvocationRecord {
+        start: InvocationStart {
+            request_id: id.into(),
+            agent_id: "AGENT01".into(),
+            agent_alias_id: "ALIAS01".into(),
+            session_id: session.into(),
+            input_text: Some("pay 250000 to prod-7".into()),
+            resumes: None,
+            started_at: at(started),
+        },
+        outcome,
+        ended_at: Some(at(started + 5)),
+        error: None,
+        final_response: None,
+        latency_ms: Some(4_200),
+        input_tokens: tokens.0,
+        output_tokens: tokens.1,
+        events: steps * 3,
+        steps,
+        chunks: 1,
+    }
+}
+
+/// Two sessions: req-1 (waiting for a human after a return of control), req-2 (a supervisor
+/// calling a collaborator whose steps nest under the call, then the final response), and
+/// req-3 in another session, failed.
+fn index_page() -> agentdeck::store::run::IndexPage {
+    use agentdeck::domain::step_kind::StepKinds as K;
+    use agentdeck::domain::trace::StepFigures;
+    use agentdeck::store::run::{IndexCursor, IndexPage, IndexedStep, Outcome};
+    let base = at(0).timestamp_nanos_opt().unwrap();
+    let step =
+        |req: &str, n: u64, kinds: K, depth: u8, start_ms: i64, ms: i64, tin: i64| IndexedStep {
+            request_id: req.into(),
+            step: n,
+            kinds,
+            depth,
+            figures: StepFigures {
+                duration_ms: Some(ms),
+                input_tokens: tin,
+                output_tokens: tin / 10,
+            },
+            start_ns: Some(base + start_ms * 1_000_000),
+        };
+    let model = K::MODEL_INPUT.with(K::MODEL_OUTPUT).with(K::RATIONALE);
+    IndexPage {
+        invocations: vec![
+            invocation(
+                "req-1",
+                "session-inv-crit",
+                0,
+                Outcome::WaitingForHuman,
+                3,
+                (1_950, 120),
+            ),
+            invocation(
+                "req-2",
+                "session-inv-crit",
+                30,
+                Outcome::Finished,
+                5,
+                (2_310, 190),
+            ),
+            invocation("req-3", "session-other", 60, Outcome::Failed, 2, (800, 20)),
+        ],
+        steps: vec![
+            step("req-1", 1, model, 0, 0, 1_480, 1_950),
+            step("req-1", 2, K::ACTION_GROUP, 0, 1_500, 9_870, 0),
+            step(
+                "req-1",
+                3,
+                model.with(K::ACTION_GROUP).with(K::RETURN_CONTROL),
+                0,
+                11_400,
+                620,
+                400,
+            ),
+            step(
+                "req-2",
+                1,
+                model.with(K::COLLABORATOR),
+                0,
+                30_000,
+                900,
+                1_000,
+            ),
+            step(
+                "req-2",
+                2,
+                K::MODEL_INPUT.with(K::MODEL_OUTPUT).with(K::KNOWLEDGE_BASE),
+                1,
+                30_900,
+                2_000,
+                700,
+            ),
+            step(
+                "req-2",
+                3,
+                K::GUARDRAIL.with(K::INTERVENED),
+                1,
+                32_900,
+                150,
+                0,
+            ),
+            step("req-2", 4, K::COLLABORATOR, 0, 33_050, 100, 0),
+            step("req-2", 5, model.with(K::FINAL), 0, 33_150, 700, 610),
+            step("req-3", 1, model, 0, 60_000, 400, 800),
+            step("req-3", 2, K::FAILURE, 0, 60_400, 10, 0),
+        ],
+        cursor: IndexCursor {
+            events: 30,
+            invocations: 3,
+        },
+        more: false,
+    }
+}
+
+/// Answers the index read among `fx` with `page`; returns the effects that follow.
+fn feed_index(
+    s: &mut AppState,
+    fx: &[Effect],
+    page: agentdeck::store::run::IndexPage,
+) -> Vec<Effect> {
     let tag = fx
         .iter()
         .find_map(|f| {
-            if let Effect::LoadCounts { tag } = f {
+            if let Effect::LoadTraceIndex { tag, .. } = f {
                 Some(*tag)
             } else {
                 None
             }
         })
-        .unwrap();
+        .expect("an index read");
     update(
-        &mut s,
-        Msg::CountsLoaded {
+        s,
+        Msg::TraceIndexLoaded {
             tag,
-            result: Ok(Box::new(counts())),
+            result: Ok(Box::new(page)),
         },
-    );
+    )
+}
+
+fn traces_state(w: u16, h: u16) -> AppState {
+    let (mut s, _) = loaded_state(w, h);
+    let fx = key(&mut s, "2");
+    feed_index(&mut s, &fx, index_page());
+    s
+}
+
+#[test]
+fn traces_drill_down_at_120x40() {
+    let mut s = traces_state(120, 40);
+    // Most recently active first: session-other, then session-inv-crit.
     key(&mut s, "j");
+    key(&mut s, "enter");
+    insta::assert_snapshot!("traces_invocations_120x40", text(&draw(&s, &dark())));
     let fx = key(&mut s, "enter");
-    let (tag, id) = fx
+    let (tag, id, after) = fx
         .iter()
         .find_map(|f| {
-            if let Effect::LoadSteps { tag, request_id } = f {
-                Some((*tag, request_id.clone()))
+            if let Effect::LoadSteps {
+                tag,
+                request_id,
+                after,
+                ..
+            } = f
+            {
+                Some((*tag, request_id.clone(), *after))
             } else {
                 None
             }
         })
         .unwrap();
-    assert_eq!(id, "req-1");
+    assert_eq!((id.as_str(), after), ("req-1", 0));
     update(
         &mut s,
         Msg::StepsLoaded {
@@ -512,6 +662,7 @@ fn traces_drill_down_at_120x40() {
         },
     );
     key(&mut s, "j");
+    assert_eq!(s.traces.selected_step(), Some(("req-1", 2, None)));
     let screen = text(&draw(&s, &dark()));
     assert!(!screen.contains('\u{1b}'));
     insta::assert_snapshot!("traces_steps_120x40", screen);
@@ -548,6 +699,10 @@ fn traces_drill_down_at_120x40() {
             result: Ok(vec![event]),
         },
     );
+    assert_eq!(
+        s.traces.selected_step(),
+        Some(("req-1", 2, Some("req-1-1")))
+    );
     let screen = text(&draw(&s, &dark()));
     assert!(!screen.contains('\u{202e}'));
     insta::assert_snapshot!("traces_step_events_120x40", screen);
@@ -556,4 +711,412 @@ fn traces_drill_down_at_120x40() {
     assert!(s.traces.turn.as_ref().unwrap().step.is_none());
     key(&mut s, "esc");
     assert!(s.traces.turn.is_none());
+    key(&mut s, "esc");
+    assert!(s.traces.session.is_none());
+}
+
+#[test]
+fn collaborator_steps_nest_under_the_call_at_120x40() {
+    let mut s = traces_state(120, 40);
+    key(&mut s, "j");
+    key(&mut s, "enter");
+    key(&mut s, "j");
+    key(&mut s, "enter");
+    assert_eq!(s.traces.turn.as_ref().unwrap().request_id, "req-2");
+    let screen = text(&draw(&s, &dark()));
+    // The collaborator's steps (depth 1) are indented under the supervisor's call.
+    let line = |needle: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not on screen:\n{screen}"))
+            .to_owned()
+    };
+    let call = line("prompt,model,rationale,collab");
+    let nested = line("  guardrail,intervened");
+    let column = |l: &str, w: &str| l[..l.find(w).unwrap()].chars().count();
+    assert_eq!(column(&call, "prompt") + 2, column(&nested, "guardrail"));
+    insta::assert_snapshot!("traces_collaborator_steps_120x40", screen);
+}
+
+#[test]
+fn follow_mode_tails_the_latest_invocation() {
+    let mut s = traces_state(120, 40);
+    key(&mut s, "f");
+    assert!(s.traces.follow);
+    let turn = s.traces.turn.as_ref().unwrap();
+    assert_eq!(turn.request_id, "req-3");
+    assert_eq!(turn.selected, 1);
+    // A new step of the live invocation arrives: it is selected, on screen, at once.
+    let fx = key(&mut s, "f");
+    assert!(!s.traces.follow);
+    assert!(fx.is_empty());
+    key(&mut s, "f");
+    let mut page = index_page();
+    page.invocations = vec![invocation(
+        "req-4",
+        "session-other",
+        90,
+        agentdeck::store::run::Outcome::Running,
+        1,
+        (10, 1),
+    )];
+    page.steps.truncate(1);
+    page.steps[0].request_id = "req-4".into();
+    page.cursor.events = 31;
+    page.cursor.invocations = 4;
+    let fx = update(&mut s, Msg::StoreChanged);
+    feed_index(&mut s, &fx, page);
+    let turn = s.traces.turn.as_ref().unwrap();
+    assert_eq!(turn.request_id, "req-4");
+    assert_eq!(turn.selected, 0);
+    assert!(text(&draw(&s, &dark())).contains("Invocation req-4"));
+    // The running invocation is refreshed on the next read.
+    let fx = update(&mut s, Msg::StoreChanged);
+    assert!(fx.iter().any(|f| matches!(f, Effect::LoadTraceIndex { refresh, .. } if refresh == &vec!["req-4".to_owned()])));
+    // Moving up by hand stops following.
+    key(&mut s, "k");
+    assert!(!s.traces.follow);
+}
+
+fn filter(s: &mut AppState, line: &str) -> Vec<Effect> {
+    key(s, "/");
+    for c in line.chars() {
+        let now = s.now;
+        update(
+            s,
+            Msg::Key(KeyInput {
+                key: Key::char(c),
+                edit: Some(Edit::Char(c)),
+                at: now,
+            }),
+        );
+    }
+    key(s, "enter")
+}
+
+#[test]
+fn filters_find_steps_by_kind_failure_and_waiting() {
+    let mut s = traces_state(120, 40);
+    assert!(filter(&mut s, "kind:kb").is_empty());
+    let steps = |s: &AppState| -> Vec<(String, u32)> {
+        let ix = &s.traces.index;
+        s.traces
+            .results
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let inv = &ix.invocations[ix.steps.invocation[*p as usize] as usize];
+                (
+                    ix.names.name(inv.request).to_owned(),
+                    ix.steps.number[*p as usize],
+                )
+            })
+            .collect()
+    };
+    assert_eq!(steps(&s), vec![("req-2".to_owned(), 2)]);
+    key(&mut s, "esc");
+    assert!(s.traces.results.is_none());
+    filter(&mut s, "failed");
+    assert_eq!(steps(&s), vec![("req-3".to_owned(), 2)]);
+    insta::assert_snapshot!("traces_filter_failed_120x40", text(&draw(&s, &dark())));
+    key(&mut s, "esc");
+    filter(&mut s, "waiting kind:return-control");
+    assert_eq!(steps(&s), vec![("req-1".to_owned(), 3)]);
+    key(&mut s, "esc");
+    filter(&mut s, "session:other");
+    assert_eq!(
+        steps(&s),
+        vec![("req-3".to_owned(), 1), ("req-3".to_owned(), 2)]
+    );
+    // Enter opens the found step in its invocation; Esc comes back to the results.
+    key(&mut s, "j");
+    key(&mut s, "enter");
+    let turn = s.traces.turn.as_ref().unwrap();
+    assert_eq!((turn.request_id.as_str(), turn.selected), ("req-3", 1));
+    key(&mut s, "esc");
+    assert!(s.traces.results.is_some());
+    // A bad kind is refused, naming the kinds there are; the line stays for fixing.
+    key(&mut s, "esc");
+    filter(&mut s, "kind:nope");
+    assert!(s.traces.filter_editing);
+    let m = s.message.as_ref().unwrap();
+    assert!(
+        m.text.contains("\"nope\"") && m.text.contains("knowledge-base"),
+        "{}",
+        m.text
+    );
+}
+
+#[test]
+fn search_results_pass_through_the_filters() {
+    let mut s = traces_state(120, 40);
+    let fx = filter(&mut s, "session:crit balance");
+    let (tag, text) = fx
+        .iter()
+        .find_map(|f| {
+            if let Effect::SearchTraces { tag, text } = f {
+                Some((*tag, text.clone()))
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert_eq!(text, "balance");
+    assert!(s.traces.searching);
+    update(
+        &mut s,
+        Msg::TraceSearchDone {
+            tag,
+            result: Ok(vec![
+                ("req-1".into(), 2),
+                ("req-3".into(), 1),
+                ("req-x".into(), 9),
+            ]),
+        },
+    );
+    // req-3 is in another session; req-x is not indexed.
+    assert_eq!(s.traces.results.as_deref(), Some(&[1u32][..]));
+    assert!(!s.traces.searching);
+}
+
+/// Opens step `n` of the open invocation and answers its events with `raws`.
+fn show_events(s: &mut AppState, request: &str, n: u64, raws: &[serde_json::Value]) {
+    let fx = key(s, "enter");
+    let tag = fx
+        .iter()
+        .find_map(|f| {
+            if let Effect::LoadStepEvents { tag, .. } = f {
+                Some(*tag)
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    let events = raws
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let e = agentdeck::domain::trace::TraceEvent::from_wire(raw.clone());
+            agentdeck::store::run::StoredEvent {
+                request_id: request.into(),
+                seq: i as u64 + 1,
+                step: n,
+                trace_id: e.trace_id().map(str::to_owned),
+                kind: e.kind_name(),
+                event_time: Some("2026-03-02T09:00:01.5Z".into()),
+                summary: e.summary(),
+                raw: raw.clone(),
+            }
+        })
+        .collect();
+    update(
+        s,
+        Msg::StepEventsLoaded {
+            tag,
+            result: Ok(events),
+        },
+    );
+}
+
+fn part(trace: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"agentId": "AGENT01", "agentAliasId": "ALIAS01", "sessionId": "session-inv-crit",
+        "eventTime": "2026-03-02T09:00:01.5Z", "trace": trace})
+}
+
+/// Every kind of step shows its readable text in full (wrapped, sanitised), then its raw JSON.
+#[test]
+fn step_detail_of_every_kind_at_100x40() {
+    use serde_json::json;
+    let long_prompt = "You are a payments agent. Never move money without an approval. \
+        The customer account is prod-7; the ledger is authoritative; \u{1b}[2J amounts are in EUR. "
+        .repeat(3);
+    let kinds: Vec<(&str, Vec<serde_json::Value>)> = vec![
+        (
+            "model_input",
+            vec![part(
+                &json!({"orchestrationTrace": {"modelInvocationInput": {
+            "traceId": "req-1-0", "text": long_prompt, "type": "ORCHESTRATION",
+            "foundationModel": "anthropic.claude-3-5-sonnet"}}}),
+            )],
+        ),
+        (
+            "model_output",
+            vec![
+                part(&json!({"orchestrationTrace": {"modelInvocationOutput": {
+            "traceId": "req-1-0", "rawResponse": {"content": "<thinking>I need the balance first.</thinking>"},
+            "metadata": {"usage": {"inputTokens": 1950, "outputTokens": 120}}}}})),
+                part(
+                    &json!({"orchestrationTrace": {"rationale": {"traceId": "req-1-0",
+            "text": "The user wants to pay; I need the account balance first."}}}),
+                ),
+            ],
+        ),
+        (
+            "action_group_return_control",
+            vec![part(&json!({"orchestrationTrace": {"invocationInput": {
+            "traceId": "req-1-1", "invocationType": "ACTION_GROUP",
+            "actionGroupInvocationInput": {"actionGroupName": "payments", "function": "transfer",
+                "executionType": "RETURN_CONTROL", "invocationId": "inv-crit",
+                "parameters": [{"name": "amount", "type": "number", "value": "250000"}]}}}}))],
+        ),
+        (
+            "knowledge_base",
+            vec![
+                part(&json!({"orchestrationTrace": {"invocationInput": {
+            "traceId": "req-1-2", "invocationType": "KNOWLEDGE_BASE",
+            "knowledgeBaseLookupInput": {"text": "travel policy", "knowledgeBaseId": "KB1"}}}})),
+                part(
+                    &json!({"orchestrationTrace": {"observation": {"traceId": "req-1-2", "type": "KNOWLEDGE_BASE",
+            "knowledgeBaseLookupOutput": {"retrievedReferences": [{"content": {"text": "Economy class for flights under 6 hours."},
+                "location": {"type": "S3", "s3Location": {"uri": "s3://policies/travel.pdf"}}}]}}}}),
+                ),
+            ],
+        ),
+        (
+            "code_interpreter",
+            vec![
+                part(&json!({"orchestrationTrace": {"invocationInput": {
+            "traceId": "req-1-3", "invocationType": "ACTION_GROUP_CODE_INTERPRETER",
+            "codeInterpreterInvocationInput": {"code": "print(sum([1, 2, 3]))"}}}})),
+                part(
+                    &json!({"orchestrationTrace": {"observation": {"traceId": "req-1-3", "type": "ACTION_GROUP_CODE_INTERPRETER",
+            "codeInterpreterInvocationOutput": {"executionOutput": "6"}}}}),
+                ),
+            ],
+        ),
+        (
+            "collaborator",
+            vec![
+                part(&json!({"orchestrationTrace": {"invocationInput": {
+            "traceId": "req-1-4", "invocationType": "AGENT_COLLABORATOR",
+            "agentCollaboratorInvocationInput": {"agentCollaboratorName": "fx-rates",
+                "input": {"text": "EUR to USD today?"}}}}})),
+                part(
+                    &json!({"orchestrationTrace": {"observation": {"traceId": "req-1-4", "type": "AGENT_COLLABORATOR",
+            "agentCollaboratorInvocationOutput": {"agentCollaboratorName": "fx-rates",
+                "output": {"text": "1.08"}}}}}),
+                ),
+            ],
+        ),
+        (
+            "guardrail",
+            vec![part(
+                &json!({"guardrailTrace": {"traceId": "req-1-guardrail-pre-0",
+            "action": "INTERVENED", "inputAssessments": [{"topicPolicy": {"topics": [
+                {"name": "Politics", "type": "DENY", "action": "BLOCKED"}]}}]}}),
+            )],
+        ),
+        (
+            "failure",
+            vec![part(&json!({"failureTrace": {"traceId": "req-1-5",
+            "failureReason": "The model timed out after 60 s.", "failureCode": 500}}))],
+        ),
+        (
+            "final_response",
+            vec![part(
+                &json!({"orchestrationTrace": {"observation": {"traceId": "req-1-6",
+            "type": "FINISH", "finalResponse": {"text": "Done: 250.00 EUR sent to prod-7.",
+            "metadata": {"operationTotalTimeMs": 4200}}}}}),
+            )],
+        ),
+    ];
+    for (name, raws) in kinds {
+        let mut s = traces_state(100, 40);
+        key(&mut s, "j");
+        key(&mut s, "enter");
+        key(&mut s, "enter");
+        show_events(&mut s, "req-1", 1, &raws);
+        let screen = text(&draw(&s, &dark()));
+        assert!(!screen.contains('\u{1b}'), "{name}");
+        insta::assert_snapshot!(format!("traces_step_kind_{name}"), screen);
+    }
+}
+
+#[test]
+fn jump_from_a_request_to_the_step_that_raised_it_and_back() {
+    let mut s = traces_state(120, 40);
+    key(&mut s, "1");
+    // From the approvals queue, the selected request (inv-crit is first).
+    let fx = key(&mut s, "J");
+    let (tag, id) = fx
+        .iter()
+        .find_map(|f| {
+            if let Effect::FindRaisingStep { tag, id } = f {
+                Some((*tag, id.clone()))
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert_eq!(id.as_str(), "inv-crit");
+    let fx = update(
+        &mut s,
+        Msg::RaisingStepFound {
+            tag,
+            id: id.clone(),
+            result: Ok(Some(("req-1".into(), Some(3)))),
+        },
+    );
+    assert_eq!(s.pane, agentdeck::app::state::Pane::Traces);
+    let turn = s.traces.turn.as_ref().unwrap();
+    assert_eq!((turn.request_id.as_str(), turn.selected), ("req-1", 2));
+    assert_eq!(turn.step.as_ref().unwrap().step, 3);
+    assert!(
+        fx.iter()
+            .any(|f| matches!(f, Effect::LoadStepEvents { step: 3, .. }))
+    );
+    // And back: the request opens in full.
+    let fx = key(&mut s, "J");
+    assert_eq!(s.pane, agentdeck::app::state::Pane::Approvals);
+    assert_eq!(s.detail.as_ref().unwrap().id, id);
+    assert!(fx.iter().any(|f| matches!(f, Effect::LoadDetail { .. })));
+
+    // A request the runner did not raise says so and stays put.
+    let fx = key(&mut s, "J");
+    let tag = fx
+        .iter()
+        .find_map(|f| match f {
+            Effect::FindRaisingStep { tag, .. } => Some(*tag),
+            _ => None,
+        })
+        .unwrap();
+    update(
+        &mut s,
+        Msg::RaisingStepFound {
+            tag,
+            id,
+            result: Ok(None),
+        },
+    );
+    assert_eq!(s.pane, agentdeck::app::state::Pane::Approvals);
+    assert!(
+        s.message
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("not raised by the agentdeck runner")
+    );
+
+    // From a step that returned control, J opens the request it raised.
+    let mut s = traces_state(120, 40);
+    key(&mut s, "j");
+    key(&mut s, "enter");
+    key(&mut s, "enter");
+    key(&mut s, "j");
+    key(&mut s, "j");
+    show_events(
+        &mut s,
+        "req-1",
+        3,
+        &[part(
+            &serde_json::json!({"orchestrationTrace": {"invocationInput": {
+            "traceId": "req-1-2", "invocationType": "ACTION_GROUP",
+            "actionGroupInvocationInput": {"actionGroupName": "payments", "function": "transfer",
+                "executionType": "RETURN_CONTROL", "invocationId": "inv-crit"}}}}),
+        )],
+    );
+    key(&mut s, "J");
+    assert_eq!(s.detail.as_ref().unwrap().id.as_str(), "inv-crit");
 }

@@ -41,8 +41,16 @@ pub enum Action {
     ApproveAll,
     /// Reject every open input of the request, with a reason.
     RejectAll,
-    /// Filter the queue by text.
+    /// Filter the queue by text; in the traces pane, filter and search steps.
     Filter,
+    /// Traces: follow the latest invocation as its steps arrive.
+    Follow,
+    /// Jump from a request to the trace step that raised it, and back.
+    Jump,
+    /// Traces: copy the selection (a step's text and raw JSON, or an id) to the clipboard.
+    Copy,
+    /// Traces: export the selected session to a JSON file.
+    Export,
     /// Show the help screen with every key.
     Help,
     /// Quit agentdeck.
@@ -50,7 +58,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 24] = [
         Self::MoveUp,
         Self::MoveDown,
         Self::PageUp,
@@ -69,6 +77,10 @@ impl Action {
         Self::ApproveAll,
         Self::RejectAll,
         Self::Filter,
+        Self::Follow,
+        Self::Jump,
+        Self::Copy,
+        Self::Export,
         Self::Help,
         Self::Quit,
     ];
@@ -94,6 +106,10 @@ impl Action {
             Self::ApproveAll => "approve-all",
             Self::RejectAll => "reject-all",
             Self::Filter => "filter",
+            Self::Follow => "follow",
+            Self::Jump => "jump",
+            Self::Copy => "copy",
+            Self::Export => "export",
             Self::Help => "help",
             Self::Quit => "quit",
         }
@@ -123,7 +139,11 @@ impl Action {
             Self::Reject => "reject the selected input (asks a reason)",
             Self::ApproveAll => "approve every open input of the request",
             Self::RejectAll => "reject every open input (asks a reason)",
-            Self::Filter => "filter the queue",
+            Self::Filter => "filter the queue; traces: filter and search steps",
+            Self::Follow => "traces: follow the live invocation",
+            Self::Jump => "request <-> the trace step that raised it",
+            Self::Copy => "traces: copy the selection (OSC 52)",
+            Self::Export => "traces: export the session to JSON",
             Self::Help => "this help",
             Self::Quit => "quit",
         }
@@ -149,6 +169,10 @@ impl Action {
             Self::ApproveAll => "approve all",
             Self::RejectAll => "reject all",
             Self::Filter => "filter",
+            Self::Follow => "follow",
+            Self::Jump => "jump",
+            Self::Copy => "copy",
+            Self::Export => "export",
             Self::Help => "help",
             Self::Quit => "quit",
         }

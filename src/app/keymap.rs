@@ -308,6 +308,10 @@ fn default_keys(action: Action) -> Vec<Key> {
         Action::ApproveAll => vec![Key::char('A')],
         Action::RejectAll => vec![Key::char('R')],
         Action::Filter => vec![Key::char('/')],
+        Action::Follow => vec![Key::char('f')],
+        Action::Jump => vec![Key::char('J')],
+        Action::Copy => vec![Key::char('c')],
+        Action::Export => vec![Key::char('E')],
         Action::Help => vec![Key::char('?')],
         Action::Quit => vec![Key::char('q'), Key::ctrl('c')],
     }

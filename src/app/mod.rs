@@ -5,6 +5,8 @@ pub mod action;
 pub mod keymap;
 pub mod msg;
 pub mod state;
+pub mod trace_index;
+pub mod traces;
 pub mod update;
 
 pub use msg::{Edit, Effect, KeyInput, Msg};

@@ -78,6 +78,26 @@ pub enum Msg {
         tag: u64,
         result: Result<Vec<crate::store::run::StoredEvent>, String>,
     },
+    /// A page of changes to the trace index.
+    TraceIndexLoaded {
+        tag: u64,
+        result: Result<Box<crate::store::run::IndexPage>, String>,
+    },
+    /// The invocation and step that raised a request (None: not raised by the runner).
+    RaisingStepFound {
+        tag: u64,
+        id: crate::domain::approval::ApprovalId,
+        result: Result<Option<(String, Option<u64>)>, String>,
+    },
+    /// Where a session export was written, or why not.
+    Exported {
+        result: Result<String, String>,
+    },
+    /// The steps the traces search found: (request id, step number).
+    TraceSearchDone {
+        tag: u64,
+        result: Result<Vec<(String, u64)>, String>,
+    },
 }
 
 /// IO the runtime must perform.
@@ -94,8 +114,31 @@ pub enum Effect {
     },
     /// Record a decision (conditional write); answer with `Decided`.
     Decide { tag: u64, ask: DecisionAsk },
-    /// Read the reasoning steps of one turn; answer with `StepsLoaded`.
-    LoadSteps { tag: u64, request_id: String },
+    /// Read the reasoning steps of one turn after step `after`, at most `limit`; answer with
+    /// `StepsLoaded`.
+    LoadSteps {
+        tag: u64,
+        request_id: String,
+        after: u64,
+        limit: usize,
+    },
+    /// Read what changed in the traces since the index's cursor; answer with `TraceIndexLoaded`.
+    LoadTraceIndex {
+        tag: u64,
+        since: crate::store::run::IndexCursor,
+        refresh: Vec<String>,
+    },
+    /// Find the invocation and step that raised a request; answer with `RaisingStepFound`.
+    FindRaisingStep {
+        tag: u64,
+        id: crate::domain::approval::ApprovalId,
+    },
+    /// Put text on the terminal's clipboard (OSC 52). The text is sanitised already.
+    Copy { text: String },
+    /// Write one session's traces to a new JSON file; answer with `Exported`.
+    ExportSession { session: String },
+    /// Full-text search of every trace event; answer with `TraceSearchDone`.
+    SearchTraces { tag: u64, text: String },
     /// Read the events of one step with their raw JSON; answer with `StepEventsLoaded`.
     LoadStepEvents {
         tag: u64,

@@ -116,22 +116,89 @@ pub struct StepView {
     pub max_scroll: u16,
 }
 
-/// A turn opened in the traces pane: its reasoning steps.
+impl StepView {
+    /// The step's traceId, once its events are loaded.
+    pub fn trace_id(&self) -> Option<&str> {
+        match &self.events {
+            Some(Ok(events)) => events.iter().find_map(|e| e.trace_id.as_deref()),
+            _ => None,
+        }
+    }
+}
+
+/// A turn (invocation) opened in the traces pane: its reasoning steps. Figures come from the
+/// index; the rationale text of the rows near the selection is read from the store (`rows`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnView {
     pub request_id: String,
+    /// Its position in the index.
+    pub invocation: u32,
     pub tag: u64,
+    /// Step rows read around the selection (rationale text), first step number `rows_from + 1`.
     pub steps: Option<Result<Vec<crate::store::run::StepRow>, String>>,
+    pub rows_from: u64,
+    /// Position of the selected step (0-based step order).
     pub selected: usize,
     pub step: Option<StepView>,
 }
 
-/// Where the traces pane is: the list of recent turns, a turn's steps, or a step's events.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TracesView {
-    /// Position in the recent turns (from `counts.recent`).
+/// A session opened in the traces pane: its invocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionView {
+    /// Position in `TraceIndex::sessions`.
+    pub session: u32,
+    /// Position in the session's invocations.
     pub selected: usize,
+}
+
+/// Where the traces pane is: sessions (or the steps a filter found) → a session's invocations →
+/// an invocation's steps → a step's events.
+#[derive(Debug, Clone, Default)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent flags of the pane (loading, follow, editing)"
+)]
+pub struct TracesView {
+    pub index: super::trace_index::TraceIndex,
+    pub index_tag: u64,
+    pub index_loading: bool,
+    pub index_again: bool,
+    /// Position in the sessions (most recent first), or in `results` when a filter is on.
+    pub selected: usize,
+    pub session: Option<SessionView>,
     pub turn: Option<TurnView>,
+    /// Follow mode: the latest invocation's newest step stays selected as steps arrive.
+    pub follow: bool,
+    /// The filter line as typed, and whether it is being edited.
+    pub filter_line: String,
+    pub filter_editing: bool,
+    pub filter: super::trace_index::StepFilter,
+    /// Steps passing the filter (positions in the index's step columns), when one is on.
+    pub results: Option<Vec<u32>>,
+    /// Steps the free text found, when the filter has free text.
+    pub hits: Option<Vec<u32>>,
+    pub search_tag: u64,
+    pub searching: bool,
+    /// The request a jump came from (Jump goes back to it).
+    pub jumped_from: Option<ApprovalId>,
+    /// A jump's target, waiting for the index to hold its invocation: (request id, step).
+    pub pending_jump: Option<(String, Option<u64>)>,
+    pub jump_tag: u64,
+}
+
+impl TracesView {
+    /// The step open or selected in the step list: (request id, step number, traceId once its
+    /// events are loaded). The hook for marking an action from the step view.
+    pub fn selected_step(&self) -> Option<(&str, u64, Option<&str>)> {
+        let turn = self.turn.as_ref()?;
+        if let Some(v) = &turn.step {
+            return Some((turn.request_id.as_str(), v.step, v.trace_id()));
+        }
+        let inv = self.index.invocations.get(turn.invocation as usize)?;
+        let pos = *inv.steps.get(turn.selected)?;
+        let n = self.index.steps.number.get(pos as usize)?;
+        Some((turn.request_id.as_str(), u64::from(*n), None))
+    }
 }
 
 #[derive(Debug, Clone)]

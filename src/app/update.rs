@@ -6,8 +6,8 @@ use super::action::Action;
 use super::msg::{Edit, Effect, KeyInput, Msg};
 use super::state::{
     ARM_WINDOW, AppState, Armed, Detail, Intent, Level, MESSAGE_TTL, Message, Pane, Prompt,
-    StepView, TurnView,
 };
+use super::traces::{self, index_loaded, load_index, search_done};
 use crate::domain::approval::{ActionTarget, ApprovalId, ApprovalRequest};
 use crate::domain::decision::{DecisionAsk, Verdict};
 use crate::domain::policy::{Confirmation, RiskTier};
@@ -97,10 +97,17 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
         }
         Msg::StepsLoaded { tag, result } => {
             if let Some(t) = state.traces.turn.as_mut().filter(|t| t.tag == tag) {
-                if let Ok(steps) = &result {
-                    t.selected = t.selected.min(steps.len().saturating_sub(1));
-                }
                 t.steps = Some(result);
+            }
+            Vec::new()
+        }
+        Msg::TraceIndexLoaded { tag, result } => index_loaded(state, tag, result),
+        Msg::TraceSearchDone { tag, result } => search_done(state, tag, result),
+        Msg::RaisingStepFound { tag, id, result } => traces::raising_found(state, tag, id, result),
+        Msg::Exported { result } => {
+            match result {
+                Ok(path) => say(state, Level::Success, format!("exported to {path}")),
+                Err(e) => say(state, Level::Error, format!("export failed: {e}")),
             }
             Vec::new()
         }
@@ -126,7 +133,7 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
     }
 }
 
-fn push_limited(buf: &mut String, add: &str) {
+pub(super) fn push_limited(buf: &mut String, add: &str) {
     for c in add.chars() {
         if buf.chars().count() >= MAX_REASON {
             break;
@@ -135,7 +142,7 @@ fn push_limited(buf: &mut String, add: &str) {
     }
 }
 
-fn say(state: &mut AppState, level: Level, text: impl Into<String>) {
+pub(super) fn say(state: &mut AppState, level: Level, text: impl Into<String>) {
     state.message = Some(Message {
         level,
         text: text.into(),
@@ -179,14 +186,7 @@ fn reload(state: &mut AppState) -> Vec<Effect> {
         fx.extend(load_counts(state));
     }
     if state.pane == Pane::Traces {
-        let tag = state.tag();
-        if let Some(t) = state.traces.turn.as_mut().filter(|t| t.step.is_none()) {
-            t.tag = tag;
-            fx.push(Effect::LoadSteps {
-                tag,
-                request_id: t.request_id.clone(),
-            });
-        }
+        fx.extend(load_index(state));
     }
     let tag = state.tag();
     if let Some(d) = state.detail.as_mut() {
@@ -291,6 +291,9 @@ fn key(state: &mut AppState, input: &KeyInput) -> Vec<Effect> {
     if state.prompt.is_some() {
         return prompt_key(state, input.edit);
     }
+    if state.pane == Pane::Traces && state.traces.filter_editing {
+        return traces::filter_key(state, input.edit);
+    }
     if state.filter_editing {
         return filter_key(state, input.edit);
     }
@@ -319,7 +322,7 @@ fn key(state: &mut AppState, input: &KeyInput) -> Vec<Effect> {
         _ => {}
     }
     if state.pane == Pane::Traces {
-        return traces_action(state, action);
+        return traces::action(state, action);
     }
     if state.pane != Pane::Approvals {
         return Vec::new();
@@ -341,7 +344,11 @@ fn switch_pane(state: &mut AppState, pane: Pane) -> Vec<Effect> {
     if pane == Pane::Approvals {
         return Vec::new();
     }
-    load_counts(state)
+    let mut fx = load_counts(state);
+    if pane == Pane::Traces {
+        fx.extend(load_index(state));
+    }
+    fx
 }
 
 /// Reads the store's totals, one read at a time: a read asked for while one is in flight
@@ -374,6 +381,11 @@ fn list_action(state: &mut AppState, action: Action) -> Vec<Effect> {
             refilter(state);
         }
         Action::Open => return open_detail(state, None),
+        Action::Jump => {
+            if let Some(id) = state.selected_row().map(|r| r.id.clone()) {
+                return traces::find_raising(state, id);
+            }
+        }
         Action::Approve | Action::Reject | Action::ApproveAll | Action::RejectAll => {
             return open_detail(state, Some(action));
         }
@@ -390,17 +402,7 @@ fn open_detail(state: &mut AppState, arm: Option<Action>) -> Vec<Effect> {
         return Vec::new();
     };
     let id = row.id.clone();
-    let tag = state.tag();
-    state.detail = Some(Detail {
-        id: id.clone(),
-        tag,
-        loaded: None,
-        load_error: None,
-        selected_input: 0,
-        scroll: 0,
-        max_scroll: u16::MAX,
-        opened_at: state.now,
-    });
+    let fx = open_request(state, id.clone());
     if let Some(action) = arm {
         state.armed = Some(Armed {
             action,
@@ -422,6 +424,23 @@ fn open_detail(state: &mut AppState, arm: Option<Action>) -> Vec<Effect> {
             ),
         );
     }
+    fx
+}
+
+/// Opens one request in full, on the approvals pane.
+pub(super) fn open_request(state: &mut AppState, id: ApprovalId) -> Vec<Effect> {
+    state.pane = Pane::Approvals;
+    let tag = state.tag();
+    state.detail = Some(Detail {
+        id: id.clone(),
+        tag,
+        loaded: None,
+        load_error: None,
+        selected_input: 0,
+        scroll: 0,
+        max_scroll: u16::MAX,
+        opened_at: state.now,
+    });
     vec![Effect::LoadDetail { tag, id }]
 }
 
@@ -451,13 +470,17 @@ fn detail_action(state: &mut AppState, action: Action) -> Vec<Effect> {
         Action::Approve | Action::Reject | Action::ApproveAll | Action::RejectAll => {
             return begin_decision(state, action);
         }
+        Action::Jump => {
+            let id = d.id.clone();
+            return traces::find_raising(state, id);
+        }
         _ => {}
     }
     Vec::new()
 }
 
 /// Moves a selection within `len` rows.
-fn moved(selected: usize, action: Action, len: usize, page: usize) -> usize {
+pub(super) fn moved(selected: usize, action: Action, len: usize, page: usize) -> usize {
     let last = len.saturating_sub(1);
     match action {
         Action::MoveUp => selected.saturating_sub(1),
@@ -468,92 +491,6 @@ fn moved(selected: usize, action: Action, len: usize, page: usize) -> usize {
         Action::Bottom => last,
         _ => selected,
     }
-}
-
-/// The traces pane: recent turns, then a turn's steps (Enter), then a step's events and raw
-/// JSON (Enter); Back goes up a level.
-fn traces_action(state: &mut AppState, action: Action) -> Vec<Effect> {
-    let page = state.list_height();
-    let recent: Vec<String> = state
-        .counts
-        .as_ref()
-        .map(|c| c.recent.iter().map(|r| r.request_id.clone()).collect())
-        .unwrap_or_default();
-    let tag = state.tag();
-    let view = &mut state.traces;
-    match view.turn.as_mut() {
-        None => match action {
-            Action::Open => {
-                if let Some(id) = recent.get(view.selected) {
-                    view.turn = Some(TurnView {
-                        request_id: id.clone(),
-                        tag,
-                        steps: None,
-                        selected: 0,
-                        step: None,
-                    });
-                    return vec![Effect::LoadSteps {
-                        tag,
-                        request_id: id.clone(),
-                    }];
-                }
-            }
-            _ => view.selected = moved(view.selected, action, recent.len(), page),
-        },
-        Some(turn) => match turn.step.as_mut() {
-            None => match action {
-                Action::Back => view.turn = None,
-                Action::Open => {
-                    let step = turn
-                        .steps
-                        .as_ref()
-                        .and_then(|s| s.as_ref().ok())
-                        .and_then(|s| s.get(turn.selected))
-                        .map(|s| s.step);
-                    if let Some(step) = step {
-                        turn.step = Some(StepView {
-                            step,
-                            tag,
-                            events: None,
-                            scroll: 0,
-                            max_scroll: u16::MAX,
-                        });
-                        return vec![Effect::LoadStepEvents {
-                            tag,
-                            request_id: turn.request_id.clone(),
-                            step,
-                        }];
-                    }
-                }
-                _ => {
-                    let len = turn
-                        .steps
-                        .as_ref()
-                        .and_then(|s| s.as_ref().ok())
-                        .map_or(0, Vec::len);
-                    turn.selected = moved(turn.selected, action, len, page);
-                }
-            },
-            Some(step) => {
-                let page = u16::try_from(page).unwrap_or(u16::MAX);
-                match action {
-                    Action::Back => turn.step = None,
-                    Action::MoveUp => step.scroll = step.scroll.saturating_sub(1),
-                    Action::MoveDown => {
-                        step.scroll = step.scroll.saturating_add(1).min(step.max_scroll);
-                    }
-                    Action::PageUp => step.scroll = step.scroll.saturating_sub(page),
-                    Action::PageDown => {
-                        step.scroll = step.scroll.saturating_add(page).min(step.max_scroll);
-                    }
-                    Action::Top => step.scroll = 0,
-                    Action::Bottom => step.scroll = step.max_scroll,
-                    _ => {}
-                }
-            }
-        },
-    }
-    Vec::new()
 }
 
 /// The word a typed confirmation asks for: the function name, or the last literal segment of

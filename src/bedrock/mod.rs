@@ -5,6 +5,8 @@
 //! from the store's outbox. Errors are typed and say what to do.
 
 pub mod executor;
+pub mod import;
+pub mod recording;
 pub mod runner;
 pub mod wire;
 pub mod worker;

@@ -87,6 +87,10 @@ pub enum Command {
     Resume(super::invoke::ResumeArgs),
     /// Recorded sessions with their figures, or one session's turns and steps (`show SESSION`).
     Traces(super::traces::TracesArgs),
+    /// Import recorded traces: boto3 InvokeAgent stream events dumped to JSON or JSONL, bare
+    /// TraceParts, or raw eventstream bodies. Importing a file again adds nothing. Exits 2 when
+    /// a record was rejected (each is named by file and line or byte offset; the rest is kept).
+    Import(super::import::ImportArgs),
     /// Run the local Bedrock Agent Runtime simulator on 127.0.0.1 until Ctrl-C.
     Sim {
         /// Port to listen on (0 = any free port).

@@ -35,7 +35,7 @@ impl std::fmt::Debug for Ctx<'_> {
 }
 
 fn io(e: &std::io::Error) -> CliError {
-    CliError::unavailable(format!("cannot write output: {e}"))
+    CliError::output(e)
 }
 
 /// Reads a submission from a file or `-` (stdin), refusing anything over the limit.
@@ -297,6 +297,7 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand, out: &mut dyn Write) -> Resu
                 writeln!(out, "seq,at,actor,kind,request,payload,prev_hash,hash")
                     .map_err(|e| io(&e))?;
             }
+            let mut failed_write = None;
             let mut write_entry = |e: AuditEntry| -> Result<(), crate::store::StoreError> {
                 let line = match format {
                     ExportFormat::Jsonl => serde_json::to_string(&e).unwrap_or_default(),
@@ -313,11 +314,16 @@ pub fn audit(ctx: &Ctx<'_>, command: &AuditCommand, out: &mut dyn Write) -> Resu
                     .join(","),
                 };
                 writeln!(out, "{line}").map_err(|err| {
-                    crate::store::StoreError::Unavailable(format!("cannot write output: {err}"))
+                    let message = format!("cannot write output: {err}");
+                    failed_write = Some(err);
+                    crate::store::StoreError::Unavailable(message)
                 })
             };
-            ctx.store.audit_each(&mut write_entry)?;
-            Ok(())
+            let walked = ctx.store.audit_each(&mut write_entry);
+            match failed_write {
+                Some(err) => Err(io(&err)),
+                None => walked.map_err(CliError::from),
+            }
         }
     }
 }

@@ -94,7 +94,7 @@ impl From<RunnerError> for CliError {
 }
 
 fn io(e: &std::io::Error) -> CliError {
-    CliError::unavailable(format!("cannot write output: {e}"))
+    CliError::output(e)
 }
 
 fn executor(spec: Option<&str>) -> Box<dyn Executor> {

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod commands;
 pub mod demo;
+pub mod import;
 pub mod invoke;
 pub mod output;
 pub mod traces;
@@ -41,6 +42,19 @@ impl CliError {
         Self {
             code: exit::CONFLICT,
             message: message.into(),
+        }
+    }
+
+    /// Writing the command's output failed. A reader that went away (`agentdeck pending | head`)
+    /// is not a failure: the command stops quietly with success, as `git log | head` does.
+    pub fn output(e: &std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Self {
+                code: exit::OK,
+                message: String::new(),
+            }
+        } else {
+            Self::unavailable(format!("cannot write output: {e}"))
         }
     }
 

@@ -1,6 +1,6 @@
-//! `agentdeck traces` and `agentdeck traces show SESSION`: the recorded sessions with their
-//! figures, and one session's tree of turns and reasoning steps, for scripts (`--json`) and
-//! people. Everything an agent wrote is sanitised before it reaches the terminal.
+//! `agentdeck traces`, `agentdeck traces show SESSION` and `agentdeck traces export SESSION`:
+//! the recorded sessions with their figures, one session's tree of turns and reasoning steps,
+//! for scripts (`--json`) and people, and one session's every event as JSON. Everything an agent wrote is sanitised before it reaches the terminal.
 
 use std::io::Write;
 
@@ -34,10 +34,19 @@ pub enum TracesCommand {
         /// The session id.
         session: String,
     },
+    /// Everything recorded for one session as one JSON document: each turn with every trace
+    /// event's raw JSON and the text the agent streamed.
+    Export {
+        /// The session id.
+        session: String,
+        /// Write to this file (refused if it exists) instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 fn io(e: &std::io::Error) -> CliError {
-    CliError::unavailable(format!("cannot write output: {e}"))
+    CliError::output(e)
 }
 
 /// A session's figures, summed over its turns.
@@ -81,7 +90,85 @@ pub fn run(store: &dyn TraceStore, args: &TracesArgs, out: &mut dyn Write) -> Re
     match &args.command {
         None => list(store, args.limit, args.json, out),
         Some(TracesCommand::Show { session }) => show(store, session, args.json, out),
+        Some(TracesCommand::Export { session, output }) => match output {
+            None => export_session(store, session, out),
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                    .map_err(|e| {
+                        CliError::bad_input(format!(
+                            "cannot create {}: {e} (an existing file is never overwritten)",
+                            path.display()
+                        ))
+                    })?;
+                let mut w = std::io::BufWriter::new(file);
+                export_session(store, session, &mut w)?;
+                w.flush().map_err(|e| io(&e))?;
+                writeln!(
+                    out,
+                    "exported session {} to {}",
+                    sanitize::line(session),
+                    path.display()
+                )
+                .map_err(|e| io(&e))
+            }
+        },
     }
+}
+
+/// Events read per page while exporting.
+const EXPORT_PAGE: usize = 1000;
+
+/// Writes one session as JSON: `{"sessionId", "state", "turns": [{...the turn..., "events":
+/// [raw TracePart, ...], "text": "..."}]}`, a page of events at a time, so a large session is
+/// never held in memory whole. Raw JSON is written as recorded (JSON escapes any control
+/// character), not sanitised: it is data for tools, not for the terminal.
+pub fn export_session(
+    store: &dyn TraceStore,
+    session: &str,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let turns = session_turns(store, session)?;
+    let f = figures(&turns);
+    let head = json!({"sessionId": session, "state": f.state});
+    let head = head.to_string();
+    // Open the object and leave it open for "turns".
+    write!(out, "{},\"turns\":[", &head[..head.len() - 1]).map_err(|e| io(&e))?;
+    for (i, t) in turns.iter().enumerate() {
+        let turn = json!({
+            "requestId": t.start.request_id, "agentId": t.start.agent_id,
+            "agentAliasId": t.start.agent_alias_id, "inputText": t.start.input_text,
+            "resumes": t.start.resumes, "startedAt": t.start.started_at,
+            "endedAt": t.ended_at, "outcome": t.outcome.as_str(), "error": t.error,
+            "finalResponse": t.final_response, "latencyMs": t.latency_ms,
+            "inputTokens": t.input_tokens, "outputTokens": t.output_tokens,
+            "text": store.chunk_text(&t.start.request_id)?,
+        })
+        .to_string();
+        let sep = if i == 0 { "" } else { "," };
+        write!(out, "{sep}{},\"events\":[", &turn[..turn.len() - 1]).map_err(|e| io(&e))?;
+        let mut after = 0;
+        let mut first = true;
+        loop {
+            let page = store.events(&t.start.request_id, after, EXPORT_PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in &page {
+                let sep = if first { "" } else { "," };
+                first = false;
+                write!(
+                    out,
+                    "{sep}{}",
+                    json!({"seq": e.seq, "step": e.step, "traceId": e.trace_id, "kind": e.kind, "raw": e.raw})
+                )
+                .map_err(|e| io(&e))?;
+            }
+        }
+        write!(out, "]}}").map_err(|e| io(&e))?;
+    }
+    writeln!(out, "]}}").map_err(|e| io(&e))
 }
 
 fn list(
@@ -136,12 +223,8 @@ fn list(
     Ok(())
 }
 
-fn show(
-    store: &dyn TraceStore,
-    session: &str,
-    json_out: bool,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
+/// A session's turns, oldest first; a session with none is an error naming it.
+fn session_turns(store: &dyn TraceStore, session: &str) -> Result<Vec<InvocationRecord>, CliError> {
     let turns = store.invocations(session, 0, PAGE)?;
     if turns.is_empty() {
         return Err(CliError::bad_input(format!(
@@ -149,6 +232,16 @@ fn show(
             sanitize::line(session)
         )));
     }
+    Ok(turns)
+}
+
+fn show(
+    store: &dyn TraceStore,
+    session: &str,
+    json_out: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let turns = session_turns(store, session)?;
     let mut tree = Vec::with_capacity(turns.len());
     for t in &turns {
         let steps = store.steps(&t.start.request_id, 0, PAGE)?;

@@ -8,5 +8,6 @@ pub mod policy;
 pub mod resume;
 pub mod sanitize;
 pub mod status;
+pub mod step_kind;
 pub mod trace;
 pub mod validate;

@@ -344,13 +344,23 @@ fn member(v: Option<&Value>) -> Option<(&str, &Value)> {
     m.iter().next().map(|(k, v)| (k.as_str(), v))
 }
 
-fn obj(v: &Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
+/// An empty object, for what is missing or not an object.
+static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+
+/// The object `v` is, or an empty one: borrowed, so reading a large part copies nothing but the
+/// fields it keeps.
+fn obj(v: &Value) -> &Map<String, Value> {
+    v.as_object().unwrap_or(&EMPTY)
+}
+
+/// The object under `key`, or an empty one.
+fn field<'a>(m: &'a Map<String, Value>, key: &str) -> &'a Map<String, Value> {
+    m.get(key).map_or(&EMPTY, obj)
 }
 
 fn assessments(v: Option<&Value>) -> Vec<String> {
     let mut out = Vec::new();
-    let items = v.and_then(Value::as_array).cloned().unwrap_or_default();
+    let items = v.and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
     let line = |parts: &[Option<String>]| {
         parts
             .iter()
@@ -359,9 +369,9 @@ fn assessments(v: Option<&Value>) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    for a in &items {
+    for a in items {
         let a = obj(a);
-        let list = |policy: &str, key: &str| -> Vec<Map<String, Value>> {
+        let list = |policy: &str, key: &str| -> Vec<&Map<String, Value>> {
             a.get(policy)
                 .and_then(|p| p.get(key))
                 .and_then(Value::as_array)
@@ -371,48 +381,48 @@ fn assessments(v: Option<&Value>) -> Vec<String> {
         for t in list("topicPolicy", "topics") {
             out.push(line(&[
                 Some("topic".to_owned()),
-                text(&t, "name"),
-                text(&t, "type"),
-                text(&t, "action"),
+                text(t, "name"),
+                text(t, "type"),
+                text(t, "action"),
             ]));
         }
         for f in list("contentPolicy", "filters") {
             out.push(line(&[
                 Some("content".to_owned()),
-                text(&f, "type"),
-                text(&f, "confidence"),
-                text(&f, "action"),
+                text(f, "type"),
+                text(f, "confidence"),
+                text(f, "action"),
             ]));
         }
         for w in list("wordPolicy", "customWords") {
             out.push(line(&[
                 Some("word".to_owned()),
-                text(&w, "match"),
-                text(&w, "action"),
+                text(w, "match"),
+                text(w, "action"),
             ]));
         }
         for w in list("wordPolicy", "managedWordLists") {
             out.push(line(&[
                 Some("managed-word".to_owned()),
-                text(&w, "type"),
-                text(&w, "match"),
-                text(&w, "action"),
+                text(w, "type"),
+                text(w, "match"),
+                text(w, "action"),
             ]));
         }
         for p in list("sensitiveInformationPolicy", "piiEntities") {
             out.push(line(&[
                 Some("pii".to_owned()),
-                text(&p, "type"),
-                text(&p, "match"),
-                text(&p, "action"),
+                text(p, "type"),
+                text(p, "match"),
+                text(p, "action"),
             ]));
         }
         for r in list("sensitiveInformationPolicy", "regexes") {
             out.push(line(&[
                 Some("regex".to_owned()),
-                text(&r, "name"),
-                text(&r, "match"),
-                text(&r, "action"),
+                text(r, "name"),
+                text(r, "match"),
+                text(r, "action"),
             ]));
         }
     }
@@ -433,7 +443,7 @@ fn model_input(m: &Map<String, Value>) -> ModelInput {
 }
 
 fn model_output(m: &Map<String, Value>) -> ModelOutput {
-    let parsed = m.get("parsedResponse").map(obj).unwrap_or_default();
+    let parsed = field(m, "parsedResponse");
     let reasoning = member(m.get("reasoningContent")).and_then(|(k, v)| match k {
         "reasoningText" => Some(Reasoning::Text {
             text: v
@@ -458,9 +468,9 @@ fn model_output(m: &Map<String, Value>) -> ModelOutput {
             .and_then(|r| r.get("content"))
             .and_then(Value::as_str)
             .map(str::to_owned),
-        parsed_rationale: text(&parsed, "rationale"),
+        parsed_rationale: text(parsed, "rationale"),
         is_valid: parsed.get("isValid").and_then(Value::as_bool),
-        parsed_text: text(&parsed, "text"),
+        parsed_text: text(parsed, "text"),
         metadata: Metadata::from_wire(m.get("metadata")),
         reasoning,
     }
@@ -470,31 +480,31 @@ fn invocation(m: &Map<String, Value>) -> Invocation {
     let sub = |k: &str| m.get(k).map(obj);
     let detail = if let Some(a) = sub("actionGroupInvocationInput") {
         InvocationDetail::ActionGroup {
-            action_group: text(&a, "actionGroupName"),
-            function: text(&a, "function"),
-            api_path: text(&a, "apiPath"),
-            verb: text(&a, "verb"),
-            execution_type: text(&a, "executionType"),
-            invocation_id: text(&a, "invocationId"),
+            action_group: text(a, "actionGroupName"),
+            function: text(a, "function"),
+            api_path: text(a, "apiPath"),
+            verb: text(a, "verb"),
+            execution_type: text(a, "executionType"),
+            invocation_id: text(a, "invocationId"),
             parameters: params(a.get("parameters")),
             request_body: a.get("requestBody").cloned(),
         }
     } else if let Some(k) = sub("knowledgeBaseLookupInput") {
         InvocationDetail::KnowledgeBase {
-            knowledge_base_id: text(&k, "knowledgeBaseId"),
-            text: text(&k, "text"),
+            knowledge_base_id: text(k, "knowledgeBaseId"),
+            text: text(k, "text"),
         }
     } else if let Some(c) = sub("codeInterpreterInvocationInput") {
         InvocationDetail::CodeInterpreter {
-            code: text(&c, "code"),
+            code: text(c, "code"),
             files: strings(c.get("files")),
         }
     } else if let Some(c) = sub("agentCollaboratorInvocationInput") {
-        let input = c.get("input").map(obj).unwrap_or_default();
+        let input = field(c, "input");
         InvocationDetail::AgentCollaborator {
-            name: text(&c, "agentCollaboratorName"),
-            alias_arn: text(&c, "agentCollaboratorAliasArn"),
-            text: text(&input, "text"),
+            name: text(c, "agentCollaboratorName"),
+            alias_arn: text(c, "agentCollaboratorAliasArn"),
+            text: text(input, "text"),
             returns_control_results: input.contains_key("returnControlResults"),
         }
     } else if m.get("invocationType").and_then(Value::as_str) == Some("FINISH") {
@@ -511,7 +521,7 @@ fn invocation(m: &Map<String, Value>) -> Invocation {
 
 fn reference(v: &Value) -> Reference {
     let r = obj(v);
-    let location = r.get("location").map(obj).unwrap_or_default();
+    let location = field(r, "location");
     // Each location type nests its address in its own object: `s3Location.uri`,
     // `webLocation.url`, `confluenceLocation.url`, ...
     let address = location.iter().find_map(|(k, v)| {
@@ -530,7 +540,7 @@ fn reference(v: &Value) -> Reference {
             .and_then(|c| c.get("text"))
             .and_then(Value::as_str)
             .map(str::to_owned),
-        location_type: text(&location, "type"),
+        location_type: text(location, "type"),
         location: address,
     }
 }
@@ -540,8 +550,8 @@ fn observation(m: &Map<String, Value>) -> Observation {
     let meta = |o: &Map<String, Value>| Metadata::from_wire(o.get("metadata"));
     let detail = if let Some(a) = sub("actionGroupInvocationOutput") {
         ObservationDetail::ActionGroup {
-            text: text(&a, "text"),
-            metadata: meta(&a),
+            text: text(a, "text"),
+            metadata: meta(a),
         }
     } else if let Some(k) = sub("knowledgeBaseLookupOutput") {
         ObservationDetail::KnowledgeBase {
@@ -550,38 +560,38 @@ fn observation(m: &Map<String, Value>) -> Observation {
                 .and_then(Value::as_array)
                 .map(|a| a.iter().map(reference).collect())
                 .unwrap_or_default(),
-            metadata: meta(&k),
+            metadata: meta(k),
         }
     } else if let Some(f) = sub("finalResponse") {
         ObservationDetail::FinalResponse {
-            text: text(&f, "text"),
-            metadata: meta(&f),
+            text: text(f, "text"),
+            metadata: meta(f),
         }
     } else if let Some(r) = sub("repromptResponse") {
         ObservationDetail::Reprompt {
-            text: text(&r, "text"),
-            source: text(&r, "source"),
+            text: text(r, "text"),
+            source: text(r, "source"),
         }
     } else if let Some(c) = sub("codeInterpreterInvocationOutput") {
         ObservationDetail::CodeInterpreter {
-            output: text(&c, "executionOutput"),
-            error: text(&c, "executionError"),
+            output: text(c, "executionOutput"),
+            error: text(c, "executionError"),
             files: strings(c.get("files")),
             timed_out: c.get("executionTimeout").and_then(Value::as_bool),
-            metadata: meta(&c),
+            metadata: meta(c),
         }
     } else if let Some(c) = sub("agentCollaboratorInvocationOutput") {
-        let output = c.get("output").map(obj).unwrap_or_default();
+        let output = field(c, "output");
         ObservationDetail::AgentCollaborator {
-            name: text(&c, "agentCollaboratorName"),
-            alias_arn: text(&c, "agentCollaboratorAliasArn"),
-            text: text(&output, "text"),
+            name: text(c, "agentCollaboratorName"),
+            alias_arn: text(c, "agentCollaboratorAliasArn"),
+            text: text(output, "text"),
             return_control_invocation_id: output
                 .get("returnControlPayload")
                 .and_then(|p| p.get("invocationId"))
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            metadata: meta(&c),
+            metadata: meta(c),
         }
     } else {
         ObservationDetail::Bare
@@ -599,14 +609,14 @@ fn step_event(v: Option<&Value>) -> StepEvent {
     };
     let m = obj(inner);
     match key {
-        "modelInvocationInput" => StepEvent::ModelInput(model_input(&m)),
-        "modelInvocationOutput" => StepEvent::ModelOutput(model_output(&m)),
+        "modelInvocationInput" => StepEvent::ModelInput(model_input(m)),
+        "modelInvocationOutput" => StepEvent::ModelOutput(model_output(m)),
         "rationale" => StepEvent::Rationale {
-            trace_id: text(&m, "traceId"),
-            text: text(&m, "text"),
+            trace_id: text(m, "traceId"),
+            text: text(m, "text"),
         },
-        "invocationInput" => StepEvent::InvocationInput(invocation(&m)),
-        "observation" => StepEvent::Observation(observation(&m)),
+        "invocationInput" => StepEvent::InvocationInput(invocation(m)),
+        "observation" => StepEvent::Observation(observation(m)),
         other => StepEvent::Unknown {
             key: Some(other.to_owned()),
         },
@@ -627,20 +637,20 @@ impl TraceKind {
         let m = obj(inner);
         match key {
             "guardrailTrace" => Self::Guardrail(Guardrail {
-                trace_id: text(&m, "traceId"),
-                action: text(&m, "action"),
+                trace_id: text(m, "traceId"),
+                action: text(m, "action"),
                 input_assessments: assessments(m.get("inputAssessments")),
                 output_assessments: assessments(m.get("outputAssessments")),
                 metadata: Metadata::from_wire(m.get("metadata")),
             }),
             "failureTrace" => Self::Failure {
-                trace_id: text(&m, "traceId"),
-                reason: text(&m, "failureReason"),
+                trace_id: text(m, "traceId"),
+                reason: text(m, "failureReason"),
                 code: m.get("failureCode").and_then(Value::as_i64),
                 metadata: Metadata::from_wire(m.get("metadata")),
             },
             "customOrchestrationTrace" => Self::CustomOrchestration {
-                trace_id: text(&m, "traceId"),
+                trace_id: text(m, "traceId"),
                 text: m
                     .get("event")
                     .and_then(|e| e.get("text"))
@@ -670,12 +680,12 @@ impl TraceEvent {
             })
             .unwrap_or_default();
         Self {
-            agent_id: text(&m, "agentId"),
-            agent_alias_id: text(&m, "agentAliasId"),
-            agent_version: text(&m, "agentVersion"),
-            session_id: text(&m, "sessionId"),
+            agent_id: text(m, "agentId"),
+            agent_alias_id: text(m, "agentAliasId"),
+            agent_version: text(m, "agentVersion"),
+            session_id: text(m, "sessionId"),
             event_time: time(m.get("eventTime")),
-            collaborator_name: text(&m, "collaboratorName"),
+            collaborator_name: text(m, "collaboratorName"),
             caller_chain,
             kind: TraceKind::from_wire(m.get("trace")),
             raw,

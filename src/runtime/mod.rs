@@ -15,9 +15,10 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::task::JoinSet;
 
 use crate::app::msg::StoreFailure;
+use crate::app::traces::INDEX_PAGE_EVENTS;
 use crate::app::update::init;
 use crate::app::{AppState, Effect, Msg, update};
-use crate::store::run::TraceStore;
+use crate::store::run::{OutboxStore, TraceStore};
 use crate::store::{ApprovalStore, StoreError};
 use crate::ui::theme::Theme;
 
@@ -25,8 +26,10 @@ use crate::ui::theme::Theme;
 /// this plus one read).
 const STORE_POLL: Duration = Duration::from_secs(1);
 
-/// The most steps of one turn the traces pane reads.
+/// The most step rows the traces pane reads at once (it reads the rows near the selection).
 const STEPS_SHOWN: usize = 1000;
+/// The most steps one traces search returns.
+const SEARCH_HITS: usize = 10_000;
 const NO_TRACES: &str = "this store keeps no traces";
 
 /// How long quitting waits for a decision that is being written.
@@ -38,6 +41,7 @@ pub async fn run_console(
     theme: Theme,
     store: Arc<dyn ApprovalStore>,
     traces: Option<Arc<dyn TraceStore>>,
+    links: Option<Arc<dyn OutboxStore>>,
     watch_path: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let (_guard, mut terminal) = terminal::TerminalGuard::enter()?;
@@ -110,6 +114,7 @@ pub async fn run_console(
     let exec = Executor {
         store,
         traces,
+        links,
         policy: Arc::new(state.policy.clone()),
         tx: tx.clone(),
         sweeper: format!("expiry-sweep:{reviewer}"),
@@ -165,6 +170,8 @@ pub async fn run_console(
 struct Executor {
     store: Arc<dyn ApprovalStore>,
     traces: Option<Arc<dyn TraceStore>>,
+    /// Which requests the runner raised, and from which step.
+    links: Option<Arc<dyn OutboxStore>>,
     policy: Arc<crate::domain::policy::Policy>,
     tx: UnboundedSender<Msg>,
     sweeper: String,
@@ -175,6 +182,53 @@ fn failure(e: &StoreError) -> StoreFailure {
         message: e.to_string(),
         refused: !matches!(e, StoreError::Unavailable(_) | StoreError::Corrupt(_)),
     }
+}
+
+/// Writes a session's export to a new file in the working directory, named from the session
+/// id (only letters, digits, `-`, `_` and `.` kept) and the time; never overwrites.
+fn export_to_file(traces: &dyn TraceStore, session: &str) -> Result<String, String> {
+    let safe: String = session
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let name = format!(
+        "agentdeck-session-{safe}-{}.json",
+        Utc::now().format("%Y%m%dT%H%M%S%.3f")
+    );
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&name)
+        .map_err(|e| format!("cannot create {name}: {e}"))?;
+    let mut w = std::io::BufWriter::new(file);
+    crate::cli::traces::export_session(traces, session, &mut w).map_err(|e| e.to_string())?;
+    std::io::Write::flush(&mut w).map_err(|e| format!("writing {name}: {e}"))?;
+    Ok(name)
+}
+
+/// The invocation and step that raised a request, from the runner's link and the step's traceId.
+fn raising_step(
+    traces: &dyn TraceStore,
+    links: &dyn OutboxStore,
+    id: &crate::domain::approval::ApprovalId,
+) -> Result<Option<(String, Option<u64>)>, String> {
+    let Some(link) = links.runner_link(id).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let step = match &link.trace_id {
+        Some(trace_id) => traces
+            .step_of_trace(&link.invocation, trace_id)
+            .map_err(|e| e.to_string())?,
+        None => None,
+    };
+    Ok(Some((link.invocation, step)))
 }
 
 impl Executor {
@@ -205,16 +259,84 @@ impl Executor {
                     let _ = tx.send(Msg::DetailLoaded { tag, result });
                 });
             }
-            Effect::LoadSteps { tag, request_id } => {
+            Effect::LoadSteps {
+                tag,
+                request_id,
+                after,
+                limit,
+            } => {
                 let traces = self.traces.clone();
                 tokio::task::spawn_blocking(move || {
                     let result = match traces {
                         Some(t) => t
-                            .steps(&request_id, 0, STEPS_SHOWN)
+                            .steps(&request_id, after, limit.min(STEPS_SHOWN))
                             .map_err(|e| e.to_string()),
                         None => Err(NO_TRACES.to_owned()),
                     };
                     let _ = tx.send(Msg::StepsLoaded { tag, result });
+                });
+            }
+            Effect::LoadTraceIndex {
+                tag,
+                since,
+                refresh,
+            } => {
+                let traces = self.traces.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = match traces {
+                        Some(t) => t
+                            .trace_index(since, &refresh, INDEX_PAGE_EVENTS)
+                            .map(Box::new)
+                            .map_err(|e| e.to_string()),
+                        None => Err(NO_TRACES.to_owned()),
+                    };
+                    let _ = tx.send(Msg::TraceIndexLoaded { tag, result });
+                });
+            }
+            Effect::FindRaisingStep { tag, id } => {
+                let traces = self.traces.clone();
+                let links = self.links.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = match (traces, links) {
+                        (Some(t), Some(l)) => raising_step(t.as_ref(), l.as_ref(), &id),
+                        _ => Err(NO_TRACES.to_owned()),
+                    };
+                    let _ = tx.send(Msg::RaisingStepFound { tag, id, result });
+                });
+            }
+            Effect::Copy { text } => {
+                use base64::Engine as _;
+                let payload = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+                let mut out = std::io::stdout();
+                let written = std::io::Write::write_all(
+                    &mut out,
+                    format!("\x1b]52;c;{payload}\x07").as_bytes(),
+                )
+                .and_then(|()| std::io::Write::flush(&mut out));
+                if let Err(e) = written {
+                    tracing::warn!(error = %e, "cannot write the clipboard sequence");
+                }
+            }
+            Effect::ExportSession { session } => {
+                let traces = self.traces.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = match traces {
+                        Some(t) => export_to_file(t.as_ref(), &session),
+                        None => Err(NO_TRACES.to_owned()),
+                    };
+                    let _ = tx.send(Msg::Exported { result });
+                });
+            }
+            Effect::SearchTraces { tag, text } => {
+                let traces = self.traces.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = match traces {
+                        Some(t) => t
+                            .search_steps(&text, SEARCH_HITS)
+                            .map_err(|e| e.to_string()),
+                        None => Err(NO_TRACES.to_owned()),
+                    };
+                    let _ = tx.send(Msg::TraceSearchDone { tag, result });
                 });
             }
             Effect::LoadStepEvents {

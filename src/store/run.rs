@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use crate::domain::approval::{ApprovalId, ApprovalRequest};
 use crate::domain::resume::{InvocationResult, ResumePlan};
+use crate::domain::step_kind::StepKinds;
 use crate::domain::trace::{StepFigures, TraceEvent};
 
 /// How an invocation ended.
@@ -145,6 +146,40 @@ impl StoredEvent {
     }
 }
 
+/// Where an incremental read of the trace index stands: the last trace event row and the last
+/// invocation row it has seen (store positions, opaque to callers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexCursor {
+    pub events: u64,
+    pub invocations: u64,
+}
+
+/// One step as the trace index keeps it: figures and kinds, no text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedStep {
+    pub request_id: String,
+    /// 1-based position in its invocation.
+    pub step: u64,
+    pub kinds: StepKinds,
+    /// How deep in the collaborator chain it ran (0: the agent called).
+    pub depth: u8,
+    pub figures: StepFigures,
+    /// When it started (metadata start, else its first event), nanoseconds since the epoch.
+    pub start_ns: Option<i64>,
+}
+
+/// One page of changes to the trace index (`TraceStore::trace_index`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexPage {
+    /// Invocations new since the cursor, then the ones asked to refresh (still running).
+    pub invocations: Vec<InvocationRecord>,
+    /// Steps new or grown since the cursor, by request id and step.
+    pub steps: Vec<IndexedStep>,
+    pub cursor: IndexCursor,
+    /// More changes wait beyond this page.
+    pub more: bool,
+}
+
 /// One write of a turn's trace (`TraceStore::write_turn`).
 #[derive(Debug, Clone, Copy)]
 pub struct TurnWrite<'a> {
@@ -216,6 +251,46 @@ pub trait TraceStore: Send + Sync {
 
     /// The chunk text the agent streamed, concatenated.
     fn chunk_text(&self, request_id: &str) -> Result<String, StoreError>;
+
+    /// What changed since `since`, for an in-memory index: invocations recorded since (all of
+    /// them), the invocations named in `refresh` (the ones the index still holds as running), and
+    /// the steps touched by at most `limit` trace events after the cursor. Start from
+    /// `IndexCursor::default()`; call again with the returned cursor while `more`.
+    fn trace_index(
+        &self,
+        since: IndexCursor,
+        refresh: &[String],
+        limit: usize,
+    ) -> Result<IndexPage, StoreError> {
+        let _ = (since, refresh, limit);
+        Err(StoreError::Unavailable(
+            "this store cannot index traces incrementally yet".to_owned(),
+        ))
+    }
+
+    /// The step of an invocation that has this traceId. The default pages through `steps`.
+    fn step_of_trace(&self, request_id: &str, trace_id: &str) -> Result<Option<u64>, StoreError> {
+        let mut after = 0;
+        loop {
+            let page = self.steps(request_id, after, 1000)?;
+            if let Some(s) = page.iter().find(|s| s.trace_id == trace_id) {
+                return Ok(Some(s.step));
+            }
+            match page.last() {
+                Some(last) => after = last.step,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The steps (request id, step) whose events contain every word of `text` (a word matches
+    /// as a prefix), in the order they were recorded, at most `limit`.
+    fn search_steps(&self, text: &str, limit: usize) -> Result<Vec<(String, u64)>, StoreError> {
+        let _ = (text, limit);
+        Err(StoreError::Unavailable(
+            "this store cannot search traces yet".to_owned(),
+        ))
+    }
 }
 
 /// Where a runner-raised request came from: its invocation and the step whose rationale it

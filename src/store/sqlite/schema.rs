@@ -174,6 +174,22 @@ pub(super) const MIGRATIONS: &[&str] = &[
         continuation   TEXT
     ) STRICT;
     CREATE INDEX outbox_due ON outbox (created_at_ms, request_id) WHERE state IN ('pending', 'sent');",
+    // 3 (traces explorer): per step, the set of what it did (domain::step_kind::StepKinds bits)
+    // and how deep in the collaborator chain it ran (callerChain length - 1), so the trace index
+    // filters and nests steps without reading their events. Older steps keep 0 for both.
+    "ALTER TABLE trace_steps ADD COLUMN kind_set INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE trace_steps ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;",
+    // 4 (traces explorer): full-text search over every trace event: the string values of its raw
+    // JSON (unescaped, so a prompt's words are words), kept by a trigger; contentless, so the
+    // text is stored once (in trace_events) and a match gives the event's rowid.
+    "CREATE VIRTUAL TABLE trace_text USING fts5(body, content='');
+    INSERT INTO trace_text (rowid, body) SELECT rowid, \
+        (SELECT group_concat(value, ' ') FROM json_tree(trace_events.raw) WHERE type = 'text') \
+        FROM trace_events;
+    CREATE TRIGGER trace_text_insert AFTER INSERT ON trace_events BEGIN
+        INSERT INTO trace_text (rowid, body) VALUES (new.rowid,
+            (SELECT group_concat(value, ' ') FROM json_tree(new.raw) WHERE type = 'text'));
+    END;",
 ];
 
 /// Brings the file at `path` up to the newest schema, in one transaction. A file written by a

@@ -8,8 +8,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::schema::{from_ms, to_ms};
 use super::{SqliteStore, db_error};
+use crate::domain::step_kind::StepKinds;
 use crate::domain::trace::{StepAccumulator, TraceEvent};
-use crate::store::run::note_step_event;
+use crate::store::run::{IndexCursor, IndexPage, IndexedStep, note_step_event};
 use crate::store::{
     InvocationEnd, InvocationRecord, InvocationStart, Outcome, SessionRow, StepRow, StoreError,
     StoredEvent, TraceStore, TurnWrite,
@@ -111,6 +112,26 @@ fn step_row(row: &Row<'_>) -> Result<StepRow, StoreError> {
     })
 }
 
+fn indexed_step(row: &Row<'_>) -> Result<IndexedStep, StoreError> {
+    let get = |e: rusqlite::Error| StoreError::Corrupt(format!("reading a trace step: {e}"));
+    let kind_set: i64 = row.get(2).map_err(get)?;
+    let depth: i64 = row.get(3).map_err(get)?;
+    let kinds: String = row.get(4).map_err(get)?;
+    let acc = accumulator(row, 5).map_err(get)?;
+    let kinds = match u16::try_from(kind_set) {
+        Ok(0) | Err(_) => StepKinds::from_kind_names(&kinds),
+        Ok(bits) => StepKinds(bits),
+    };
+    Ok(IndexedStep {
+        request_id: row.get(0).map_err(get)?,
+        step: count(row.get(1).map_err(get)?),
+        kinds,
+        depth: u8::try_from(depth).unwrap_or(u8::MAX),
+        figures: acc.figures(),
+        start_ns: acc.meta_start_ns.or(acc.first_time_ns),
+    })
+}
+
 /// A step touched by the batch being written: its row as read (or as new), updated in memory
 /// event by event and written once at the end of the batch.
 struct TouchedStep {
@@ -125,6 +146,10 @@ struct TouchedStep {
     last_seq: i64,
     /// Not yet in the table.
     new: bool,
+    /// `StepKinds` bits.
+    kind_set: i64,
+    /// Collaborator depth of its first event.
+    depth: i64,
 }
 
 /// The running counters of an invocation, as the batch finds and leaves them.
@@ -246,12 +271,16 @@ fn append_batch(
                     first_seq: seq,
                     last_seq: seq,
                     new: true,
+                    kind_set: 0,
+                    depth: i64::try_from(event.caller_chain.len().saturating_sub(1))
+                        .unwrap_or(i64::MAX),
                 }
             }));
             touched.len() - 1
         };
         let t = &mut touched[at];
         note_step_event(&mut t.kinds, &mut t.rationale, &mut t.acc, &kind, event);
+        t.kind_set |= i64::from(StepKinds::of_event(event).0);
         t.added += 1;
         t.last_seq = seq;
         if let Some(m) = event.metadata() {
@@ -303,8 +332,8 @@ fn read_step(
 ) -> Result<Option<TouchedStep>, rusqlite::Error> {
     tx.prepare_cached(
         "SELECT step, kinds, rationale, input_tokens, output_tokens, meta_start_ns, \
-         meta_end_ns, total_time_ms, first_time_ns, last_time_ns, first_seq, last_seq \
-         FROM trace_steps WHERE request_id = ?1 AND trace_id = ?2",
+         meta_end_ns, total_time_ms, first_time_ns, last_time_ns, first_seq, last_seq, \
+         kind_set, depth FROM trace_steps WHERE request_id = ?1 AND trace_id = ?2",
     )?
     .query_row(params![request_id, key], |r| {
         Ok(TouchedStep {
@@ -317,6 +346,8 @@ fn read_step(
             first_seq: r.get(10)?,
             last_seq: r.get(11)?,
             new: false,
+            kind_set: r.get(12)?,
+            depth: r.get(13)?,
         })
     })
     .optional()
@@ -329,8 +360,8 @@ fn write_step(tx: &Connection, request_id: &str, t: &TouchedStep) -> Result<(), 
         tx.prepare_cached(
             "INSERT INTO trace_steps (request_id, step, trace_id, kinds, events, first_seq, \
              last_seq, rationale, input_tokens, output_tokens, meta_start_ns, meta_end_ns, \
-             total_time_ms, first_time_ns, last_time_ns) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             total_time_ms, first_time_ns, last_time_ns, kind_set, depth) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?
         .execute(params![
             request_id,
@@ -348,13 +379,15 @@ fn write_step(tx: &Connection, request_id: &str, t: &TouchedStep) -> Result<(), 
             a.total_time_ms,
             a.first_time_ns,
             a.last_time_ns,
+            t.kind_set,
+            t.depth,
         ])?;
     } else {
         tx.prepare_cached(
             "UPDATE trace_steps SET kinds = ?3, events = events + ?4, last_seq = ?5, \
              rationale = ?6, input_tokens = ?7, output_tokens = ?8, meta_start_ns = ?9, \
-             meta_end_ns = ?10, total_time_ms = ?11, first_time_ns = ?12, last_time_ns = ?13 \
-             WHERE request_id = ?1 AND step = ?2",
+             meta_end_ns = ?10, total_time_ms = ?11, first_time_ns = ?12, last_time_ns = ?13, \
+             kind_set = ?14 WHERE request_id = ?1 AND step = ?2",
         )?
         .execute(params![
             request_id,
@@ -370,6 +403,7 @@ fn write_step(tx: &Connection, request_id: &str, t: &TouchedStep) -> Result<(), 
             a.total_time_ms,
             a.first_time_ns,
             a.last_time_ns,
+            t.kind_set,
         ])?;
     }
     Ok(())
@@ -599,6 +633,123 @@ impl TraceStore for SqliteStore {
             &sql,
             &[&request_id, &after, &limit(lim)],
             event_row,
+        )
+    }
+
+    fn trace_index(
+        &self,
+        since: IndexCursor,
+        refresh: &[String],
+        lim: usize,
+    ) -> Result<IndexPage, StoreError> {
+        let lo = i64::try_from(since.events).unwrap_or(i64::MAX);
+        // The last event of the page first: anything committed later only adds, and its steps
+        // (and invocations) are read by the next page, so nothing is missed.
+        let (hi, n): (Option<i64>, i64) = self
+            .read_rows(
+                "reading the trace index",
+                "SELECT max(r), count(*) FROM (SELECT rowid AS r FROM trace_events \
+                 WHERE rowid > ?1 ORDER BY rowid LIMIT ?2)",
+                &[&lo, &limit(lim)],
+                |r| {
+                    let get = |e: rusqlite::Error| {
+                        StoreError::Corrupt(format!("reading the trace index: {e}"))
+                    };
+                    Ok((r.get(0).map_err(get)?, r.get(1).map_err(get)?))
+                },
+            )?
+            .pop()
+            .unwrap_or((None, 0));
+        let steps = match hi {
+            None => Vec::new(),
+            Some(hi) => self.read_rows(
+                "reading the trace index",
+                "SELECT request_id, step, kind_set, depth, kinds, input_tokens, output_tokens, \
+                 meta_start_ns, meta_end_ns, total_time_ms, first_time_ns, last_time_ns \
+                 FROM trace_steps WHERE (request_id, step) IN (SELECT DISTINCT request_id, step \
+                 FROM trace_events WHERE rowid > ?1 AND rowid <= ?2) ORDER BY request_id, step",
+                &[&lo, &hi],
+                indexed_step,
+            )?,
+        };
+        let inv_lo = i64::try_from(since.invocations).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {INVOCATION_COLUMNS}, rowid FROM invocations WHERE rowid > ?1 ORDER BY rowid"
+        );
+        let mut last_inv = since.invocations;
+        let mut invocations = self.read_rows("reading the trace index", &sql, &[&inv_lo], |r| {
+            let rowid: i64 = r
+                .get(17)
+                .map_err(|e| StoreError::Corrupt(format!("reading an invocation: {e}")))?;
+            Ok((count(rowid), invocation_row(r)?))
+        })?;
+        if let Some((rowid, _)) = invocations.last() {
+            last_inv = *rowid;
+        }
+        let mut invocations: Vec<InvocationRecord> =
+            invocations.drain(..).map(|(_, inv)| inv).collect();
+        if !refresh.is_empty() {
+            let ids = serde_json::to_string(refresh)
+                .map_err(|e| StoreError::Corrupt(format!("listing invocations to refresh: {e}")))?;
+            let sql = format!(
+                "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE rowid <= ?2 AND request_id IN \
+                 (SELECT value FROM json_each(?1))"
+            );
+            let upto = i64::try_from(since.invocations).unwrap_or(i64::MAX);
+            invocations.extend(self.read_rows(
+                "reading the trace index",
+                &sql,
+                &[&ids, &upto],
+                invocation_row,
+            )?);
+        }
+        Ok(IndexPage {
+            invocations,
+            steps,
+            cursor: IndexCursor {
+                events: hi.map_or(since.events, count),
+                invocations: last_inv,
+            },
+            more: usize::try_from(n).unwrap_or(0) >= lim && lim > 0,
+        })
+    }
+
+    fn step_of_trace(&self, request_id: &str, trace_id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .read_rows(
+                "finding a step by its traceId",
+                "SELECT step FROM trace_steps WHERE request_id = ?1 AND trace_id = ?2",
+                &[&request_id, &trace_id],
+                |r| {
+                    r.get::<_, i64>(0)
+                        .map(count)
+                        .map_err(|e| StoreError::Corrupt(format!("reading a step: {e}")))
+                },
+            )?
+            .pop())
+    }
+
+    fn search_steps(&self, text: &str, lim: usize) -> Result<Vec<(String, u64)>, StoreError> {
+        // Each word becomes a quoted prefix phrase, so no input is FTS5 syntax.
+        let query: Vec<String> = text
+            .split_whitespace()
+            .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+            .collect();
+        if query.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = query.join(" ");
+        self.read_rows(
+            "searching the traces",
+            "SELECT request_id, step FROM trace_events WHERE rowid IN \
+             (SELECT rowid FROM trace_text WHERE trace_text MATCH ?1) \
+             GROUP BY request_id, step ORDER BY min(rowid) LIMIT ?2",
+            &[&query, &limit(lim)],
+            |r| {
+                let get =
+                    |e: rusqlite::Error| StoreError::Corrupt(format!("reading a search hit: {e}"));
+                Ok((r.get(0).map_err(get)?, count(r.get(1).map_err(get)?)))
+            },
         )
     }
 

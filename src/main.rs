@@ -11,6 +11,7 @@ use clap::Parser;
 
 use agentdeck::app::AppState;
 use agentdeck::app::keymap::Keymap;
+use agentdeck::bedrock::runner::DeckStore;
 use agentdeck::cli::args::{Command, DemoArgs};
 use agentdeck::cli::commands::{self, Ctx};
 use agentdeck::cli::{Cli, CliError, demo};
@@ -91,9 +92,7 @@ fn load_theme(name: &str) -> Result<Theme, CliError> {
     Theme::parse(&path.display().to_string(), &text).map_err(|e| CliError::bad_input(e.to_string()))
 }
 
-/// The approvals port, and the traces and metrics ports where the store has them.
-/// The store a spec names, behind the ports. The runner commands (invoke, resume) still need
-/// the SQLite adapter's trace and outbox ports, so they get the concrete one.
+/// The store a spec names, behind the ports.
 enum Opened {
     Sqlite(SqliteStore),
     Dynamo(DynamoStore),
@@ -107,29 +106,46 @@ impl Opened {
         }
     }
 
+    /// The SQLite adapter, for what only it has so far (the metrics port).
     fn sqlite(&self, command: &str) -> Result<&SqliteStore, CliError> {
         match self {
             Self::Sqlite(s) => Ok(s),
             Self::Dynamo(d) => Err(CliError::bad_input(format!(
-                "`{command}` runs agents and keeps their traces and outbox, which only the \
-                 sqlite store holds so far; {} is an approvals store",
+                "`{command}` reads the metrics facts, which only the sqlite store serves so far; \
+                 {} keeps approvals, traces and the outbox",
                 d.shown()
             ))),
         }
     }
 
-    /// The approvals port, and the traces, outbox and metrics ports where the store keeps them.
-    fn into_arcs(self) -> ConsolePorts {
+    /// Every port, for the runner commands.
+    fn deck(&self) -> &dyn DeckStore {
         match self {
+            Self::Sqlite(s) => s,
+            Self::Dynamo(d) => d,
+        }
+    }
+
+    fn into_deck(self) -> Arc<dyn DeckStore> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s),
+            Self::Dynamo(d) => Arc::new(d),
+        }
+    }
+
+    /// The approvals, traces and outbox ports (both adapters keep all three), and the metrics
+    /// port where the store has it (SQLite).
+    fn into_arcs(self) -> ConsolePorts {
+        let (deck, metrics): (Arc<dyn DeckStore>, Option<Arc<dyn MetricsStore>>) = match self {
             Self::Sqlite(s) => {
                 let s = Arc::new(s);
-                let traces: Arc<dyn TraceStore> = s.clone();
-                let links: Arc<dyn OutboxStore> = s.clone();
-                let metrics: Arc<dyn MetricsStore> = s.clone();
-                (s, Some(traces), Some(links), Some(metrics))
+                (s.clone(), Some(s))
             }
-            Self::Dynamo(d) => (Arc::new(d), None, None, None),
-        }
+            Self::Dynamo(d) => (Arc::new(d), None),
+        };
+        let traces: Arc<dyn TraceStore> = deck.clone();
+        let links: Arc<dyn OutboxStore> = deck.clone();
+        (deck, Some(traces), Some(links), metrics)
     }
 }
 
@@ -147,6 +163,23 @@ fn dynamo_options(table: &str, endpoint: Option<&str>) -> DynamoOptions {
         endpoint_url: endpoint.map(str::to_owned),
         ..DynamoOptions::default()
     }
+}
+
+/// On a DynamoDB store, the reviewer is who STS says the caller is, unless one was given
+/// (`--reviewer`, `AGENTDECK_REVIEWER`, `reviewer` in the config file).
+fn team_reviewer(config: &mut Config, opened: &Opened) -> Result<(), CliError> {
+    if let Opened::Dynamo(d) = opened
+        && !config.reviewer_given
+    {
+        config.reviewer = d.caller_identity().map_err(|e| {
+            let mut err = CliError::from(e);
+            err.message.push_str(
+                "; or give the reviewer name with --reviewer NAME (or `reviewer` in the config)",
+            );
+            err
+        })?;
+    }
+    Ok(())
 }
 
 fn open_store(spec: &StoreSpec, endpoint: Option<&str>) -> Result<Opened, CliError> {
@@ -174,9 +207,9 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             let spec = StoreSpec::parse(config.store.as_deref())?;
             console(&config, &spec, g.store_endpoint.as_deref(), None)
         }
-        Some(Command::Init { endpoint_url }) => {
+        Some(Command::Init) => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
-            let endpoint = endpoint_url.as_deref().or(g.store_endpoint.as_deref());
+            let endpoint = g.store_endpoint.as_deref();
             let said = match &spec {
                 StoreSpec::Sqlite(path) => {
                     SqliteStore::open(path)?;
@@ -203,8 +236,17 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     .join(format!("agentdeck-demo-{}", std::process::id()))
                     .join("demo.db")
             });
-            let spec = StoreSpec::Sqlite(path);
-            console(&config, &spec, None, Some(args))
+            // The demo runs on a dynamodb: store when one is given (creating the table if it
+            // is missing), else on a fresh SQLite file.
+            let spec = match StoreSpec::parse(config.store.as_deref())? {
+                StoreSpec::Dynamo(table) => {
+                    let endpoint = g.store_endpoint.as_deref();
+                    DynamoStore::init(&dynamo_options(&table, endpoint))?;
+                    StoreSpec::Dynamo(table)
+                }
+                StoreSpec::Sqlite(_) => StoreSpec::Sqlite(path),
+            };
+            console(&config, &spec, g.store_endpoint.as_deref(), Some(args))
         }
         Some(Command::Sim {
             port,
@@ -229,6 +271,9 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         Some(cmd) => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
             let opened = open_store(&spec, g.store_endpoint.as_deref())?;
+            let mut config = config.clone();
+            team_reviewer(&mut config, &opened)?;
+            let config = config;
             let ctx = Ctx {
                 config: &config,
                 store: opened.approvals(),
@@ -260,25 +305,19 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 Command::Audit { command } => commands::audit(&ctx, command, &mut stdout),
                 Command::Invoke(args) => agentdeck::cli::invoke::invoke(
                     &config,
-                    opened.sqlite("invoke")?,
+                    opened.deck(),
                     args,
                     &mut stdout,
                     &mut std::io::stdin().lock(),
                 ),
-                Command::Resume(args) => agentdeck::cli::invoke::resume(
-                    &config,
-                    opened.sqlite("resume")?,
-                    args,
-                    &mut stdout,
-                ),
-                Command::Traces(args) => agentdeck::cli::traces::run(
-                    opened.sqlite("traces")?,
-                    args,
-                    &config.reviewer,
-                    &mut stdout,
-                ),
+                Command::Resume(args) => {
+                    agentdeck::cli::invoke::resume(&config, opened.deck(), args, &mut stdout)
+                }
+                Command::Traces(args) => {
+                    agentdeck::cli::traces::run(opened.deck(), args, &config.reviewer, &mut stdout)
+                }
                 Command::Import(args) => agentdeck::cli::import::run(
-                    opened.sqlite("import")?,
+                    opened.deck(),
                     args,
                     &mut stdout,
                     &mut std::io::stderr(),
@@ -290,10 +329,9 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     now,
                     &mut stdout,
                 ),
-                Command::Demo(_)
-                | Command::Sim { .. }
-                | Command::Init { .. }
-                | Command::Cloudwatch(_) => Ok(()),
+                Command::Demo(_) | Command::Sim { .. } | Command::Init | Command::Cloudwatch(_) => {
+                    Ok(())
+                }
             }
         }
     }
@@ -317,12 +355,13 @@ fn console(
     })?;
     let theme = load_theme(&config.theme)?;
     let store = open_store(spec, endpoint)?;
+    let mut config = config.clone();
+    team_reviewer(&mut config, &store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| CliError::unavailable(format!("cannot start the runtime: {e}")))?;
-    let mut config = config.clone();
     let mut label = spec.label();
     let mut background = None;
     let mut sim_handle = None;
@@ -343,13 +382,11 @@ fn console(
         demo::seed(store.approvals(), &config, Utc::now())?;
         label = format!("demo · sim {} · {label}", sim.endpoint());
         if !args.no_traffic {
+            // The traffic and the outbox worker record through their own handle on the store
+            // (their own SQLite connection, their own DynamoDB client).
             let traffic = agentdeck::runtime::demo::start_traffic(
                 sim.endpoint(),
-                spec.path()
-                    .ok_or_else(|| {
-                        CliError::bad_input("the demo's traffic runs on a sqlite store only")
-                    })?
-                    .to_path_buf(),
+                open_store(spec, endpoint)?.into_deck(),
                 config.clone(),
                 agentdeck::runtime::demo::TrafficOptions {
                     rate: args.rate,

@@ -5,8 +5,9 @@
 //! `audit verify`, an unavailable store (exit 4), usage and configuration errors.
 
 mod bin_support;
+mod moto;
 
-use bin_support::{Sandbox, critical, doc, function_input, high, low, medium, raised_ago};
+use bin_support::{Sandbox, critical, doc, finish, function_input, high, low, medium, raised_ago};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
@@ -1083,6 +1084,63 @@ fn the_builders_are_rated_as_named_by_the_default_policy() {
         );
         assert_eq!(out.code(0).json()["tier"], tier, "{id}");
     }
+}
+
+/// On a DynamoDB store (moto on 127.0.0.1, which serves STS too) the reviewer is the caller
+/// STS names: an IAM user's name, or an assumed role's session name; `--reviewer` (or
+/// `AGENTDECK_REVIEWER`, or the config) overrides it.
+#[test]
+fn on_dynamodb_the_reviewer_is_the_sts_caller_unless_one_is_given() {
+    let moto = moto::Moto::start();
+    let sb = Sandbox::dynamo(&moto.url);
+    for id in ["sts-1", "sts-2", "sts-3"] {
+        sb.submit(&doc(id, &[medium()]));
+    }
+    let approve = |id: &str, env: &[(&str, &str)]| {
+        let mut cmd = sb.command("unused");
+        cmd.env_remove("AGENTDECK_REVIEWER");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(["approve", id]);
+        finish(cmd, None, "approve")
+    };
+    // moto answers GetCallerIdentity for plain keys as arn:aws:sts::123456789012:user/moto.
+    approve("sts-1", &[]).code(0);
+    assert_eq!(sb.show("sts-1")["decisions"][0]["reviewer"], "moto");
+    // Credentials of an assumed role: the role-session name.
+    let out = std::process::Command::new(moto::python_with_moto())
+        .args([
+            "-c",
+            "import boto3,sys\n\
+             c=boto3.client('sts',endpoint_url=sys.argv[1],region_name='us-east-1',\
+             aws_access_key_id='AKIDTEST',aws_secret_access_key='test')\n\
+             r=c.assume_role(RoleArn='arn:aws:iam::123456789012:role/Reviewers',\
+             RoleSessionName='dana.reviewer')['Credentials']\n\
+             print(r['AccessKeyId'],r['SecretAccessKey'],r['SessionToken'])",
+            &moto.url,
+        ])
+        .output()
+        .unwrap();
+    let creds = String::from_utf8_lossy(&out.stdout).into_owned();
+    let creds: Vec<&str> = creds.split_whitespace().collect();
+    assert_eq!(creds.len(), 3, "{}", String::from_utf8_lossy(&out.stderr));
+    approve(
+        "sts-2",
+        &[
+            ("AWS_ACCESS_KEY_ID", creds[0]),
+            ("AWS_SECRET_ACCESS_KEY", creds[1]),
+            ("AWS_SESSION_TOKEN", creds[2]),
+        ],
+    )
+    .code(0);
+    assert_eq!(
+        sb.show("sts-2")["decisions"][0]["reviewer"],
+        "dana.reviewer"
+    );
+    // A given reviewer wins over STS.
+    sb.run_as("erin", &["approve", "sts-3"]).code(0);
+    assert_eq!(sb.show("sts-3")["decisions"][0]["reviewer"], "erin");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! Skipped, with a notice, only when tmux is not installed (CI installs it: `.ci/test`).
 
 mod bin_support;
+mod moto;
 
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -321,6 +322,122 @@ fn scenario_b2_a_decision_in_another_console_shows_within_a_second() {
     watching.wait_within("a later submit", Duration::from_secs(1), |s| {
         s.contains("Approvals · 2 open")
     });
+}
+
+/// Two consoles on one DynamoDB table (moto on 127.0.0.1): each one's decision shows in the
+/// other within 2 s (the bound; the console polls the table once a second). The measured
+/// figures are printed.
+#[test]
+fn scenario_b3_two_consoles_on_one_dynamodb_table_see_each_others_decisions() {
+    require_tmux!();
+    let moto = moto::Moto::start();
+    let sb = Sandbox::dynamo(&moto.url);
+    sb.submit(&doc("ddb-b001", &[medium()]));
+    sb.submit(&doc("ddb-b002", &[medium()]));
+    sb.submit(&doc("ddb-b003", &[critical()]));
+    let carol = Tmux::console(&sb, "carol", 120, 40);
+    let dave = Tmux::console(&sb, "dave", 120, 40);
+    for t in [&carol, &dave] {
+        t.wait_text("Approvals · 3 open");
+    }
+    let mut seen = Vec::new();
+    for (deciding, watching, open_after) in [(&dave, &carol, "2 open"), (&carol, &dave, "1 open")] {
+        // The first medium row in either console: select it, review, approve.
+        deciding.keys(&["j", "a"]);
+        deciding.wait_text("press a again to approve");
+        std::thread::sleep(Duration::from_millis(200));
+        let pressed = Instant::now();
+        deciding.keys(&["a"]);
+        watching.wait_within(
+            "the other console's decision",
+            Duration::from_secs(2),
+            |s| s.contains(&format!("Approvals · {open_after}")),
+        );
+        seen.push(pressed.elapsed());
+        deciding.wait_text(&format!("Approvals · {open_after}"));
+    }
+    eprintln!(
+        "two consoles on one DynamoDB table (moto): dave -> carol in {:?}, carol -> dave in {:?}",
+        seen[0], seen[1]
+    );
+    let pending = sb.pending_ids();
+    assert_eq!(pending, ["ddb-b003"]);
+    let reviewers: Vec<String> = ["ddb-b001", "ddb-b002"]
+        .iter()
+        .map(|id| {
+            sb.show(id)["decisions"][0]["reviewer"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    let mut sorted = reviewers.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["carol", "dave"],
+        "one decision each: {reviewers:?}"
+    );
+    let (code, report) = sb.verify();
+    assert_eq!((code, report["entries"].as_u64()), (0, Some(5)), "{report}");
+}
+
+/// The DynamoDB store stops answering mid-run (moto frozen with SIGSTOP): the console keeps
+/// taking keys, says the decision did not go through and that the store is unreachable; once the
+/// store answers again, a retry decides nothing twice.
+#[test]
+fn scenario_b4_a_frozen_dynamodb_store_keeps_the_console_responsive_and_loses_nothing() {
+    require_tmux!();
+    let moto = moto::Moto::start();
+    let pid = moto.child.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let sb = Sandbox::dynamo(&moto.url);
+    sb.submit(&doc("frz-b001", &[medium()]));
+    sb.submit(&doc("frz-b002", &[critical()]));
+    let carol = Tmux::console(&sb, "carol", 120, 40);
+    carol.wait_text("Approvals · 2 open");
+    carol.keys(&["j", "a"]);
+    carol.wait_text("press a again to approve");
+    signal("-STOP");
+    let frozen = Instant::now();
+    carol.keys(&["a"]);
+    // Keys still work while the write hangs: the help opens and closes.
+    carol.keys(&["?"]);
+    carol.wait_within(
+        "the help while the store is frozen",
+        Duration::from_secs(2),
+        |s| s.contains("Keys"),
+    );
+    carol.keys(&["Escape"]);
+    // Each call gives up after its 5 s attempt timeout; the wait allows for a loaded machine.
+    let failed = carol.wait_within("the failed decision", Duration::from_secs(30), |s| {
+        s.contains("decision NOT recorded (store unavailable: dynamodb:")
+    });
+    eprintln!(
+        "frozen store: the failed decision showed {failed:?} after the press ({:?} frozen)",
+        frozen.elapsed()
+    );
+    signal("-CONT");
+    // The retry: either it records the approval now, or the first write landed when the store
+    // woke and the store says who decided. Never two decisions.
+    carol.keys(&["a"]);
+    carol.wait_within("the retry's answer", Duration::from_secs(20), |s| {
+        s.contains("approved 1 input of frz-b001") || s.contains("already decided")
+    });
+    let shown = sb.show("frz-b001");
+    assert_eq!(shown["status"], "approved", "{shown}");
+    assert_eq!(shown["decisions"].as_array().unwrap().len(), 1, "{shown}");
+    assert_eq!(sb.pending_ids(), ["frz-b002"]);
+    let (code, report) = sb.verify();
+    assert_eq!(code, 0, "{report}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The runner's side of `SqliteStore`: migration 2 over a version-1 file, the outbox row that a
 //! final decision on a runner-raised request writes in its own transaction (once, even with
-//! eight racing deciders; never for expired, open or non-runner requests), leases that keep two
-//! workers from sending the same resume, the audit cross-checks, and windowed trace reads.
+//! eight racing deciders; never for expired, open or non-runner requests) and the audit
+//! cross-checks. Leases and trace reads are in the contract suite (`store_contract`), on both
+//! adapters.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,19 +11,16 @@ mod common;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
 
 use agentdeck::domain::approval::{ApprovalId, ApprovalRequest};
 use agentdeck::domain::decision::Verdict;
 use agentdeck::domain::policy::RiskTier;
 use agentdeck::domain::status::Status;
-use agentdeck::domain::trace::TraceEvent;
 use agentdeck::store::sqlite::SqliteStore;
 use agentdeck::store::{
-    ApprovalStore, InvocationEnd, InvocationStart, OutboxState, OutboxStore, Outcome, RunnerLink,
-    StoreError, TraceStore,
+    ApprovalStore, OutboxState, OutboxStore, RunnerLink, StoreError, TraceStore,
 };
-use common::{ask, at, multi_request, sample_request, t0, test_policy};
+use common::{ask, at, multi_request, sample_request, test_policy};
 use rusqlite::Connection;
 use serde_json::json;
 
@@ -286,114 +284,6 @@ fn decided_row(dir: &Path, id: &str) -> (SqliteStore, ApprovalId) {
 }
 
 #[test]
-fn a_lease_keeps_a_second_worker_off_a_row_until_it_expires() {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, id) = decided_row(dir.path(), "inv-lease");
-    let b = open(dir.path());
-    let now = t0();
-    let leased = a
-        .lease_outbox("worker-a", now, Duration::from_secs(30), 10)
-        .unwrap();
-    assert_eq!(leased.len(), 1);
-    assert_eq!(leased[0].lease_owner.as_deref(), Some("worker-a"));
-    assert!(
-        b.lease_outbox("worker-b", now, Duration::from_secs(30), 10)
-            .unwrap()
-            .is_empty()
-    );
-    // B cannot act on A's row.
-    assert!(matches!(
-        b.outbox_mark_sent(&id, "worker-b", now),
-        Err(StoreError::LeaseLost(_))
-    ));
-    // Results must be kept before a send is recorded.
-    assert!(matches!(
-        a.outbox_mark_sent(&id, "worker-a", now),
-        Err(StoreError::LeaseLost(_))
-    ));
-    let results =
-        agentdeck::domain::resume::build_results(&leased[0].plan, &agentdeck::bedrock::NoExecutor);
-    a.outbox_save_results(&id, "worker-a", &results, now)
-        .unwrap();
-    // Kept once: a second save (a retry re-running the executor) is refused.
-    assert!(
-        a.outbox_save_results(&id, "worker-a", &results, now)
-            .is_err()
-    );
-
-    // A stalls past its lease; B takes the row over and A's late writes fail.
-    let later = now + chrono::Duration::seconds(31);
-    let taken = b
-        .lease_outbox("worker-b", later, Duration::from_secs(30), 10)
-        .unwrap();
-    assert_eq!(taken.len(), 1);
-    assert_eq!(taken[0].results.as_ref(), Some(&results));
-    assert!(matches!(
-        a.outbox_mark_sent(&id, "worker-a", later),
-        Err(StoreError::LeaseLost(_))
-    ));
-    b.outbox_mark_sent(&id, "worker-b", later).unwrap();
-    b.outbox_mark_acked(&id, "worker-b", later, Some("req-cont"), None)
-        .unwrap();
-    let row = b.outbox_row(&id).unwrap().unwrap();
-    assert_eq!(
-        (row.state, row.attempts, row.continuation.as_deref()),
-        (OutboxState::Acked, 1, Some("req-cont"))
-    );
-    // Acked rows are never leased again.
-    assert!(
-        a.lease_outbox(
-            "worker-a",
-            later + chrono::Duration::hours(1),
-            Duration::from_secs(1),
-            10
-        )
-        .unwrap()
-        .is_empty()
-    );
-    assert_eq!(
-        a.outbox_rows(Some(OutboxState::Acked), 0, 10)
-            .unwrap()
-            .len(),
-        1
-    );
-}
-
-#[test]
-fn a_deferred_row_is_not_due_before_its_retry_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let (s, id) = decided_row(dir.path(), "inv-defer");
-    let now = t0();
-    s.lease_outbox("w", now, Duration::from_secs(30), 1)
-        .unwrap();
-    let retry_at = now + chrono::Duration::seconds(8);
-    s.outbox_unsend(&id, "w", now, retry_at, "connection refused")
-        .unwrap();
-    assert!(
-        s.lease_outbox(
-            "w",
-            now + chrono::Duration::seconds(7),
-            Duration::from_secs(30),
-            1
-        )
-        .unwrap()
-        .is_empty()
-    );
-    let row = s
-        .lease_outbox("w", retry_at, Duration::from_secs(30), 1)
-        .unwrap()
-        .pop()
-        .unwrap();
-    assert_eq!(row.state, OutboxState::Pending);
-    assert_eq!(row.last_error.as_deref(), Some("connection refused"));
-    s.outbox_mark_failed(&id, "w", retry_at, "gave up").unwrap();
-    assert_eq!(
-        s.outbox_row(&id).unwrap().unwrap().state,
-        OutboxState::Failed
-    );
-}
-
-#[test]
 fn the_audit_check_notices_a_lost_resume_and_a_resume_nobody_asked_for() {
     let dir = tempfile::tempdir().unwrap();
     let (s, id) = decided_row(dir.path(), "inv-audit");
@@ -420,113 +310,4 @@ fn the_audit_check_notices_a_lost_resume_and_a_resume_nobody_asked_for() {
         "{text}"
     );
     assert!(text.contains("the runner did not raise it"), "{text}");
-}
-
-fn ev(trace_id: &str, n: usize) -> TraceEvent {
-    TraceEvent::from_wire(json!({
-        "agentId": "A", "sessionId": "s", "eventTime": format!("2026-03-02T09:00:{:02}.000000123Z", n % 60),
-        "trace": {"orchestrationTrace": {"modelInvocationOutput": {
-            "traceId": trace_id, "rawResponse": {"content": format!("out {n}")},
-            "metadata": {"totalTimeMs": 10, "usage": {"inputTokens": 100, "outputTokens": 5}}}}}
-    }))
-}
-
-#[test]
-fn traces_are_grouped_into_steps_and_read_a_window_at_a_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open(dir.path());
-    for (i, session) in ["s-a", "s-b"].iter().enumerate() {
-        s.begin_invocation(&InvocationStart {
-            request_id: format!("req-{i}"),
-            agent_id: "A".into(),
-            agent_alias_id: "L".into(),
-            session_id: (*session).into(),
-            input_text: Some("hi".into()),
-            resumes: None,
-            started_at: at(i as i64),
-        })
-        .unwrap();
-    }
-    // 1000 events over 250 steps, in batches of 64, like the runner writes them.
-    let events: Vec<TraceEvent> = (0..1000)
-        .map(|n| ev(&format!("req-0-{}", n / 4), n))
-        .collect();
-    for batch in events.chunks(64) {
-        s.append_trace("req-0", batch, &[]).unwrap();
-    }
-    s.append_trace("req-0", &[], &["Hello, ".into(), "world".into()])
-        .unwrap();
-    s.finish_invocation(
-        "req-0",
-        &InvocationEnd {
-            outcome: Outcome::Finished,
-            ended_at: at(3),
-            error: None,
-            final_response: Some("Hello, world".into()),
-            latency_ms: Some(3000),
-        },
-    )
-    .unwrap();
-    let inv = s.invocation("req-0").unwrap().unwrap();
-    assert_eq!((inv.events, inv.steps, inv.chunks), (1000, 250, 2));
-    assert_eq!((inv.input_tokens, inv.output_tokens), (100_000, 5_000));
-    assert_eq!(inv.outcome, Outcome::Finished);
-    assert_eq!(s.chunk_text("req-0").unwrap(), "Hello, world");
-
-    let page = s.steps("req-0", 100, 20).unwrap();
-    assert_eq!(page.len(), 20);
-    assert_eq!(page[0].step, 101);
-    assert_eq!(page[0].trace_id, "req-0-100");
-    assert_eq!(
-        (page[0].first_seq, page[0].last_seq, page[0].events),
-        (401, 404, 4)
-    );
-    assert_eq!(page[0].figures.duration_ms, Some(40));
-    assert_eq!(page[0].figures.input_tokens, 400);
-    assert_eq!(page[0].kinds, "orchestration/model-output");
-    assert_eq!(s.steps("req-0", 250, 20).unwrap().len(), 0);
-
-    let step = s.step_events("req-0", 101).unwrap();
-    assert_eq!(step.len(), 4);
-    assert_eq!(step[0].raw, events[400].raw);
-    assert_eq!(step[0].event(), events[400]);
-    assert_eq!(
-        step[0].event_time.as_deref(),
-        Some("2026-03-02T09:00:40.000000123Z")
-    );
-    let window = s.events("req-0", 998, 10).unwrap();
-    assert_eq!(
-        window.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        vec![999, 1000]
-    );
-
-    // Sessions: most recent first; invocations of a session, oldest first.
-    let sessions = s.sessions(0, 10).unwrap();
-    assert_eq!(
-        sessions
-            .iter()
-            .map(|x| x.session_id.as_str())
-            .collect::<Vec<_>>(),
-        vec!["s-b", "s-a"]
-    );
-    assert_eq!(s.sessions(1, 10).unwrap().len(), 1);
-    assert_eq!(s.invocations("s-a", 0, 10).unwrap().len(), 1);
-    // Appending to an invocation that was never started is refused, not invented.
-    assert!(matches!(
-        s.append_trace("req-none", &events[..1], &[]),
-        Err(StoreError::NotFound(_))
-    ));
-    // Starting the same request id twice is a duplicate.
-    assert!(matches!(
-        s.begin_invocation(&InvocationStart {
-            request_id: "req-0".into(),
-            agent_id: "A".into(),
-            agent_alias_id: "L".into(),
-            session_id: "s-a".into(),
-            input_text: None,
-            resumes: None,
-            started_at: at(9),
-        }),
-        Err(StoreError::Duplicate(_))
-    ));
 }

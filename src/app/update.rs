@@ -831,7 +831,8 @@ fn decided(
             state,
             Level::Error,
             format!(
-                "decision NOT recorded ({}); nothing was written, press the key again to retry",
+                "decision NOT recorded ({}); press the key again to retry (a retry never \
+                 decides twice: if the write landed after all, the store says who decided)",
                 f.message
             ),
         ),

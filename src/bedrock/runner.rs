@@ -120,6 +120,11 @@ pub struct BedrockRunner {
 pub trait RunnerStore: TraceStore + OutboxStore {}
 impl<T: TraceStore + OutboxStore> RunnerStore for T {}
 
+/// A store with every port: approvals for the CLI and the console, traces and outbox for the
+/// runner (both adapters are).
+pub trait DeckStore: crate::store::ApprovalStore + RunnerStore {}
+impl<T: crate::store::ApprovalStore + RunnerStore> DeckStore for T {}
+
 fn now_rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }

@@ -32,9 +32,11 @@ pub struct Global {
     /// dynamodb:TABLE (team mode; region, profile and credentials from the standard AWS chain).
     #[arg(long, global = true, value_name = "SPEC")]
     pub store: Option<String>,
-    /// DynamoDB endpoint for a local server, e.g. http://127.0.0.1:5000 (dynamodb: stores only).
+    /// DynamoDB endpoint for a local server, e.g. http://127.0.0.1:5000 (dynamodb: stores only;
+    /// `--store-endpoint` is the same flag).
     #[arg(
-        long,
+        long = "endpoint-url",
+        visible_alias = "store-endpoint",
         global = true,
         value_name = "URL",
         env = "AGENTDECK_STORE_ENDPOINT"
@@ -121,11 +123,7 @@ pub enum Command {
     },
     /// Create the store: for dynamodb:TABLE the table, its pending-queue index and TTL
     /// (idempotent: a second run checks the existing table's shape).
-    Init {
-        /// DynamoDB endpoint for a local server (same as the global --store-endpoint).
-        #[arg(long, value_name = "URL")]
-        endpoint_url: Option<String>,
-    },
+    Init,
     /// Read Bedrock's own CloudWatch metrics (AWS/Bedrock/Agents) per agent alias.
     Cloudwatch(crate::cloudwatch::cli::CloudWatchArgs),
     /// Verify or export the audit log.

@@ -11,6 +11,7 @@ use clap::Args;
 
 use super::{CliError, exit, output};
 use crate::app::update::confirm_word;
+use crate::bedrock::runner::DeckStore;
 use crate::bedrock::worker::worker_name;
 use crate::bedrock::{
     BedrockRunner, CommandExecutor, InvokeRequest, LiveEvent, NoExecutor, ResumeOutcome,
@@ -23,8 +24,6 @@ use crate::domain::policy::Confirmation;
 use crate::domain::resume::Executor;
 use crate::domain::sanitize;
 use crate::domain::status::open_inputs;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{ApprovalStore, OutboxStore};
 
 /// Where to reach Bedrock and how to run approved actions.
 #[derive(Debug, Clone, Args)]
@@ -227,7 +226,7 @@ fn ask_line(
 /// request is now final.
 fn decide_inline(
     config: &Config,
-    store: &SqliteStore,
+    store: &dyn DeckStore,
     id: &ApprovalId,
     out: &mut dyn Write,
     input: &mut dyn BufRead,
@@ -339,7 +338,7 @@ fn ttl_fn(config: &Config) -> impl Fn(&str) -> u32 + '_ {
 /// Runs `agentdeck invoke`.
 pub fn invoke(
     config: &Config,
-    store: &SqliteStore,
+    store: &dyn DeckStore,
     args: &InvokeArgs,
     out: &mut dyn Write,
     input: &mut dyn BufRead,
@@ -431,7 +430,7 @@ pub fn invoke(
 /// Sends every due resume from the outbox, printing each continuation as it streams.
 async fn send_resumes(
     runner: &BedrockRunner,
-    store: &SqliteStore,
+    store: &dyn DeckStore,
     executor: &dyn Executor,
     submit: &SubmitSettings<'_>,
     lease_secs: u64,
@@ -459,7 +458,7 @@ async fn send_resumes(
 /// Runs `agentdeck resume`.
 pub fn resume(
     config: &Config,
-    store: &SqliteStore,
+    store: &dyn DeckStore,
     args: &ResumeArgs,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {

@@ -103,6 +103,9 @@ struct RawConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub reviewer: String,
+    /// Whether `reviewer` was given (flag, environment or file) rather than derived from
+    /// `$USER@host`; a DynamoDB store asks STS for the caller's identity only when it was not.
+    pub reviewer_given: bool,
     /// A built-in theme name or a path to a theme file.
     pub theme: String,
     /// `sqlite:PATH`; None means the default file in the XDG data dir.
@@ -319,10 +322,9 @@ fn finish(
             confirmation: t.confirmation.unwrap_or(d.confirmation),
         };
     }
-    let reviewer = raw
-        .reviewer
-        .filter(|r| !r.trim().is_empty())
-        .unwrap_or_else(|| default_reviewer(env));
+    let given = raw.reviewer.filter(|r| !r.trim().is_empty());
+    let reviewer_given = given.is_some();
+    let reviewer = given.unwrap_or_else(|| default_reviewer(env));
     if reviewer.chars().any(char::is_control) || reviewer.chars().count() > 128 {
         return Err(cfg_err(
             source,
@@ -333,6 +335,7 @@ fn finish(
     Ok(Config {
         metrics,
         reviewer,
+        reviewer_given,
         theme: raw.theme.unwrap_or_else(|| "dark".to_owned()),
         store: raw.store,
         default_idle_ttl_secs,

@@ -8,17 +8,16 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::bedrock::executor::ScriptedExecutor;
+use crate::bedrock::runner::DeckStore;
 use crate::bedrock::runner::{BedrockRunner, InvokeRequest, SubmitSettings};
 use crate::bedrock::worker::{ResumeWorker, worker_name};
 use crate::config::Config;
-use crate::store::sqlite::SqliteStore;
 
 /// How the demo's traffic behaves.
 #[derive(Debug, Clone)]
@@ -122,10 +121,10 @@ impl DemoTraffic {
 }
 
 /// Starts the traffic generator and the outbox worker against the simulator at `endpoint`,
-/// recording into the SQLite store at `store_path` (its own connection).
+/// recording into `store` (either adapter).
 pub fn start_traffic(
     endpoint: String,
-    store_path: PathBuf,
+    store: Arc<dyn DeckStore>,
     config: Config,
     options: TrafficOptions,
 ) -> std::io::Result<DemoTraffic> {
@@ -148,7 +147,7 @@ pub fn start_traffic(
             let local = tokio::task::LocalSet::new();
             local.block_on(
                 &rt,
-                traffic(endpoint, store_path, config, options, stop2, started2),
+                traffic(endpoint, store, config, options, stop2, started2),
             );
         })?;
     Ok(DemoTraffic {
@@ -160,24 +159,17 @@ pub fn start_traffic(
 
 async fn traffic(
     endpoint: String,
-    store_path: PathBuf,
+    store: Arc<dyn DeckStore>,
     config: Config,
     options: TrafficOptions,
     stop: Arc<AtomicBool>,
     started: Arc<AtomicU64>,
 ) {
-    let store = match SqliteStore::open(&store_path) {
-        Ok(s) => Rc::new(s),
-        Err(e) => {
-            tracing::error!(error = %e, "demo traffic: cannot open the store");
-            return;
-        }
-    };
     let runner = Rc::new(BedrockRunner::loopback(&endpoint));
     let config = Rc::new(config);
     tokio::task::spawn_local(resume_loop(
         Rc::clone(&runner),
-        Rc::clone(&store),
+        Arc::clone(&store),
         Rc::clone(&config),
         Arc::clone(&stop),
     ));
@@ -205,7 +197,7 @@ async fn traffic(
             input_text: text,
             session_attributes: BTreeMap::from([("channel".to_owned(), "demo".to_owned())]),
         };
-        let (runner, store, config) = (Rc::clone(&runner), Rc::clone(&store), Rc::clone(&config));
+        let (runner, store, config) = (Rc::clone(&runner), Arc::clone(&store), Rc::clone(&config));
         tokio::task::spawn_local(async move {
             let ttl = |agent: &str| config.ttl_secs(agent);
             let submit = SubmitSettings {
@@ -223,7 +215,7 @@ async fn traffic(
 
 async fn resume_loop(
     runner: Rc<BedrockRunner>,
-    store: Rc<SqliteStore>,
+    store: Arc<dyn DeckStore>,
     config: Rc<Config>,
     stop: Arc<AtomicBool>,
 ) {

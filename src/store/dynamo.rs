@@ -18,6 +18,10 @@
 //! The ports are synchronous; SDK futures run on a private runtime and the calling thread waits
 //! on a channel, so any thread (a plain one, `spawn_blocking`, even an async worker) may call.
 
+mod runner;
+
+pub use runner::TRACE_TTL_DAYS;
+
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::Duration;
@@ -33,6 +37,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::run::{RunnerLink, resumes_after};
 use super::{
     ApprovalStore, AuditEntry, AuditReport, DecisionOutcome, QueueRow, StoreCounts, StoreError,
     StoredRequest,
@@ -41,6 +46,7 @@ use crate::domain::approval::{ApprovalId, ApprovalRequest};
 use crate::domain::canonical::{canonical_json, sha256_hex};
 use crate::domain::decision::{self, Decision, DecisionAsk, Refusal, Verdict};
 use crate::domain::policy::{Policy, RiskTier};
+use crate::domain::resume::ResumePlan;
 use crate::domain::status::Status;
 use crate::store::chain::{GENESIS, decision_json, entry_hash};
 
@@ -77,6 +83,10 @@ pub struct DynamoStore {
     table: String,
     shown: String,
     rt: Option<tokio::runtime::Runtime>,
+    /// The committed state of turns this handle is writing (see `runner`).
+    turns: runner::Turns,
+    /// STS on the same credentials and endpoint, for `caller_identity`.
+    sts: aws_sdk_sts::Client,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -184,6 +194,8 @@ struct Loaded {
     status: Status,
     version: i64,
     decisions: Vec<(i64, Decision)>,
+    /// Set when the runner raised the request (it is resumed once final).
+    link: Option<RunnerLink>,
 }
 
 /// The audit head: last seq and hash.
@@ -285,7 +297,27 @@ impl DynamoStore {
             table: opts.table.clone(),
             shown,
             rt: Some(rt),
+            turns: runner::Turns::default(),
+            sts: aws_sdk_sts::Client::new(&sdk),
         })
+    }
+
+    /// The reviewer identity of the credentials in use, from STS `GetCallerIdentity`: the
+    /// role-session name of an assumed role (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`),
+    /// the user name of an IAM user (`arn:aws:iam::ACCOUNT:user/NAME`), else the whole ARN.
+    pub fn caller_identity(&self) -> Result<String, StoreError> {
+        let sts = self.sts.clone();
+        let out = self
+            .block(async move { sts.get_caller_identity().send().await })?
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "{}: asking STS who the caller is: {}",
+                    self.shown,
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                ))
+            })?;
+        let arn = out.arn().unwrap_or_default();
+        Ok(identity_from_arn(arn))
     }
 
     /// Where this store is, for messages: the table and the endpoint or region.
@@ -517,6 +549,9 @@ impl DynamoStore {
                 ) {
                     return Fail::Throttled(format!("{code}: {message}"));
                 }
+                if code == "ConditionalCheckFailedException" {
+                    return Fail::Canceled(vec!["ConditionalCheckFailed".to_owned()]);
+                }
                 if code == "TransactionConflictException" {
                     return Fail::Canceled(vec!["TransactionConflict".to_owned()]);
                 }
@@ -654,6 +689,10 @@ impl DynamoStore {
             status,
             version: get_n(&item, "version").unwrap_or(0),
             decisions,
+            link: get_s(&item, "link")
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| corrupt(&what, &format!("its runner link does not parse: {e}")))?,
         }))
     }
 
@@ -780,7 +819,12 @@ impl DynamoStore {
         std::thread::sleep(Duration::from_millis(fastrand::u64(0..=ceiling)));
     }
 
-    fn submit_one(&self, request: &ApprovalRequest, actor: &str) -> Result<(), StoreError> {
+    fn submit_one(
+        &self,
+        request: &ApprovalRequest,
+        actor: &str,
+        link: Option<&RunnerLink>,
+    ) -> Result<(), StoreError> {
         let id = request.id.as_str();
         let value = serde_json::to_value(request)
             .map_err(|e| StoreError::Corrupt(format!("request {id}: cannot serialise it: {e}")))?;
@@ -807,6 +851,10 @@ impl DynamoStore {
             "bodyHash": body_hash,
             "status": Status::Pending.as_str(),
         });
+        let link_json = link
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("request {id}: runner link: {e}")))?;
         for attempt in 0..RACE_ATTEMPTS {
             let mut item = key(req_pk(id), "R");
             item.insert("id".into(), s(id));
@@ -824,6 +872,9 @@ impl DynamoStore {
             item.insert("expires_ms".into(), n(expires_ms));
             item.insert("qpk".into(), s("OPEN"));
             item.insert("qsk".into(), s(queue_sk(expires_ms, raised_ms, id)));
+            if let Some(l) = &link_json {
+                item.insert("link".into(), s(l));
+            }
             let mut items = vec![
                 TransactWriteItem::builder()
                     .put(
@@ -955,6 +1006,17 @@ impl DynamoStore {
     }
 }
 
+/// The reviewer name an STS caller ARN stands for (see `DynamoStore::caller_identity`).
+pub fn identity_from_arn(arn: &str) -> String {
+    let resource = arn.splitn(6, ':').nth(5).unwrap_or("");
+    let parts: Vec<&str> = resource.split('/').collect();
+    match parts.as_slice() {
+        ["assumed-role", _role, session, ..] if !session.is_empty() => (*session).to_owned(),
+        ["user", .., name] if !name.is_empty() => (*name).to_owned(),
+        _ => arn.to_owned(),
+    }
+}
+
 fn distinct_approvers<'a>(decisions: impl Iterator<Item = &'a Decision>) -> usize {
     let mut v: Vec<&str> = decisions
         .filter(|d| d.verdict == Verdict::Confirm)
@@ -971,7 +1033,7 @@ fn status_counter(status: Status) -> String {
 
 impl ApprovalStore for DynamoStore {
     fn submit(&self, request: &ApprovalRequest, actor: &str) -> Result<(), StoreError> {
-        self.submit_one(request, actor)
+        self.submit_one(request, actor, None)
     }
 
     fn resolve(&self, id_or_prefix: &str) -> Result<ApprovalId, StoreError> {
@@ -1105,18 +1167,7 @@ impl ApprovalStore for DynamoStore {
                     "d".into(),
                     s(serde_json::to_string(d).map_err(|e| corrupt(id, &e.to_string()))?),
                 );
-                items.push(
-                    TransactWriteItem::builder()
-                        .put(
-                            Put::builder()
-                                .table_name(&self.table)
-                                .set_item(Some(item))
-                                .condition_expression("attribute_not_exists(pk)")
-                                .build()
-                                .map_err(|e| self.build_err(&e))?,
-                        )
-                        .build(),
-                );
+                items.push(self.put_item_tx(item, true)?);
                 rows.push(decision_json(seq, d));
             }
             let mut set = vec!["#st = :after", "version = :v1", "approvals = :apps"];
@@ -1208,6 +1259,20 @@ impl ApprovalStore for DynamoStore {
                 &counters,
             )?;
             items.extend(audit);
+            if let Some(link) = &loaded.link
+                && resumes_after(plan.status_after)
+            {
+                let all: Vec<Decision> = decisions.iter().chain(&plan.decisions).cloned().collect();
+                let Some(resume) = ResumePlan::from_decisions(&loaded.request, &all, policy) else {
+                    return Err(StoreError::Corrupt(format!(
+                        "request {id} is {} but not every input is decided",
+                        plan.status_after
+                    )));
+                };
+                // The resume is queued by the decision's own transaction, at most once.
+                let item = runner::outbox_item(&loaded.request, link, &resume, to_ms(now))?;
+                items.push(self.put_item_tx(item, true)?);
+            }
             match self.transact(&format!("recording the decision on {id}"), items)? {
                 Ok(()) => {
                     return Ok(DecisionOutcome {
@@ -1300,7 +1365,7 @@ impl ApprovalStore for DynamoStore {
         let head = out.item().unwrap_or(&empty);
         let num = |name: &str| u64::try_from(get_n(head, name).unwrap_or(0)).unwrap_or(0);
         let open = self.open_queue(Utc::now())?;
-        Ok(StoreCounts {
+        let mut counts = StoreCounts {
             requests: num("n_req"),
             by_status: Status::ALL
                 .into_iter()
@@ -1315,7 +1380,9 @@ impl ApprovalStore for DynamoStore {
             denies: num("n_deny"),
             audit_entries: num("seq"),
             ..StoreCounts::default()
-        })
+        };
+        self.trace_counts(&mut counts)?;
+        Ok(counts)
     }
 
     fn audit_verify(&self) -> Result<AuditReport, StoreError> {
@@ -1519,4 +1586,25 @@ fn verify(store: &DynamoStore) -> Result<AuditReport, StoreError> {
         }
     }
     Ok(AuditReport { entries, problems })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::identity_from_arn;
+
+    #[test]
+    fn identities_from_caller_arns() {
+        assert_eq!(
+            identity_from_arn("arn:aws:sts::123456789012:assumed-role/Reviewers/alice@example.com"),
+            "alice@example.com"
+        );
+        assert_eq!(
+            identity_from_arn("arn:aws:iam::123456789012:user/ops/bob"),
+            "bob"
+        );
+        assert_eq!(
+            identity_from_arn("arn:aws:iam::123456789012:root"),
+            "arn:aws:iam::123456789012:root"
+        );
+    }
 }

@@ -324,6 +324,34 @@ pub struct RunnerLink {
     pub trace_id: Option<String>,
 }
 
+/// Adds `event` (of kind `kind`) to a step's kind list (comma separated, first-seen order), its
+/// rationale (the first one seen) and its running figures: what every adapter keeps per step.
+pub fn note_step_event(
+    kinds: &mut String,
+    rationale: &mut Option<String>,
+    acc: &mut crate::domain::trace::StepAccumulator,
+    kind: &str,
+    event: &TraceEvent,
+) {
+    acc.add(event);
+    if kinds.is_empty() {
+        kind.clone_into(kinds);
+    } else if !kinds.split(',').any(|k| k == kind) {
+        kinds.push(',');
+        kinds.push_str(kind);
+    }
+    if rationale.is_none() {
+        *rationale = event.rationale().map(str::to_owned);
+    }
+}
+
+/// Statuses after which a runner-raised request is resumed. Expired requests are not: their
+/// session is gone.
+pub fn resumes_after(status: crate::domain::status::Status) -> bool {
+    use crate::domain::status::Status;
+    matches!(status, Status::Approved | Status::Rejected | Status::Mixed)
+}
+
 /// Where a resume stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

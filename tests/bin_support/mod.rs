@@ -90,6 +90,8 @@ impl Out {
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
     pub db: PathBuf,
+    /// `(table, endpoint)` when the sandbox's store is a DynamoDB table on a local server.
+    pub dynamo: Option<(String, String)>,
 }
 
 impl Default for Sandbox {
@@ -105,7 +107,20 @@ impl Sandbox {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         let db = dir.path().join("x.db");
-        Self { dir, db }
+        Self {
+            dir,
+            db,
+            dynamo: None,
+        }
+    }
+
+    /// A sandbox whose store is a fresh table on the DynamoDB endpoint `url` (created with
+    /// `agentdeck init`).
+    pub fn dynamo(url: &str) -> Self {
+        let mut sb = Self::new();
+        sb.dynamo = Some((format!("deck-{:08x}", fastrand::u32(..)), url.to_owned()));
+        sb.run(&["init"]).code(0);
+        sb
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -113,13 +128,21 @@ impl Sandbox {
     }
 
     pub fn store_arg(&self) -> String {
-        format!("sqlite:{}", self.db.display())
+        match &self.dynamo {
+            Some((table, _)) => format!("dynamodb:{table}"),
+            None => format!("sqlite:{}", self.db.display()),
+        }
     }
 
     /// The isolated environment as `NAME=value` pairs (also used inside tmux via `env`).
     pub fn env_pairs(&self, reviewer: &str) -> Vec<(String, String)> {
         let p = |s: &str| self.dir.path().join(s).display().to_string();
-        vec![
+        let mut pairs: Vec<(String, String)> = self
+            .dynamo
+            .iter()
+            .map(|(_, url)| ("AGENTDECK_STORE_ENDPOINT".to_owned(), url.clone()))
+            .collect();
+        pairs.extend([
             ("XDG_CONFIG_HOME".into(), p("config")),
             ("XDG_DATA_HOME".into(), p("data")),
             ("XDG_STATE_HOME".into(), p("state")),
@@ -129,7 +152,8 @@ impl Sandbox {
             ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
             ("AWS_REGION".into(), "us-east-1".into()),
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ]
+        ]);
+        pairs
     }
 
     /// A command for the binary with the isolated environment and nothing inherited that

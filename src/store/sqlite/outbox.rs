@@ -16,11 +16,7 @@ use crate::domain::resume::{InvocationResult, ResumePlan};
 use crate::domain::status::Status;
 use crate::store::{OutboxRow, OutboxState, OutboxStore, RunnerLink, StoreError};
 
-/// Statuses after which a runner-raised request is resumed. Expired requests are not: their
-/// session is gone.
-pub(super) fn resumes_after(status: Status) -> bool {
-    matches!(status, Status::Approved | Status::Rejected | Status::Mixed)
-}
+pub(super) use crate::store::run::resumes_after;
 
 /// Inside `decide`'s transaction: when `request` has just become final and the runner raised it,
 /// adds its outbox row. Returns whether it did. The primary key makes a second row impossible.

@@ -11,7 +11,7 @@ use super::{SqliteStore, db_error};
 use crate::domain::metrics::EventTiming;
 use crate::domain::step_kind::StepKinds;
 use crate::domain::trace::{StepAccumulator, TraceEvent};
-use crate::store::run::{IndexCursor, IndexPage, IndexedStep};
+use crate::store::run::{IndexCursor, IndexPage, IndexedStep, note_step_event};
 use crate::store::{
     ActionMark, InvocationEnd, InvocationRecord, InvocationStart, Outcome, SessionRow, StepRow,
     StoreError, StoredEvent, TraceStore, TurnWrite,
@@ -314,17 +314,8 @@ fn append_batch(
             touched.len() - 1
         };
         let t = &mut touched[at];
-        t.acc.add(event);
+        note_step_event(&mut t.kinds, &mut t.rationale, &mut t.acc, &kind, event);
         t.kind_set |= i64::from(StepKinds::of_event(event).0);
-        if t.kinds.is_empty() {
-            t.kinds.clone_from(&kind);
-        } else if !t.kinds.split(',').any(|k| k == kind) {
-            t.kinds.push(',');
-            t.kinds.push_str(&kind);
-        }
-        if t.rationale.is_none() {
-            t.rationale = event.rationale().map(str::to_owned);
-        }
         t.added += 1;
         t.last_seq = seq;
         if let Some(m) = event.metadata() {

@@ -1268,3 +1268,63 @@ fn jump_from_a_request_to_the_step_that_raised_it_and_back() {
     key(&mut s, "J");
     assert_eq!(s.detail.as_ref().unwrap().id.as_str(), "inv-crit");
 }
+
+#[test]
+fn marking_an_executed_action_step_asks_the_store_and_says_what_happened() {
+    let mut s = traces_state(120, 40);
+    key(&mut s, "j");
+    key(&mut s, "enter");
+    key(&mut s, "enter");
+    key(&mut s, "j");
+    key(&mut s, "j");
+    // Step 3 called the payments action group: `+` judges it appropriate.
+    let fx = key(&mut s, "+");
+    let mark = fx
+        .iter()
+        .find_map(|f| match f {
+            Effect::MarkStep {
+                request_id,
+                step,
+                appropriate,
+                who,
+                ..
+            } => Some((request_id.clone(), *step, *appropriate, who.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(mark.0, "req-1");
+    assert_eq!((mark.1, mark.2), (3, true));
+    assert_eq!(mark.3, s.reviewer);
+    let fx = key(&mut s, "-");
+    assert!(fx.iter().any(|f| matches!(
+        f,
+        Effect::MarkStep {
+            step: 3,
+            appropriate: false,
+            ..
+        }
+    )));
+    update(
+        &mut s,
+        Msg::Marked {
+            result: Err("store unavailable".into()),
+        },
+    );
+    let m = s.message.as_ref().unwrap();
+    assert!(m.text.contains("mark NOT recorded") && m.text.contains("store unavailable"));
+    // Step 1 ran no action: nothing to judge, and the console says so.
+    key(&mut s, "k");
+    key(&mut s, "k");
+    let fx = key(&mut s, "+");
+    assert!(
+        !fx.iter().any(|f| matches!(f, Effect::MarkStep { .. })),
+        "{fx:?}"
+    );
+    assert!(
+        s.message
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("only an executed action can be marked")
+    );
+}

@@ -51,6 +51,10 @@ pub enum Action {
     Copy,
     /// Traces: export the selected session to a JSON file.
     Export,
+    /// Traces: judge the selected executed action-group step appropriate (action accuracy).
+    MarkGood,
+    /// Traces: judge the selected executed action-group step not appropriate.
+    MarkBad,
     /// Show the help screen with every key.
     Help,
     /// Quit agentdeck.
@@ -66,7 +70,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 30] = [
         Self::MoveUp,
         Self::MoveDown,
         Self::PageUp,
@@ -89,6 +93,8 @@ impl Action {
         Self::Jump,
         Self::Copy,
         Self::Export,
+        Self::MarkGood,
+        Self::MarkBad,
         Self::Help,
         Self::Quit,
         Self::MetricsWindow,
@@ -122,6 +128,8 @@ impl Action {
             Self::Jump => "jump",
             Self::Copy => "copy",
             Self::Export => "export",
+            Self::MarkGood => "mark-appropriate",
+            Self::MarkBad => "mark-inappropriate",
             Self::Help => "help",
             Self::Quit => "quit",
             Self::MetricsWindow => "metrics-window",
@@ -160,6 +168,8 @@ impl Action {
             Self::Jump => "request <-> the trace step that raised it",
             Self::Copy => "traces: copy the selection (OSC 52)",
             Self::Export => "traces: export the session to JSON",
+            Self::MarkGood => "traces: mark the step's action appropriate (action accuracy)",
+            Self::MarkBad => "traces: mark the step's action NOT appropriate",
             Self::Help => "this help",
             Self::Quit => "quit",
             Self::MetricsWindow => "metrics: next window (15m, 1h, 24h, 7d)",
@@ -193,6 +203,8 @@ impl Action {
             Self::Jump => "jump",
             Self::Copy => "copy",
             Self::Export => "export",
+            Self::MarkGood => "good",
+            Self::MarkBad => "bad",
             Self::Help => "help",
             Self::Quit => "quit",
             Self::MetricsWindow => "window",

@@ -312,6 +312,8 @@ fn default_keys(action: Action) -> Vec<Key> {
         Action::Jump => vec![Key::char('J')],
         Action::Copy => vec![Key::char('c')],
         Action::Export => vec![Key::char('E')],
+        Action::MarkGood => vec![Key::char('+')],
+        Action::MarkBad => vec![Key::char('-')],
         Action::Help => vec![Key::char('?')],
         Action::Quit => vec![Key::char('q'), Key::ctrl('c')],
         Action::MetricsWindow => vec![Key::char('w')],

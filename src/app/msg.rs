@@ -104,6 +104,10 @@ pub enum Msg {
     Exported {
         result: Result<String, String>,
     },
+    /// A step's action was judged (what to say), or why not.
+    Marked {
+        result: Result<String, String>,
+    },
     /// The steps the traces search found: (request id, step number).
     TraceSearchDone {
         tag: u64,
@@ -154,6 +158,14 @@ pub enum Effect {
     Copy { text: String },
     /// Write one session's traces to a new JSON file; answer with `Exported`.
     ExportSession { session: String },
+    /// Judge an executed step (its traceId looked up when not known yet); answer with `Marked`.
+    MarkStep {
+        request_id: String,
+        step: u64,
+        trace_id: Option<String>,
+        appropriate: bool,
+        who: String,
+    },
     /// Full-text search of every trace event; answer with `TraceSearchDone`.
     SearchTraces { tag: u64, text: String },
     /// Read the events of one step with their raw JSON; answer with `StepEventsLoaded`.

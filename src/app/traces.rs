@@ -9,6 +9,7 @@ use super::state::{AppState, Level, SessionView, StepView, TurnView};
 use super::trace_index::{NONE, StepFilter};
 use super::update::{moved, open_request, push_limited, say, short_id};
 use crate::domain::approval::ApprovalId;
+use crate::domain::step_kind::StepKinds;
 use crate::domain::trace::{InvocationDetail, ObservationDetail, StepEvent, TraceKind};
 use crate::store::run::IndexPage;
 
@@ -428,6 +429,41 @@ fn selected_session(state: &AppState) -> Option<u32> {
     t.index.recent.get(t.selected).copied()
 }
 
+/// Judges the selected step's action, when it is an executed action-group step.
+fn mark_step(state: &mut AppState, appropriate: bool) -> Vec<Effect> {
+    let t = &state.traces;
+    let Some((request_id, step, trace_id)) = t.selected_step() else {
+        say(
+            state,
+            Level::Info,
+            "open an invocation and select an action-group step to mark it",
+        );
+        return Vec::new();
+    };
+    let kinds = t
+        .turn
+        .as_ref()
+        .and_then(|turn| t.index.step_pos(turn.invocation, step))
+        .map(|pos| t.index.step_kinds(pos));
+    if !kinds.is_some_and(|k| k.contains(StepKinds::ACTION_GROUP)) {
+        say(
+            state,
+            Level::Info,
+            format!("step {step} ran no action group: only an executed action can be marked"),
+        );
+        return Vec::new();
+    }
+    let effect = Effect::MarkStep {
+        request_id: request_id.to_owned(),
+        step,
+        trace_id: trace_id.map(str::to_owned),
+        appropriate,
+        who: state.reviewer.clone(),
+    };
+    say(state, Level::Info, "recording the mark…");
+    vec![effect]
+}
+
 pub fn action(state: &mut AppState, action: Action) -> Vec<Effect> {
     let page = state.list_height();
     if action == Action::Copy {
@@ -456,6 +492,9 @@ pub fn action(state: &mut AppState, action: Action) -> Vec<Effect> {
             .to_owned();
         say(state, Level::Info, "exporting the session…");
         return vec![Effect::ExportSession { session }];
+    }
+    if matches!(action, Action::MarkGood | Action::MarkBad) {
+        return mark_step(state, action == Action::MarkGood);
     }
     if action == Action::Jump {
         let target = state

@@ -105,6 +105,13 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
         Msg::TraceIndexLoaded { tag, result } => index_loaded(state, tag, result),
         Msg::TraceSearchDone { tag, result } => search_done(state, tag, result),
         Msg::RaisingStepFound { tag, id, result } => traces::raising_found(state, tag, id, result),
+        Msg::Marked { result } => {
+            match result {
+                Ok(what) => say(state, Level::Success, what),
+                Err(e) => say(state, Level::Error, format!("mark NOT recorded: {e}")),
+            }
+            Vec::new()
+        }
         Msg::Exported { result } => {
             match result {
                 Ok(path) => say(state, Level::Success, format!("exported to {path}")),

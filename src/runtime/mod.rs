@@ -214,6 +214,47 @@ fn failure(e: &StoreError) -> StoreFailure {
 
 /// Writes a session's export to a new file in the working directory, named from the session
 /// id (only letters, digits, `-`, `_` and `.` kept) and the time; never overwrites.
+/// Records a mark on a step, looking its traceId up when the view did not have it yet.
+fn mark_step(
+    traces: &dyn TraceStore,
+    request_id: &str,
+    step: u64,
+    trace_id: Option<String>,
+    appropriate: bool,
+    who: &str,
+) -> Result<String, String> {
+    let trace_id = match trace_id {
+        Some(t) => t,
+        None => traces
+            .steps(request_id, step.saturating_sub(1), 1)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|s| s.step == step)
+            .map(|s| s.trace_id)
+            .ok_or_else(|| format!("no step {step} in invocation {request_id}"))?,
+    };
+    traces
+        .mark_action(&crate::store::run::ActionMark {
+            request_id: request_id.to_owned(),
+            step,
+            trace_id,
+            appropriate,
+            note: None,
+            who: who.to_owned(),
+            at: chrono::Utc::now(),
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "step {step} marked {} by {} (counts in action accuracy)",
+        if appropriate {
+            "✓ appropriate"
+        } else {
+            "✗ NOT appropriate"
+        },
+        crate::domain::sanitize::line(who)
+    ))
+}
+
 fn export_to_file(traces: &dyn TraceStore, session: &str) -> Result<String, String> {
     let safe: String = session
         .chars()
@@ -380,6 +421,24 @@ impl Executor {
                         None => Err(NO_TRACES.to_owned()),
                     };
                     let _ = tx.send(Msg::Exported { result });
+                });
+            }
+            Effect::MarkStep {
+                request_id,
+                step,
+                trace_id,
+                appropriate,
+                who,
+            } => {
+                let traces = self.traces.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = match traces {
+                        Some(t) => {
+                            mark_step(t.as_ref(), &request_id, step, trace_id, appropriate, &who)
+                        }
+                        None => Err(NO_TRACES.to_owned()),
+                    };
+                    let _ = tx.send(Msg::Marked { result });
                 });
             }
             Effect::SearchTraces { tag, text } => {

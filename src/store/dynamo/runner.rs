@@ -979,7 +979,7 @@ impl TraceStore for DynamoStore {
         // the same step supersedes theirs where marks are read (the metrics).
         let sk = format!("M#{:013}#{:016x}", to_ms(mark.at), fastrand::u64(..));
         let item: Item = [
-            ("pk".to_owned(), s(&inv_pk(rid))),
+            ("pk".to_owned(), s(inv_pk(rid))),
             ("sk".to_owned(), s(&sk)),
             ("doc".to_owned(), s(&doc)),
             (TTL_ATTRIBUTE.to_owned(), ttl_value(mark.at)),

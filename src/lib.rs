@@ -14,3 +14,9 @@ pub mod runtime;
 pub mod sim;
 pub mod store;
 pub mod ui;
+
+/// mimalloc for every binary that links agentdeck (the console, the CLI, tests, benches): the
+/// ingest path allocates per event (SDK shapes, JSON trees, SQLite buffers) and glibc's malloc
+/// was a quarter of its instructions (`cargo bench --bench ingest` under callgrind).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -84,6 +84,9 @@ fn is_primary_key_violation(e: &rusqlite::Error) -> bool {
 
 const OPEN_STATUSES: &str = "('pending', 'partially-decided')";
 
+/// Prepared statements kept per connection (`prepare_cached`).
+const STATEMENT_CACHE: usize = 256;
+
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path`: its parent directory, WAL journal,
     /// `synchronous=FULL` so a commit is on disk when it returns, a 5 s busy timeout, foreign
@@ -113,6 +116,9 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(|e| db_error(&shown, "setting synchronous=FULL and foreign keys", &e))?;
         schema::migrate(&mut conn, &shown)?;
+        // Every statement the store runs stays prepared: with rusqlite's default of 16 the
+        // trace writes alone evicted each other and were parsed again on every batch.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Self {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),

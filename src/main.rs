@@ -207,9 +207,9 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             let spec = StoreSpec::parse(config.store.as_deref())?;
             console(&config, &spec, g.store_endpoint.as_deref(), None)
         }
-        Some(Command::Init) => {
+        Some(Command::Init { endpoint_url }) => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
-            let endpoint = g.store_endpoint.as_deref();
+            let endpoint = endpoint_url.as_deref().or(g.store_endpoint.as_deref());
             let said = match &spec {
                 StoreSpec::Sqlite(path) => {
                     SqliteStore::open(path)?;
@@ -238,15 +238,15 @@ fn run(cli: &Cli) -> Result<(), CliError> {
             });
             // The demo runs on a dynamodb: store when one is given (creating the table if it
             // is missing), else on a fresh SQLite file.
+            let endpoint = args.endpoint_url.as_deref().or(g.store_endpoint.as_deref());
             let spec = match StoreSpec::parse(config.store.as_deref())? {
                 StoreSpec::Dynamo(table) => {
-                    let endpoint = g.store_endpoint.as_deref();
                     DynamoStore::init(&dynamo_options(&table, endpoint))?;
                     StoreSpec::Dynamo(table)
                 }
                 StoreSpec::Sqlite(_) => StoreSpec::Sqlite(path),
             };
-            console(&config, &spec, g.store_endpoint.as_deref(), Some(args))
+            console(&config, &spec, endpoint, Some(args))
         }
         Some(Command::Sim {
             port,
@@ -329,9 +329,10 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     now,
                     &mut stdout,
                 ),
-                Command::Demo(_) | Command::Sim { .. } | Command::Init | Command::Cloudwatch(_) => {
-                    Ok(())
-                }
+                Command::Demo(_)
+                | Command::Sim { .. }
+                | Command::Init { .. }
+                | Command::Cloudwatch(_) => Ok(()),
             }
         }
     }

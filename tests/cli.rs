@@ -1164,3 +1164,11 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
         assert!(stderr.is_empty(), "{args:?} printed: {stderr}");
     }
 }
+
+#[test]
+fn every_subcommand_s_flags_are_consistent() {
+    // clap checks a command's flags (unique names, aliases) only when that command is parsed;
+    // this checks all of them at once, so a clash cannot hide in a command no test runs.
+    use clap::CommandFactory;
+    agentdeck::cli::args::Cli::command().debug_assert();
+}

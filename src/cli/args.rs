@@ -33,10 +33,10 @@ pub struct Global {
     #[arg(long, global = true, value_name = "SPEC")]
     pub store: Option<String>,
     /// DynamoDB endpoint for a local server, e.g. http://127.0.0.1:5000 (dynamodb: stores only;
-    /// `--store-endpoint` is the same flag).
+    /// `init` and `demo` also take it as `--endpoint-url`; for `invoke` and `resume`
+    /// `--endpoint-url` is Bedrock's).
     #[arg(
-        long = "endpoint-url",
-        visible_alias = "store-endpoint",
+        long = "store-endpoint",
         global = true,
         value_name = "URL",
         env = "AGENTDECK_STORE_ENDPOINT"
@@ -123,7 +123,11 @@ pub enum Command {
     },
     /// Create the store: for dynamodb:TABLE the table, its pending-queue index and TTL
     /// (idempotent: a second run checks the existing table's shape).
-    Init,
+    Init {
+        /// DynamoDB endpoint for a local server (the same as the global --store-endpoint).
+        #[arg(long, value_name = "URL")]
+        endpoint_url: Option<String>,
+    },
     /// Read Bedrock's own CloudWatch metrics (AWS/Bedrock/Agents) per agent alias.
     Cloudwatch(crate::cloudwatch::cli::CloudWatchArgs),
     /// Verify or export the audit log.
@@ -136,6 +140,10 @@ pub enum Command {
 /// `agentdeck demo`: the simulator in-process, simulated users, a fresh store, the console.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
+    /// DynamoDB endpoint for a dynamodb: store on a local server (the same as the global
+    /// --store-endpoint; the demo's Bedrock is always its own simulator).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
     /// Keep the demo store here instead of a fresh temporary file.
     #[arg(long, value_name = "PATH")]
     pub path: Option<PathBuf>,

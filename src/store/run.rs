@@ -345,6 +345,40 @@ pub fn note_step_event(
     }
 }
 
+/// How deep in the collaborator chain an event ran (0: the agent called), as the index keeps
+/// it for the step the event opens.
+pub fn collaborator_depth(event: &TraceEvent) -> u8 {
+    u8::try_from(event.caller_chain.len().saturating_sub(1)).unwrap_or(u8::MAX)
+}
+
+/// The words of `text` as trace search matches them: runs of letters and digits, lower case
+/// (what SQLite's `unicode61` tokenizer makes of them, diacritics aside).
+pub fn search_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether every one of `words` (from `search_words`) starts some word of the text values in
+/// `raw`: how a store without a text index matches an event.
+pub fn event_matches(raw: &serde_json::Value, words: &[String]) -> bool {
+    fn texts<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| texts(x, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|x| texts(x, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    texts(raw, &mut found);
+    let have: Vec<String> = found.iter().flat_map(|s| search_words(s)).collect();
+    words
+        .iter()
+        .all(|w| have.iter().any(|h| h.starts_with(w.as_str())))
+}
+
 /// Statuses after which a runner-raised request is resumed. Expired requests are not: their
 /// session is gone.
 pub fn resumes_after(status: crate::domain::status::Status) -> bool {

@@ -146,8 +146,9 @@ impl StoredEvent {
     }
 }
 
-/// Where an incremental read of the trace index stands: the last trace event row and the last
-/// invocation row it has seen (store positions, opaque to callers).
+/// Where an incremental read of the trace index stands: store positions, opaque to callers
+/// (SQLite: the last trace event row and invocation row seen; DynamoDB: a start-time watermark
+/// and how many turns started before it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexCursor {
     pub events: u64,

@@ -14,12 +14,14 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use agentdeck::app::trace_index::TraceIndex;
 use agentdeck::bedrock::runner::DeckStore;
 use agentdeck::domain::approval::ApprovalId;
 use agentdeck::domain::approval::ApprovalRequest;
 use agentdeck::domain::decision::{Refusal, Verdict};
 use agentdeck::domain::policy::RiskTier;
 use agentdeck::domain::status::Status;
+use agentdeck::domain::step_kind::StepKinds;
 use agentdeck::domain::trace::TraceEvent;
 use agentdeck::store::dynamo::{DynamoOptions, DynamoStore, InitOutcome};
 use agentdeck::store::sqlite::SqliteStore;
@@ -108,6 +110,8 @@ contract!(
     a_final_decision_on_a_runner_request_queues_one_resume,
     a_lease_keeps_a_second_worker_off_a_row_until_it_expires,
     a_deferred_row_is_not_due_before_its_retry_time,
+    the_trace_index_pages_refreshes_running_turns_and_keeps_kinds_and_depth,
+    trace_search_matches_every_word_as_a_prefix_and_reads_no_syntax,
 );
 
 #[test]
@@ -930,4 +934,136 @@ fn a_deferred_row_is_not_due_before_its_retry_time(f: &Factory) {
         s.outbox_row(&id).unwrap().unwrap().state,
         OutboxState::Failed
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// the traces explorer's read side: the incremental index
+
+/// A knowledge-base lookup by a collaborator (a two-element callerChain).
+fn collaborator_lookup(trace_id: &str) -> TraceEvent {
+    TraceEvent::from_wire(json!({
+        "agentId": "A", "sessionId": "s", "eventTime": "2026-03-02T09:00:30.000000000Z",
+        "callerChain": [{"agentAliasArn": "arn:aws:bedrock:us-east-1:1:agent-alias/A/L"},
+                        {"agentAliasArn": "arn:aws:bedrock:us-east-1:1:agent-alias/B/M"}],
+        "trace": {"orchestrationTrace": {"invocationInput": {"traceId": trace_id,
+            "invocationType": "KNOWLEDGE_BASE",
+            "knowledgeBaseLookupInput": {"text": "refund policy", "knowledgeBaseId": "KB1"}}}}
+    }))
+}
+
+fn end(outcome: Outcome) -> InvocationEnd {
+    InvocationEnd {
+        outcome,
+        ended_at: at(100),
+        error: None,
+        final_response: None,
+        latency_ms: Some(100),
+    }
+}
+
+/// Reads every page there is into the index; returns how many pages it took.
+fn catch_up(s: &dyn DeckStore, ix: &mut TraceIndex, limit: usize) -> usize {
+    let mut pages = 0;
+    loop {
+        let page = s.trace_index(ix.cursor, &ix.running(), limit).unwrap();
+        ix.apply(&page);
+        pages += 1;
+        assert!(pages < 100, "the index never settles");
+        if !page.more {
+            return pages;
+        }
+    }
+}
+
+fn the_trace_index_pages_refreshes_running_turns_and_keeps_kinds_and_depth(f: &Factory) {
+    let (s, reader) = (f(), f());
+    s.begin_invocation(&start("req-a", "s-a", 0)).unwrap();
+    s.begin_invocation(&start("req-b", "s-b", 10)).unwrap();
+    s.append_trace(
+        "req-a",
+        &[ev("a-0", 0), ev("a-0", 1), collaborator_lookup("a-1")],
+        &[],
+    )
+    .unwrap();
+    s.append_trace("req-b", &[ev("b-0", 2)], &[]).unwrap();
+    s.finish_invocation("req-b", &end(Outcome::Finished))
+        .unwrap();
+
+    let mut ix = TraceIndex::default();
+    // One event a page: the first load comes in several pages.
+    assert!(catch_up(reader.as_ref(), &mut ix, 1) >= 2);
+    assert_eq!((ix.invocations.len(), ix.steps.len()), (2, 3));
+    let a = ix.invocation_by_request("req-a").unwrap();
+    let p = ix.step_pos(a, 1).unwrap();
+    assert!(ix.step_kinds(p).contains(StepKinds::MODEL_OUTPUT));
+    assert_eq!(ix.steps.tokens_in[p], 200);
+    assert_eq!(ix.steps.depth[p], 0);
+    let kb = ix.step_pos(a, 2).unwrap();
+    assert!(ix.step_kinds(kb).contains(StepKinds::KNOWLEDGE_BASE));
+    assert_eq!(
+        ix.steps.depth[kb], 1,
+        "a two-element callerChain is a collaborator"
+    );
+    assert_eq!(ix.running(), vec!["req-a".to_owned()]);
+
+    // The running turn grows (step 2 again, a step 3), then ends: the index follows it.
+    s.append_trace("req-a", &[collaborator_lookup("a-1"), ev("a-2", 3)], &[])
+        .unwrap();
+    catch_up(reader.as_ref(), &mut ix, 100);
+    assert_eq!(ix.invocations[a as usize].steps.len(), 3);
+    assert_eq!(ix.steps.len(), 4);
+    s.finish_invocation("req-a", &end(Outcome::WaitingForHuman))
+        .unwrap();
+    catch_up(reader.as_ref(), &mut ix, 100);
+    assert_eq!(ix.invocations[a as usize].outcome, Outcome::WaitingForHuman);
+    assert!(ix.running().is_empty());
+
+    // A later turn, and one recorded now that started long before (an import): both show up.
+    s.begin_invocation(&start("req-c", "s-a", 20)).unwrap();
+    catch_up(reader.as_ref(), &mut ix, 100);
+    s.begin_invocation(&start("req-old", "s-old", -1000))
+        .unwrap();
+    s.append_trace("req-old", &[ev("old-0", 4)], &[]).unwrap();
+    catch_up(reader.as_ref(), &mut ix, 100);
+    assert!(ix.invocation_by_request("req-c").is_some());
+    let old = ix.invocation_by_request("req-old").unwrap();
+    assert_eq!(ix.invocations[old as usize].steps.len(), 1);
+    assert_eq!((ix.invocations.len(), ix.steps.len()), (4, 5));
+    // A fresh index over the same store reads the same.
+    let mut again = TraceIndex::default();
+    catch_up(reader.as_ref(), &mut again, 1000);
+    assert_eq!((again.invocations.len(), again.steps.len()), (4, 5));
+}
+
+fn trace_search_matches_every_word_as_a_prefix_and_reads_no_syntax(f: &Factory) {
+    let s = f();
+    s.begin_invocation(&start("req-1", "s-1", 0)).unwrap();
+    let prompt = TraceEvent::from_wire(json!({
+        "agentId": "A", "sessionId": "s", "eventTime": "2026-03-02T09:00:01.000000000Z",
+        "trace": {"orchestrationTrace": {"modelInvocationInput": {"traceId": "t-0",
+            "text": "Line one\nTransfer \"approval\" needed", "type": "ORCHESTRATION"}}}
+    }));
+    s.append_trace(
+        "req-1",
+        &[prompt, ev("t-0", 1), collaborator_lookup("t-1")],
+        &[],
+    )
+    .unwrap();
+    let hits = |q: &str| s.search_steps(q, 100).unwrap();
+    assert_eq!(hits("transfer"), vec![("req-1".to_owned(), 1)]);
+    assert_eq!(hits("TRANSF"), vec![("req-1".to_owned(), 1)]);
+    assert_eq!(hits("refund pol"), vec![("req-1".to_owned(), 2)]);
+    assert_eq!(hits("refund transfer"), vec![]);
+    assert_eq!(hits("\"approval"), vec![("req-1".to_owned(), 1)]);
+    assert_eq!(hits("NOT OR AND ( *"), vec![]);
+    assert_eq!(hits("   "), vec![]);
+    assert_eq!(hits("out"), vec![("req-1".to_owned(), 1)]);
+    s.begin_invocation(&start("req-2", "s-2", 5)).unwrap();
+    s.append_trace("req-2", &[collaborator_lookup("u-0")], &[])
+        .unwrap();
+    assert_eq!(
+        hits("refund"),
+        vec![("req-1".to_owned(), 2), ("req-2".to_owned(), 1)]
+    );
+    assert_eq!(s.search_steps("refund", 1).unwrap().len(), 1);
 }

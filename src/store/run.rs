@@ -146,8 +146,9 @@ impl StoredEvent {
     }
 }
 
-/// Where an incremental read of the trace index stands: the last trace event row and the last
-/// invocation row it has seen (store positions, opaque to callers).
+/// Where an incremental read of the trace index stands: store positions, opaque to callers
+/// (SQLite: the last trace event row and invocation row seen; DynamoDB: a start-time watermark
+/// and how many turns started before it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexCursor {
     pub events: u64,
@@ -343,6 +344,40 @@ pub fn note_step_event(
     if rationale.is_none() {
         *rationale = event.rationale().map(str::to_owned);
     }
+}
+
+/// How deep in the collaborator chain an event ran (0: the agent called), as the index keeps
+/// it for the step the event opens.
+pub fn collaborator_depth(event: &TraceEvent) -> u8 {
+    u8::try_from(event.caller_chain.len().saturating_sub(1)).unwrap_or(u8::MAX)
+}
+
+/// The words of `text` as trace search matches them: runs of letters and digits, lower case
+/// (what SQLite's `unicode61` tokenizer makes of them, diacritics aside).
+pub fn search_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether every one of `words` (from `search_words`) starts some word of the text values in
+/// `raw`: how a store without a text index matches an event.
+pub fn event_matches(raw: &serde_json::Value, words: &[String]) -> bool {
+    fn texts<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| texts(x, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|x| texts(x, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    texts(raw, &mut found);
+    let have: Vec<String> = found.iter().flat_map(|s| search_words(s)).collect();
+    words
+        .iter()
+        .all(|w| have.iter().any(|h| h.starts_with(w.as_str())))
 }
 
 /// Statuses after which a runner-raised request is resumed. Expired requests are not: their

@@ -38,9 +38,10 @@ use super::{
 };
 use crate::domain::approval::{ApprovalId, ApprovalRequest};
 use crate::domain::resume::InvocationResult;
+use crate::domain::step_kind::StepKinds;
 use crate::domain::trace::{StepAccumulator, TraceEvent};
 use crate::store::run::ActionMark;
-use crate::store::run::note_step_event;
+use crate::store::run::{IndexCursor, IndexPage, IndexedStep, collaborator_depth, note_step_event};
 use crate::store::{
     InvocationEnd, InvocationRecord, InvocationStart, OutboxRow, OutboxState, OutboxStore, Outcome,
     RecentInvocation, RunnerLink, SessionRow, StepRow, StoreError, StoredEvent, TraceStore,
@@ -59,6 +60,17 @@ const SESSIONS: &str = "SESSIONS";
 const DUE: &str = "DUE";
 const OUTBOX: &str = "OUTBOX";
 const TOTALS: (&str, &str) = ("TRACE", "TOTALS");
+/// Invocations started this recently are read again by every trace index page, so a turn whose
+/// index entry lands a little after others that started later is not passed over.
+const INDEX_SETTLE_MS: i64 = 10_000;
+/// Invocations read per trace index page at most.
+const INDEX_PAGE_INVOCATIONS: usize = 200;
+/// The newest invocations a trace search reads (DynamoDB keeps no text index).
+pub const SEARCH_INVOCATIONS: usize = 200;
+/// The trace events a trace search reads at most.
+pub const SEARCH_EVENTS: u64 = 50_000;
+/// The bit of `IndexCursor::events` that marks a read of the index from its beginning.
+const FULL_READ: u64 = 1 << 63;
 
 fn inv_pk(request_id: &str) -> String {
     format!("INV#{request_id}")
@@ -116,6 +128,12 @@ struct StepDoc {
     last_seq: i64,
     rationale: Option<String>,
     acc: StepAccumulator,
+    /// `StepKinds` bits (0 in items written before they were kept: read from `kinds`).
+    #[serde(default)]
+    kind_set: u16,
+    /// Collaborator depth of its first event.
+    #[serde(default)]
+    depth: u8,
 }
 
 /// What this handle knows of a turn it is writing: the committed state.
@@ -214,6 +232,21 @@ fn step_doc(request_id: &str, item: &Item) -> Result<StepDoc, StoreError> {
             &format!("a step does not parse: {e}"),
         )
     })
+}
+
+fn indexed_step(request_id: &str, d: &StepDoc) -> IndexedStep {
+    IndexedStep {
+        request_id: request_id.to_owned(),
+        step: count(d.step),
+        kinds: if d.kind_set == 0 {
+            StepKinds::from_kind_names(&d.kinds)
+        } else {
+            StepKinds(d.kind_set)
+        },
+        depth: d.depth,
+        figures: d.acc.figures(),
+        start_ns: d.acc.meta_start_ns.or(d.acc.first_time_ns),
+    }
 }
 
 /// One event item's fields without its raw JSON.
@@ -354,20 +387,22 @@ impl DynamoStore {
     }
 
     /// Index entries of partition `qpk`, newest (highest `qsk`) first when `newest_first`,
-    /// at most `limit`; `below` bounds `qsk` from above (exclusive).
+    /// at most `limit`; `bound` is an optional `(operator, value)` condition on `qsk`
+    /// (`("<", x)`: below x).
     fn query_index(
         &self,
         doing: &str,
         qpk: &str,
         newest_first: bool,
-        below: Option<&str>,
+        bound: Option<(&str, &str)>,
         limit: Option<usize>,
     ) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
             let (client, table) = (self.client.clone(), self.table.clone());
-            let (qpk, below, after) = (qpk.to_owned(), below.map(str::to_owned), start);
+            let (qpk, after) = (qpk.to_owned(), start);
+            let bound = bound.map(|(op, v)| (op.to_owned(), v.to_owned()));
             let want = limit.map(|l| i32::try_from(l - out.len().min(l)).unwrap_or(i32::MAX));
             let page = self.call(doing, move || {
                 let q = client
@@ -378,9 +413,9 @@ impl DynamoStore {
                     .expression_attribute_values(":q", s(&qpk))
                     .set_limit(want)
                     .set_exclusive_start_key(after.clone());
-                match &below {
-                    Some(b) => q
-                        .key_condition_expression("qpk = :q AND qsk < :b")
+                match &bound {
+                    Some((op, b)) => q
+                        .key_condition_expression(format!("qpk = :q AND qsk {op} :b"))
                         .expression_attribute_values(":b", s(b)),
                     None => q.key_condition_expression("qpk = :q"),
                 }
@@ -483,8 +518,11 @@ impl DynamoStore {
                     last_seq: seq,
                     rationale: None,
                     acc: StepAccumulator::default(),
+                    kind_set: 0,
+                    depth: collaborator_depth(event),
                 }
             });
+            step.kind_set |= StepKinds::of_event(event).0;
             note_step_event(
                 &mut step.kinds,
                 &mut step.rationale,
@@ -723,6 +761,55 @@ impl DynamoStore {
             }
             Err(reasons) => Ok(Err(reasons)),
         }
+    }
+
+    /// The index entries of invocations started at `from_ms` or later, as (startedMs,
+    /// requestId), oldest first, at most `limit`.
+    fn invocation_keys(
+        &self,
+        from_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let from = format!("{from_ms:013}");
+        self.query_index(
+            "reading the trace index",
+            INVOCATIONS,
+            false,
+            Some((">=", &from)),
+            Some(limit),
+        )?
+        .iter()
+        .map(|item| {
+            let qsk = get_s(item, "qsk").unwrap_or_default();
+            qsk.split_once('#')
+                .and_then(|(ms, rid)| Some((ms.parse::<u64>().ok()?, rid.to_owned())))
+                .ok_or_else(|| corrupt("the trace index", &format!("bad entry {qsk:?}")))
+        })
+        .collect()
+    }
+
+    /// Adds an invocation and all its steps to `page`; returns its events (0 when it is gone).
+    fn index_entry(&self, request_id: &str, page: &mut IndexPage) -> Result<u64, StoreError> {
+        let Some(item) = self.invocation_item(request_id)? else {
+            return Ok(0);
+        };
+        let rec = record(request_id, &item)?;
+        let steps = counters(&item).steps;
+        if steps > 0 {
+            for it in self.query_range(
+                &format!("reading the steps of {request_id}"),
+                &inv_pk(request_id),
+                (&seq_sk('S', 1), &seq_sk('S', steps)),
+                None,
+                None,
+            )? {
+                page.steps
+                    .push(indexed_step(request_id, &step_doc(request_id, &it)?));
+            }
+        }
+        let events = rec.events;
+        page.invocations.push(rec);
+        Ok(events)
     }
 
     /// The trace totals and the newest turns, for `counts`.
@@ -1015,6 +1102,146 @@ impl TraceStore for DynamoStore {
             })
         })
         .collect()
+    }
+
+    /// The cursor here is (`invocations`) a watermark W in milliseconds: every invocation that
+    /// started before W has been delivered; and (`events`) how many of those there were, with
+    /// `FULL_READ` set while a read from the beginning is under way. A page reads the
+    /// `INVOCATIONS` index from W on (each invocation with all its steps); W never passes
+    /// `now - INDEX_SETTLE_MS`, so recent turns are read again until they settle. The totals
+    /// item counts every committed invocation: when fewer were delivered than it says, one
+    /// landed below W (an import of old traces, a writer's clock behind, a lagging index), and
+    /// the next pages read everything again from the beginning.
+    fn trace_index(
+        &self,
+        since: IndexCursor,
+        refresh: &[String],
+        lim: usize,
+    ) -> Result<IndexPage, StoreError> {
+        let full = since.invocations == 0 || since.events & FULL_READ != 0;
+        // The totals first: whatever they count is in the index read after them (or lags).
+        let totals = self
+            .get_item("reading the trace totals", TOTALS.0, TOTALS.1)?
+            .unwrap_or_default();
+        let total = count(get_n(&totals, "n_inv").unwrap_or(0));
+        let mut keys = self.invocation_keys(since.invocations, INDEX_PAGE_INVOCATIONS + 1)?;
+        let mut more = keys.len() > INDEX_PAGE_INVOCATIONS;
+        keys.truncate(INDEX_PAGE_INVOCATIONS);
+        let mut page = IndexPage::default();
+        let (mut events, mut taken) = (0u64, 0usize);
+        for (_, rid) in &keys {
+            if taken > 0 && events >= u64::try_from(lim).unwrap_or(u64::MAX) {
+                more = true;
+                break;
+            }
+            events += self.index_entry(rid, &mut page)?;
+            taken += 1;
+        }
+        keys.truncate(taken);
+        let settle = u64::try_from(Utc::now().timestamp_millis() - INDEX_SETTLE_MS).unwrap_or(0);
+        let watermark = match (keys.first(), keys.last()) {
+            // Items at the last page's time may continue on the next page: read them again.
+            (Some(first), Some(last)) if more => {
+                if first.0 == last.0 {
+                    last.0 + 1
+                } else {
+                    last.0
+                }
+            }
+            (_, Some(last)) => (last.0 + 1).min(settle).max(since.invocations),
+            _ => since.invocations,
+        };
+        let settled =
+            count(i64::try_from(keys.iter().filter(|k| k.0 < watermark).count()).unwrap_or(0));
+        let unsettled = u64::try_from(keys.len()).unwrap_or(0) - settled;
+        let seen = (since.events & !FULL_READ) + settled;
+        let mut cursor = IndexCursor {
+            events: seen | if full { FULL_READ } else { 0 },
+            invocations: watermark,
+        };
+        if !more {
+            if full {
+                // Everything there is was read: what the totals count beyond it has expired.
+                cursor.events = total.saturating_sub(unsettled);
+            } else if seen + unsettled < total {
+                cursor = IndexCursor {
+                    events: FULL_READ,
+                    invocations: 0,
+                };
+                more = true;
+            }
+        }
+        for rid in refresh {
+            if !page.invocations.iter().any(|i| &i.start.request_id == rid) {
+                self.index_entry(rid, &mut page)?;
+            }
+        }
+        page.cursor = cursor;
+        page.more = more;
+        Ok(page)
+    }
+
+    /// DynamoDB keeps no text index: this reads the events of the newest `SEARCH_INVOCATIONS`
+    /// invocations (at most `SEARCH_EVENTS` events) and matches their text values. When that
+    /// bound is reached and nothing matched, it says so rather than answer "no match".
+    fn search_steps(&self, text: &str, lim: usize) -> Result<Vec<(String, u64)>, StoreError> {
+        let words = crate::store::run::search_words(text);
+        if words.is_empty() || lim == 0 {
+            return Ok(Vec::new());
+        }
+        let newest = self.query_index(
+            "searching the traces",
+            INVOCATIONS,
+            true,
+            None,
+            Some(SEARCH_INVOCATIONS + 1),
+        )?;
+        let mut bounded = newest.len() > SEARCH_INVOCATIONS;
+        let mut read = 0u64;
+        // Newest first; each invocation's hits in order of their first matching event.
+        let mut per_invocation: Vec<Vec<(String, u64)>> = Vec::new();
+        for item in newest.iter().take(SEARCH_INVOCATIONS) {
+            let Some(rid) = get_s(item, "qsk")
+                .and_then(|q| q.split_once('#'))
+                .map(|x| x.1)
+            else {
+                continue;
+            };
+            if read >= SEARCH_EVENTS {
+                bounded = true;
+                break;
+            }
+            let mut hits: Vec<(String, u64)> = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = self.events(rid, after, 1000)?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                read += u64::try_from(page.len()).unwrap_or(0);
+                for e in &page {
+                    if crate::store::run::event_matches(&e.raw, &words)
+                        && !hits.iter().any(|h| h.1 == e.step)
+                    {
+                        hits.push((rid.to_owned(), e.step));
+                    }
+                }
+            }
+            per_invocation.push(hits);
+        }
+        let hits: Vec<(String, u64)> = per_invocation
+            .into_iter()
+            .rev()
+            .flatten()
+            .take(lim)
+            .collect();
+        if hits.is_empty() && bounded {
+            return Err(StoreError::Unavailable(format!(
+                "no match in the newest {} invocations ({read} trace events): a search on \
+                 DynamoDB reads no further",
+                SEARCH_INVOCATIONS.min(newest.len())
+            )));
+        }
+        Ok(hits)
     }
 
     fn invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>, StoreError> {
@@ -1412,7 +1639,7 @@ impl OutboxStore for DynamoStore {
             "reading the due resumes",
             DUE,
             false,
-            Some(&format!("{:013}", now_ms + 1)),
+            Some(("<", &format!("{:013}", now_ms + 1))),
             None,
         )?;
         let mut ids: Vec<String> = due

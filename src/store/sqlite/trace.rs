@@ -307,8 +307,7 @@ fn append_batch(
                     last_seq: seq,
                     new: true,
                     kind_set: 0,
-                    depth: i64::try_from(event.caller_chain.len().saturating_sub(1))
-                        .unwrap_or(i64::MAX),
+                    depth: i64::from(crate::store::run::collaborator_depth(event)),
                 }
             }));
             touched.len() - 1

@@ -322,6 +322,17 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     &mut stdout,
                     &mut std::io::stderr(),
                 ),
+                Command::Metrics(agentdeck::cli::metrics::MetricsArgs {
+                    command: Some(agentdeck::cli::metrics::MetricsCommand::Publish(opts)),
+                    ..
+                }) => agentdeck::cli::metrics::publish(
+                    opened.sqlite("metrics")?,
+                    &config.metrics,
+                    g.cloudwatch_endpoint.as_deref(),
+                    opts,
+                    now,
+                    &mut stdout,
+                ),
                 Command::Metrics(args) => agentdeck::cli::metrics::run(
                     opened.sqlite("metrics")?,
                     &config.metrics,

@@ -10,6 +10,7 @@
 //!   before anything is sent, naming the datum and the rule.
 
 pub mod cli;
+pub mod ours;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

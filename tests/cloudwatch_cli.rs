@@ -224,3 +224,44 @@ fn metrics_publish_puts_the_cli_figures_into_cloudwatch() {
     .err_has(&["AWS/", "reserved"]);
     rt.block_on(sim.shutdown());
 }
+
+/// The console's timed publish, one round: the engine refreshed from the store, the datums sent
+/// to the stand-in; an empty store sends only the queue depth (a true 0), nothing invented.
+#[test]
+fn the_consoles_timed_publish_sends_what_the_store_holds() {
+    use std::sync::{Arc, Mutex};
+    let (rt, sim) = sim_support::started();
+    let url = sim.endpoint();
+    let sb = Sandbox::new();
+    sb.run(&["init"]).code(0);
+    let store = agentdeck::store::sqlite::SqliteStore::open(&sb.db).unwrap();
+    let feed = agentdeck::runtime::MetricsFeed {
+        store: Arc::new(store),
+        engine: Arc::new(Mutex::new(agentdeck::domain::metrics::Engine::new(
+            agentdeck::config::Config::defaults().unwrap().metrics,
+        ))),
+        publish: None,
+    };
+    let p = agentdeck::runtime::TimedPublish {
+        endpoint: Some(url.clone()),
+        namespace: "team-a/agents".to_owned(),
+        window: agentdeck::domain::metrics::Window::H1,
+        every: std::time::Duration::from_secs(60),
+    };
+    let report = rt
+        .block_on(agentdeck::runtime::publish_once(&feed, &p))
+        .unwrap();
+    assert_eq!((report.datums, report.calls), (1, 1));
+    let client = agentdeck::cloudwatch::loopback(&url);
+    assert_eq!(read_back(&rt, &client, "QueueDepth", &[]), vec![0.0]);
+    assert!(read_back(&rt, &client, "CompletionRate", &[]).is_empty());
+    let bad = agentdeck::runtime::TimedPublish {
+        namespace: "AWS/Nope".to_owned(),
+        ..p
+    };
+    let e = rt
+        .block_on(agentdeck::runtime::publish_once(&feed, &bad))
+        .unwrap_err();
+    assert!(e.contains("reserved"), "{e}");
+    rt.block_on(sim.shutdown());
+}

@@ -104,6 +104,10 @@ pub enum Msg {
     Exported {
         result: Result<String, String>,
     },
+    /// What a timed CloudWatch publish did, or why it failed.
+    Published {
+        result: Result<String, String>,
+    },
     /// The steps the traces search found: (request id, step number).
     TraceSearchDone {
         tag: u64,

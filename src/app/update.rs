@@ -105,6 +105,17 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
         Msg::TraceIndexLoaded { tag, result } => index_loaded(state, tag, result),
         Msg::TraceSearchDone { tag, result } => search_done(state, tag, result),
         Msg::RaisingStepFound { tag, id, result } => traces::raising_found(state, tag, id, result),
+        Msg::Published { result } => {
+            // Only a failure is news: a publish every minute would drown the status line.
+            if let Err(e) = result {
+                say(
+                    state,
+                    Level::Error,
+                    format!("CloudWatch publish failed: {e}"),
+                );
+            }
+            Vec::new()
+        }
         Msg::Exported { result } => {
             match result {
                 Ok(path) => say(state, Level::Success, format!("exported to {path}")),

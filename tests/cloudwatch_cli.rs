@@ -8,26 +8,31 @@ mod sim_support;
 
 use bin_support::Sandbox;
 
-#[test]
-fn cloudwatch_read_shows_the_simulated_agents_figures() {
-    let (rt, sim) = sim_support::started();
-    let url = sim.endpoint();
-    let sb = Sandbox::new();
-    for (i, text) in ["hello", "pay 250 EUR to acct-7"].iter().enumerate() {
+/// Turns of PAYAGENT01/PRODALIAS through `agentdeck invoke`, one session each.
+fn turns(sb: &Sandbox, url: &str, session: &str, texts: &[&str]) {
+    for (i, text) in texts.iter().enumerate() {
         sb.run(&[
             "invoke",
             "--endpoint-url",
-            &url,
+            url,
             "--agent-id",
             "PAYAGENT01",
             "--agent-alias-id",
             "PRODALIAS",
             "--session-id",
-            &format!("cw-cli-{i}"),
+            &format!("{session}-{i}"),
             text,
         ])
         .code(0);
     }
+}
+
+#[test]
+fn cloudwatch_read_shows_the_simulated_agents_figures() {
+    let (rt, sim) = sim_support::started();
+    let url = sim.endpoint();
+    let sb = Sandbox::new();
+    turns(&sb, &url, "cw-cli", &["hello", "pay 250 EUR to acct-7"]);
     let out = sb.run(&[
         "--cloudwatch-endpoint",
         &url,
@@ -138,24 +143,12 @@ fn metrics_publish_puts_the_cli_figures_into_cloudwatch() {
     let (rt, sim) = sim_support::started();
     let url = sim.endpoint();
     let sb = Sandbox::new();
-    for (i, text) in ["hello", "pay 250 EUR to acct-7", "hello again"]
-        .iter()
-        .enumerate()
-    {
-        sb.run(&[
-            "invoke",
-            "--endpoint-url",
-            &url,
-            "--agent-id",
-            "PAYAGENT01",
-            "--agent-alias-id",
-            "PRODALIAS",
-            "--session-id",
-            &format!("cw-pub-{i}"),
-            text,
-        ])
-        .code(0);
-    }
+    turns(
+        &sb,
+        &url,
+        "cw-pub",
+        &["hello", "pay 250 EUR to acct-7", "hello again"],
+    );
     let snap = sb.run(&["metrics", "--json"]).code(0).json();
     let out = sb.run(&[
         "--cloudwatch-endpoint",

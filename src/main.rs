@@ -211,6 +211,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 g.store_endpoint.as_deref(),
                 None,
                 timed_publish(g),
+                g.cloudwatch_endpoint.clone(),
             )
         }
         Some(Command::Init) => {
@@ -258,6 +259,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 g.store_endpoint.as_deref(),
                 Some(args),
                 timed_publish(g),
+                g.cloudwatch_endpoint.clone(),
             )
         }
         Some(Command::Sim {
@@ -380,6 +382,7 @@ fn console(
     endpoint: Option<&str>,
     demo: Option<&DemoArgs>,
     mut publish: Option<agentdeck::runtime::TimedPublish>,
+    mut cloudwatch_in: Option<String>,
 ) -> Result<(), CliError> {
     let keymap = Keymap::with_overrides(&config.keys).map_err(|e| {
         let file = config
@@ -436,6 +439,8 @@ fn console(
             // The demo publishes to the simulator's CloudWatch stand-in: no AWS account needed.
             p.endpoint = Some(sim.endpoint());
         }
+        // The demo's metrics pane reads Bedrock's figures from the simulator's stand-in.
+        cloudwatch_in.get_or_insert_with(|| sim.endpoint());
         sim_handle = Some(sim);
     }
     let state = AppState::new(
@@ -452,6 +457,7 @@ fn console(
             agentdeck::domain::metrics::Engine::new(config.metrics.clone()),
         )),
         publish,
+        cloudwatch_in,
     });
     let result = runtime
         .block_on(agentdeck::runtime::run_console(

@@ -234,6 +234,7 @@ fn the_consoles_timed_publish_sends_what_the_store_holds() {
             agentdeck::config::Config::defaults().unwrap().metrics,
         ))),
         publish: None,
+        cloudwatch_in: None,
     };
     let p = agentdeck::runtime::TimedPublish {
         endpoint: Some(url.clone()),

@@ -104,6 +104,10 @@ pub enum Msg {
     Exported {
         result: Result<String, String>,
     },
+    /// Bedrock's CloudWatch figures per alias, or why they could not be read.
+    BedrockLoaded {
+        result: Result<Vec<crate::domain::bedrock::AliasFigures>, String>,
+    },
     /// What a timed CloudWatch publish did, or why it failed.
     Published {
         result: Result<String, String>,

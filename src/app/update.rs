@@ -105,6 +105,13 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
         Msg::TraceIndexLoaded { tag, result } => index_loaded(state, tag, result),
         Msg::TraceSearchDone { tag, result } => search_done(state, tag, result),
         Msg::RaisingStepFound { tag, id, result } => traces::raising_found(state, tag, id, result),
+        Msg::BedrockLoaded { result } => {
+            state.metrics.bedrock = match result {
+                Ok(v) => crate::app::state::BedrockView::Loaded(v),
+                Err(e) => crate::app::state::BedrockView::Failed(e),
+            };
+            Vec::new()
+        }
         Msg::Published { result } => {
             // Only a failure is news: a publish every minute would drown the status line.
             if let Err(e) = result {

@@ -46,7 +46,12 @@ pub struct MetricsFeed {
     pub engine: Arc<std::sync::Mutex<Engine>>,
     /// Publish the figures to CloudWatch on a timer while the console runs (off: None).
     pub publish: Option<TimedPublish>,
+    /// Read Bedrock's CloudWatch figures from here every minute (off: None).
+    pub cloudwatch_in: Option<String>,
 }
+
+/// How often the metrics pane's Bedrock (CloudWatch) figures are read.
+const BEDROCK_EVERY: Duration = Duration::from_secs(60);
 
 /// The console's timed publish: what `agentdeck metrics publish` sends, every `every`.
 #[derive(Debug, Clone)]
@@ -190,6 +195,33 @@ pub async fn run_console(
                     )
                 });
                 if publish_tx.send(Msg::Published { result }).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    if let Some(endpoint) = metrics.as_ref().and_then(|f| f.cloudwatch_in.clone()) {
+        // Bedrock's own figures for the metrics pane, off the UI thread, over the last hour.
+        state.metrics.bedrock = crate::app::state::BedrockView::Loading;
+        let bedrock_tx = tx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(BEDROCK_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let result = async {
+                    let client = crate::cloudwatch::client(Some(&endpoint)).await?;
+                    crate::cloudwatch::read_bedrock(
+                        &client,
+                        Duration::from_secs(3600),
+                        Duration::from_secs(300),
+                        Utc::now(),
+                    )
+                    .await
+                }
+                .await
+                .map_err(|e| e.to_string());
+                if bedrock_tx.send(Msg::BedrockLoaded { result }).is_err() {
                     break;
                 }
             }

@@ -205,7 +205,14 @@ fn run(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
         None => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
-            console(&config, &spec, g.store_endpoint.as_deref(), None)
+            console(
+                &config,
+                &spec,
+                g.store_endpoint.as_deref(),
+                None,
+                timed_publish(g),
+                g.cloudwatch_endpoint.clone(),
+            )
         }
         Some(Command::Init { endpoint_url }) => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
@@ -246,7 +253,14 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 }
                 StoreSpec::Sqlite(_) => StoreSpec::Sqlite(path),
             };
-            console(&config, &spec, endpoint, Some(args))
+            console(
+                &config,
+                &spec,
+                endpoint,
+                Some(args),
+                timed_publish(g),
+                g.cloudwatch_endpoint.clone(),
+            )
         }
         Some(Command::Sim {
             port,
@@ -322,6 +336,17 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     &mut stdout,
                     &mut std::io::stderr(),
                 ),
+                Command::Metrics(agentdeck::cli::metrics::MetricsArgs {
+                    command: Some(agentdeck::cli::metrics::MetricsCommand::Publish(opts)),
+                    ..
+                }) => agentdeck::cli::metrics::publish(
+                    opened.sqlite("metrics")?,
+                    &config.metrics,
+                    g.cloudwatch_endpoint.as_deref(),
+                    opts,
+                    now,
+                    &mut stdout,
+                ),
                 Command::Metrics(args) => agentdeck::cli::metrics::run(
                     opened.sqlite("metrics")?,
                     &config.metrics,
@@ -338,6 +363,17 @@ fn run(cli: &Cli) -> Result<(), CliError> {
     }
 }
 
+/// The console's timed CloudWatch publish, if `--publish-every` asks for one.
+fn timed_publish(g: &agentdeck::cli::args::Global) -> Option<agentdeck::runtime::TimedPublish> {
+    g.publish_every
+        .map(|secs| agentdeck::runtime::TimedPublish {
+            endpoint: g.cloudwatch_endpoint.clone(),
+            namespace: g.publish_namespace.clone(),
+            window: agentdeck::domain::metrics::Window::H1,
+            every: std::time::Duration::from_secs(secs),
+        })
+}
+
 /// Opens the console. The keymap and theme are checked before the store is touched, so a bad
 /// config leaves nothing behind. With `demo`, the store is seeded with the example requests, the
 /// simulator starts on an ephemeral loopback port and simulated users drive it.
@@ -346,6 +382,8 @@ fn console(
     spec: &StoreSpec,
     endpoint: Option<&str>,
     demo: Option<&DemoArgs>,
+    mut publish: Option<agentdeck::runtime::TimedPublish>,
+    mut cloudwatch_in: Option<String>,
 ) -> Result<(), CliError> {
     let keymap = Keymap::with_overrides(&config.keys).map_err(|e| {
         let file = config
@@ -398,6 +436,12 @@ fn console(
             .map_err(|e| CliError::unavailable(format!("demo traffic: {e}")))?;
             background = Some(traffic);
         }
+        if let Some(p) = publish.as_mut().filter(|p| p.endpoint.is_none()) {
+            // The demo publishes to the simulator's CloudWatch stand-in: no AWS account needed.
+            p.endpoint = Some(sim.endpoint());
+        }
+        // The demo's metrics pane reads Bedrock's figures from the simulator's stand-in.
+        cloudwatch_in.get_or_insert_with(|| sim.endpoint());
         sim_handle = Some(sim);
     }
     let state = AppState::new(
@@ -413,6 +457,8 @@ fn console(
         engine: Arc::new(std::sync::Mutex::new(
             agentdeck::domain::metrics::Engine::new(config.metrics.clone()),
         )),
+        publish,
+        cloudwatch_in,
     });
     let result = runtime
         .block_on(agentdeck::runtime::run_console(

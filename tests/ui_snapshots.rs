@@ -391,6 +391,43 @@ fn prompts_help_and_other_panes() {
             },
         );
         insta::assert_snapshot!(format!("metrics_{w}x{h}"), text(&draw(&s, &dark())));
+        if w >= 120 {
+            // Bedrock's CloudWatch figures beside ours; a hostile alias id is sanitised.
+            update(
+                &mut s,
+                Msg::BedrockLoaded {
+                    result: Ok(vec![
+                        agentdeck::domain::bedrock::AliasFigures {
+                            agent_id: "PAYAGENT01".to_owned(),
+                            alias_id: "PRODALIAS".to_owned(),
+                            invocations: 40.0,
+                            total_time_avg_ms: Some(812.4),
+                            total_time_p95_ms: Some(2210.0),
+                            input_tokens: 51_200.0,
+                            output_tokens: 9_800.0,
+                            client_errors: 2.0,
+                            server_errors: 3.0,
+                            throttles: 1.0,
+                            ..Default::default()
+                        },
+                        agentdeck::domain::bedrock::AliasFigures {
+                            agent_id: "KBAGENT003".to_owned(),
+                            alias_id: "LIVE\u{1b}[31m".to_owned(),
+                            invocations: 0.0,
+                            ..Default::default()
+                        },
+                    ]),
+                },
+            );
+            insta::assert_snapshot!(format!("metrics_bedrock_{w}x{h}"), text(&draw(&s, &dark())));
+            update(
+                &mut s,
+                Msg::BedrockLoaded {
+                    result: Err("cannot reach CloudWatch for ListMetrics".to_owned()),
+                },
+            );
+            assert!(text(&draw(&s, &dark())).contains("Bedrock (CloudWatch): ✗ cannot reach"));
+        }
     }
 }
 

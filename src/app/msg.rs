@@ -108,6 +108,14 @@ pub enum Msg {
     Marked {
         result: Result<String, String>,
     },
+    /// Bedrock's CloudWatch figures per alias, or why they could not be read.
+    BedrockLoaded {
+        result: Result<Vec<crate::domain::bedrock::AliasFigures>, String>,
+    },
+    /// What a timed CloudWatch publish did, or why it failed.
+    Published {
+        result: Result<String, String>,
+    },
     /// The steps the traces search found: (request id, step number).
     TraceSearchDone {
         tag: u64,

@@ -216,6 +216,19 @@ pub struct MetricsView {
     pub loading: bool,
     /// A load was asked for while one was in flight.
     pub again: bool,
+    /// Bedrock's own figures from CloudWatch, beside ours.
+    pub bedrock: BedrockView,
+}
+
+/// What the metrics pane knows of Bedrock's CloudWatch figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum BedrockView {
+    /// No CloudWatch endpoint configured: nothing is read.
+    #[default]
+    NotConfigured,
+    Loading,
+    Loaded(Vec<crate::domain::bedrock::AliasFigures>),
+    Failed(String),
 }
 
 #[derive(Debug, Clone)]

@@ -112,6 +112,24 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             }
             Vec::new()
         }
+        Msg::BedrockLoaded { result } => {
+            state.metrics.bedrock = match result {
+                Ok(v) => crate::app::state::BedrockView::Loaded(v),
+                Err(e) => crate::app::state::BedrockView::Failed(e),
+            };
+            Vec::new()
+        }
+        Msg::Published { result } => {
+            // Only a failure is news: a publish every minute would drown the status line.
+            if let Err(e) = result {
+                say(
+                    state,
+                    Level::Error,
+                    format!("CloudWatch publish failed: {e}"),
+                );
+            }
+            Vec::new()
+        }
         Msg::Exported { result } => {
             match result {
                 Ok(path) => say(state, Level::Success, format!("exported to {path}")),

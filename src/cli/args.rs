@@ -51,6 +51,25 @@ pub struct Global {
         env = "AGENTDECK_CLOUDWATCH_ENDPOINT"
     )]
     pub cloudwatch_endpoint: Option<String>,
+    /// Console and demo: publish the metrics to CloudWatch every SECONDS (as `agentdeck
+    /// metrics publish --window 1h` does; off by default). Failures show in the status line.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        env = "AGENTDECK_CLOUDWATCH_PUBLISH_EVERY",
+        value_parser = clap::value_parser!(u64).range(10..=86_400)
+    )]
+    pub publish_every: Option<u64>,
+    /// Namespace of the console's timed publish (not AWS/...).
+    #[arg(
+        long = "publish-namespace",
+        global = true,
+        value_name = "NS",
+        default_value = "agentdeck",
+        env = "AGENTDECK_CLOUDWATCH_NAMESPACE"
+    )]
+    pub publish_namespace: String,
     /// Theme: dark, light, high-contrast, or a path to a theme file. NO_COLOR is honoured.
     #[arg(long, global = true, value_name = "NAME|PATH")]
     pub theme: Option<String>,

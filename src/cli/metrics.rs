@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::CliError;
 use crate::domain::metrics::{Engine, Filter, Settings, Snapshot, Window};
@@ -38,6 +38,52 @@ pub struct MetricsArgs {
     /// Print the snapshot as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<MetricsCommand>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum MetricsCommand {
+    /// Put the figures into CloudWatch (completion rate, action accuracy, latency p50/p95/p99,
+    /// tokens, queue depth, time to decision p50/p95), once for every agent (no dimensions)
+    /// and once per agent alias (dimensions AgentId, AgentAliasId), so teams can alarm on them.
+    /// A figure with no data in the window is not sent.
+    Publish(PublishOpts),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PublishOpts {
+    /// The window the figures cover, ending now: 15m, 1h, 24h or 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_window)]
+    pub window: Window,
+    #[command(flatten)]
+    pub publish: crate::cloudwatch::cli::PublishArgs,
+}
+
+/// A fresh engine fed the whole store up to `now`.
+fn engine(
+    store: &dyn MetricsStore,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Engine, CliError> {
+    let mut engine = Engine::new(settings.clone());
+    engine.advance(now.timestamp_millis());
+    refresh(store, &mut engine)?;
+    Ok(engine)
+}
+
+/// `agentdeck metrics publish`: the store's figures into CloudWatch.
+pub fn publish(
+    store: &dyn MetricsStore,
+    settings: &Settings,
+    endpoint: Option<&str>,
+    opts: &PublishOpts,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let engine = engine(store, settings, now)?;
+    let data = crate::cloudwatch::ours::datums(&engine, opts.window, now);
+    crate::cloudwatch::cli::run_publish(endpoint, &opts.publish, &data, out).map(|_| ())
 }
 
 /// The snapshot `agentdeck metrics` prints: a fresh engine fed the whole store.
@@ -48,9 +94,7 @@ pub fn snapshot(
     now: DateTime<Utc>,
 ) -> Result<Snapshot, CliError> {
     let now_ms = now.timestamp_millis();
-    let mut engine = Engine::new(settings.clone());
-    engine.advance(now_ms);
-    refresh(store, &mut engine)?;
+    let engine = engine(store, settings, now)?;
     let filter = Filter {
         agent: args.agent.clone(),
         alias: args.alias.clone(),

@@ -190,7 +190,8 @@ pub fn run_publish(
         super::publish(&client, &args.namespace, data).await
     })?;
     if args.json {
-        let v = serde_json::json!({ "namespace": args.namespace, "report": report });
+        let v =
+            serde_json::json!({ "namespace": args.namespace, "report": report, "datums": data });
         writeln!(out, "{v}").map_err(|e| io(&e))?;
     } else {
         writeln!(

@@ -718,6 +718,18 @@ impl Engine {
         d
     }
 
+    /// The (agent, alias) pairs seen, sorted: what a publish gives its own dimensions.
+    pub fn agent_aliases(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .keys
+            .iter()
+            .map(|k| (k.agent.clone(), k.alias.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// The figures over `window` ending at `now_ms`, for the keys `filter` admits.
     #[allow(clippy::many_single_char_names)]
     pub fn snapshot(&self, window: Window, filter: &Filter, now_ms: i64) -> Snapshot {

@@ -2,6 +2,7 @@
 //! sanitiser for untrusted text. Nothing here performs IO or knows about tokio, ratatui or AWS.
 
 pub mod approval;
+pub mod bedrock;
 pub mod canonical;
 pub mod decision;
 pub mod metrics;

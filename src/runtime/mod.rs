@@ -44,6 +44,47 @@ const DRAIN_ON_QUIT: Duration = Duration::from_secs(10);
 pub struct MetricsFeed {
     pub store: Arc<dyn MetricsStore>,
     pub engine: Arc<std::sync::Mutex<Engine>>,
+    /// Publish the figures to CloudWatch on a timer while the console runs (off: None).
+    pub publish: Option<TimedPublish>,
+    /// Read Bedrock's CloudWatch figures from here every minute (off: None).
+    pub cloudwatch_in: Option<String>,
+}
+
+/// How often the metrics pane's Bedrock (CloudWatch) figures are read.
+const BEDROCK_EVERY: Duration = Duration::from_secs(60);
+
+/// The console's timed publish: what `agentdeck metrics publish` sends, every `every`.
+#[derive(Debug, Clone)]
+pub struct TimedPublish {
+    pub endpoint: Option<String>,
+    pub namespace: String,
+    pub window: crate::domain::metrics::Window,
+    pub every: Duration,
+}
+
+/// One publish of the engine's figures (refreshed from the store first), off the UI thread.
+pub async fn publish_once(
+    feed: &MetricsFeed,
+    p: &TimedPublish,
+) -> Result<crate::cloudwatch::PublishReport, String> {
+    let f = feed.clone();
+    let window = p.window;
+    let data = tokio::task::spawn_blocking(move || {
+        let mut engine = f.engine.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Utc::now();
+        engine.advance(now.timestamp_millis());
+        crate::store::metrics::refresh(f.store.as_ref(), &mut engine)
+            .map(|_| crate::cloudwatch::ours::datums(&engine, window, now))
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("the metrics task failed: {e}"))??;
+    let client = crate::cloudwatch::client(p.endpoint.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    crate::cloudwatch::publish(&client, &p.namespace, &data)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 impl std::fmt::Debug for MetricsFeed {
@@ -134,6 +175,57 @@ pub async fn run_console(
         // watcher to settle. The listener goes when the console's channel closes.
         let commit_tx = tx.clone();
         crate::store::sqlite::on_trace_commit(move || commit_tx.send(Msg::StoreChanged).is_ok());
+    }
+    if let Some((feed, p)) = metrics
+        .as_ref()
+        .and_then(|f| f.publish.clone().map(|p| (f.clone(), p)))
+    {
+        // The timed publish: failures go to the status line; the UI never waits for it.
+        let publish_tx = tx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(p.every);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let result = publish_once(&feed, &p).await.map(|r| {
+                    format!(
+                        "published {} datums to CloudWatch in {} call(s)",
+                        r.datums, r.calls
+                    )
+                });
+                if publish_tx.send(Msg::Published { result }).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    if let Some(endpoint) = metrics.as_ref().and_then(|f| f.cloudwatch_in.clone()) {
+        // Bedrock's own figures for the metrics pane, off the UI thread, over the last hour.
+        state.metrics.bedrock = crate::app::state::BedrockView::Loading;
+        let bedrock_tx = tx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(BEDROCK_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let result = async {
+                    let client = crate::cloudwatch::client(Some(&endpoint)).await?;
+                    crate::cloudwatch::read_bedrock(
+                        &client,
+                        Duration::from_secs(3600),
+                        Duration::from_secs(300),
+                        Utc::now(),
+                    )
+                    .await
+                }
+                .await
+                .map_err(|e| e.to_string());
+                if bedrock_tx.send(Msg::BedrockLoaded { result }).is_err() {
+                    break;
+                }
+            }
+        });
     }
     let mut decisions = JoinSet::new();
     let reviewer = state.reviewer.clone();

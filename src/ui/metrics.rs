@@ -15,6 +15,7 @@ use super::summary::{frame_block, loading};
 use super::text::ellipsize;
 use super::theme::{Role, Theme};
 use crate::app::AppState;
+use crate::app::state::BedrockView;
 use crate::domain::metrics::{Filter, Metric, Objective, Snapshot, Unit};
 use crate::domain::sanitize;
 
@@ -163,7 +164,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
     }
     let [left, right] =
         Layout::horizontal([Constraint::Min(60), Constraint::Length(38)]).areas(bottom);
-    tables(frame, left, snap, theme);
+    tables(frame, left, snap, &m.bedrock, theme);
     histogram(frame, right, snap, theme);
 }
 
@@ -334,7 +335,96 @@ fn histogram(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) 
     frame.render_widget(chart, area);
 }
 
-fn tables(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) {
+/// Bedrock's own figures per alias from CloudWatch, beside ours.
+fn bedrock_lines(
+    lines: &mut Vec<Line<'static>>,
+    bedrock: &BedrockView,
+    width: usize,
+    theme: &Theme,
+) {
+    let muted = theme.style(Role::Muted);
+    let title = theme.style(Role::Title);
+    let figures = match bedrock {
+        BedrockView::NotConfigured => {
+            lines.push(Line::styled(
+                "Bedrock (CloudWatch): not configured (--cloudwatch-endpoint)",
+                muted,
+            ));
+            return;
+        }
+        BedrockView::Loading => {
+            lines.push(Line::styled("Bedrock (CloudWatch): reading…", muted));
+            return;
+        }
+        BedrockView::Failed(e) => {
+            lines.push(Line::styled(
+                ellipsize(
+                    &format!("Bedrock (CloudWatch): ✗ {}", sanitize::line(e)),
+                    width,
+                ),
+                theme.style(Role::AlertError),
+            ));
+            return;
+        }
+        BedrockView::Loaded(f) => f,
+    };
+    lines.push(Line::styled("Bedrock (CloudWatch, last 1h)", title));
+    if figures.is_empty() {
+        lines.push(Line::styled("  — no AWS/Bedrock/Agents metrics", muted));
+        return;
+    }
+    let name = width.saturating_sub(47).clamp(12, 40);
+    let row = |cells: [&str; 6]| {
+        format!(
+            "  {:<name$} {:>5} {:>11} {:>15} {:>4} {:>5}",
+            ellipsize(cells[0], name),
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5]
+        )
+    };
+    lines.push(Line::styled(
+        ellipsize(
+            &row([
+                "agent/alias",
+                "calls",
+                "avg/p95 ms",
+                "tokens in/out",
+                "err",
+                "throt",
+            ]),
+            width,
+        ),
+        muted,
+    ));
+    let ms = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.0}"));
+    for f in figures {
+        let who = format!("{}/{}", f.agent_id, f.alias_id);
+        let who = sanitize::line(&who);
+        let line = row([
+            &who,
+            &f.invocations.to_string(),
+            &format!("{}/{}", ms(f.total_time_avg_ms), ms(f.total_time_p95_ms)),
+            &format!("{}/{}", f.input_tokens, f.output_tokens),
+            &(f.client_errors + f.server_errors).to_string(),
+            &f.throttles.to_string(),
+        ]);
+        lines.push(Line::styled(
+            ellipsize(&line, width),
+            theme.style(Role::Text),
+        ));
+    }
+}
+
+fn tables(
+    frame: &mut Frame<'_>,
+    area: Rect,
+    snap: &Snapshot,
+    bedrock: &BedrockView,
+    theme: &Theme,
+) {
     let width = usize::from(area.width);
     // The name column takes what the figures leave, so no figure is ever cut off.
     let name = width.saturating_sub(53).clamp(12, 60);
@@ -367,6 +457,7 @@ fn tables(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) {
             text,
         ));
     }
+    bedrock_lines(&mut lines, bedrock, width, theme);
     lines.push(Line::styled(
         "approval rate per action",
         theme.style(Role::Title),

@@ -5,6 +5,7 @@
 #
 #   bash screenshots/make.sh            # all of them
 #   SHOT_WAIT=15 bash screenshots/make.sh   # let the demo's traffic run longer first
+#   SHOT_BIN=target/debug/agentdeck bash screenshots/make.sh   # no release build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=screenshots
@@ -22,8 +23,13 @@ py=target/py/bin/python
 if ! "$py" -c 'import PIL, fontTools' 2>/dev/null; then
   python3 -m venv target/py && target/py/bin/pip install -q pillow fonttools
 fi
-cargo build --release --quiet
-bin=$PWD/target/release/agentdeck
+# SHOT_BIN=path uses an already built binary (e.g. target/debug/agentdeck) instead.
+if [ -n "${SHOT_BIN:-}" ]; then
+  bin=$(realpath "$SHOT_BIN")
+else
+  cargo build --release --quiet
+  bin=$PWD/target/release/agentdeck
+fi
 
 work=$(mktemp -d)
 sock="agentdeck-shots-$$"
@@ -74,8 +80,14 @@ for theme in dark light; do
     tmux -L "$sock" send-keys -t shot Escape
     sleep 0.3
     tmux -L "$sock" send-keys -t shot 2
-    wait_for "Traces ·"
+    wait_for "sessions ·"
+    # The oldest session (finished by now, resumed after its decision): its first invocation's
+    # steps with kinds, durations, tokens and waterfall.
+    tmux -L "$sock" send-keys -t shot G Enter; sleep 0.5; tmux -L "$sock" send-keys -t shot Enter
+    wait_for "WATERFALL"
     shot "traces-$theme-$size" "$cols" "$rows" "$bg" "$fg"
+    tmux -L "$sock" send-keys -t shot Escape; sleep 0.3
+    tmux -L "$sock" send-keys -t shot Escape; sleep 0.3
     tmux -L "$sock" send-keys -t shot 3
     wait_for "Metrics ·"
     shot "metrics-$theme-$size" "$cols" "$rows" "$bg" "$fg"

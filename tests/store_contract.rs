@@ -24,6 +24,7 @@ use agentdeck::domain::status::Status;
 use agentdeck::domain::step_kind::StepKinds;
 use agentdeck::domain::trace::TraceEvent;
 use agentdeck::store::dynamo::{DynamoOptions, DynamoStore, InitOutcome};
+use agentdeck::store::run::ActionMark;
 use agentdeck::store::sqlite::SqliteStore;
 use agentdeck::store::{
     ApprovalStore, InvocationEnd, InvocationStart, OutboxState, Outcome, RunnerLink, StoreError,
@@ -112,6 +113,7 @@ contract!(
     a_deferred_row_is_not_due_before_its_retry_time,
     the_trace_index_pages_refreshes_running_turns_and_keeps_kinds_and_depth,
     trace_search_matches_every_word_as_a_prefix_and_reads_no_syntax,
+    action_marks_are_kept_in_order_and_checked_against_the_step,
 );
 
 #[test]
@@ -1066,4 +1068,50 @@ fn trace_search_matches_every_word_as_a_prefix_and_reads_no_syntax(f: &Factory) 
         vec![("req-1".to_owned(), 2), ("req-2".to_owned(), 1)]
     );
     assert_eq!(s.search_steps("refund", 1).unwrap().len(), 1);
+}
+
+fn action_marks_are_kept_in_order_and_checked_against_the_step(f: &Factory) {
+    let (s, reader) = (f(), f());
+    s.begin_invocation(&start("req-m", "s-m", 0)).unwrap();
+    s.append_trace("req-m", &[ev("req-m-0", 0), ev("req-m-1", 1)], &[])
+        .unwrap();
+    let mark = |step: u64, trace_id: &str, appropriate: bool, who: &str, secs: i64| ActionMark {
+        request_id: "req-m".into(),
+        step,
+        trace_id: trace_id.into(),
+        appropriate,
+        note: Some(format!("{who} at {secs}")),
+        who: who.into(),
+        at: at(secs),
+    };
+    s.mark_action(&mark(2, "req-m-1", false, "dana", 10))
+        .unwrap();
+    s.mark_action(&mark(2, "req-m-1", true, "dana", 20))
+        .unwrap();
+    s.mark_action(&mark(1, "req-m-0", true, "eve", 30)).unwrap();
+    // Read back through another handle, oldest first, nothing lost or merged.
+    let got = reader.action_marks("req-m").unwrap();
+    assert_eq!(
+        got,
+        vec![
+            mark(2, "req-m-1", false, "dana", 10),
+            mark(2, "req-m-1", true, "dana", 20),
+            mark(1, "req-m-0", true, "eve", 30),
+        ]
+    );
+    // A step that does not exist, or a traceId that is not the step's, is refused by name.
+    let e = s
+        .mark_action(&mark(3, "req-m-2", true, "dana", 40))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotFound(_)), "{e}");
+    assert!(e.to_string().contains("step 3"), "{e}");
+    let e = s
+        .mark_action(&mark(1, "req-m-1", true, "dana", 40))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("req-m-0"),
+        "names the step's real traceId: {e}"
+    );
+    assert_eq!(reader.action_marks("req-m").unwrap().len(), 3);
+    assert!(reader.action_marks("req-none").unwrap().is_empty());
 }

@@ -305,7 +305,7 @@ impl SqliteStore {
         self.read_rows(
             "reading action marks",
             "SELECT request_id, step, trace_id, appropriate, note, who, at_ms FROM action_marks \
-             WHERE request_id = ?1 ORDER BY step, seq",
+             WHERE request_id = ?1 ORDER BY seq",
             &[&request_id],
             |r| {
                 let get = corrupt("an action mark");

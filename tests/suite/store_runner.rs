@@ -1,0 +1,313 @@
+//! The runner's side of `SqliteStore`: migration 2 over a version-1 file, the outbox row that a
+//! final decision on a runner-raised request writes in its own transaction (once, even with
+//! eight racing deciders; never for expired, open or non-runner requests) and the audit
+//! cross-checks. Leases and trace reads are in the contract suite (`store_contract`), on both
+//! adapters.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::common;
+
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use agentdeck::domain::approval::{ApprovalId, ApprovalRequest};
+use agentdeck::domain::decision::Verdict;
+use agentdeck::domain::policy::RiskTier;
+use agentdeck::domain::status::Status;
+use agentdeck::store::sqlite::SqliteStore;
+use agentdeck::store::{
+    ApprovalStore, OutboxState, OutboxStore, RunnerLink, StoreError, TraceStore,
+};
+use common::{ask, at, multi_request, sample_request, test_policy};
+use rusqlite::Connection;
+use serde_json::json;
+
+fn open(dir: &Path) -> SqliteStore {
+    SqliteStore::open(&dir.join("deck.db")).unwrap()
+}
+
+fn link(inv: &str) -> RunnerLink {
+    RunnerLink {
+        invocation: inv.into(),
+        trace_id: Some(format!("{inv}-0")),
+    }
+}
+
+fn outbox_count(path: &Path) -> i64 {
+    Connection::open(path.join("deck.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deck.db");
+    {
+        let s = open(dir.path());
+        let r = sample_request("inv-old", RiskTier::Low);
+        s.submit(&r, "alice").unwrap();
+        s.decide(
+            &ask(&r, Verdict::Confirm, &[0], "bob", None),
+            &test_policy(),
+            at(5),
+        )
+        .unwrap();
+    }
+    // Make it exactly what version 1 wrote: migration 1's tables, user_version 1.
+    let raw = Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "DROP TABLE action_marks; DROP TABLE outbox; DROP TABLE resumable; DROP TABLE chunks; \
+         DROP TABLE trace_events; DROP TABLE trace_text; DROP TABLE trace_text_state; \
+         DROP TABLE trace_steps; DROP TABLE invocations; DROP TABLE sessions; \
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(raw);
+
+    let s = open(dir.path());
+    let version: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    // Every later migration runs too (3, 4: the trace explorer's step kinds and search; 5: the
+    // metrics columns and action marks).
+    assert_eq!(version, 5);
+    let got = s
+        .get(&ApprovalId("inv-old".into()), &test_policy(), at(6))
+        .unwrap();
+    assert_eq!(got.status, Status::Approved);
+    // A request decided before the runner existed has no resume, and the audit agrees.
+    assert_eq!(outbox_count(dir.path()), 0);
+    assert!(s.audit_verify().unwrap().ok());
+    assert!(s.sessions(0, 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_final_decision_on_a_runner_request_queues_its_resume_in_the_same_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let policy = test_policy();
+    let r = multi_request("inv-1", &[RiskTier::Low, RiskTier::Low]);
+    s.submit_resumable(&r, &link("req-1"), "runner").unwrap();
+    assert_eq!(s.runner_link(&r.id).unwrap(), Some(link("req-1")));
+
+    // Half decided: nothing to resume yet.
+    s.decide(
+        &ask(&r, Verdict::Confirm, &[0], "alice", None),
+        &policy,
+        at(5),
+    )
+    .unwrap();
+    assert!(s.outbox_row(&r.id).unwrap().is_none());
+
+    let out = s
+        .decide(
+            &ask(&r, Verdict::Deny, &[1], "alice", Some("no")),
+            &policy,
+            at(6),
+        )
+        .unwrap();
+    assert_eq!(out.status, Status::Mixed);
+    let row = s.outbox_row(&r.id).unwrap().unwrap();
+    assert_eq!(row.state, OutboxState::Pending);
+    assert_eq!(row.invocation.as_deref(), Some("req-1"));
+    assert_eq!(row.attempts, 0);
+    assert!(row.results.is_none());
+    assert_eq!(row.plan.invocation_id, "inv-1");
+    assert_eq!(
+        row.plan
+            .inputs
+            .iter()
+            .map(|i| i.verdict)
+            .collect::<Vec<_>>(),
+        vec![Verdict::Confirm, Verdict::Deny]
+    );
+    assert_eq!(row.plan.inputs[1].reason.as_deref(), Some("no"));
+    // The audit entry of that decision says a resume was queued, and everything verifies.
+    let mut last = None;
+    s.audit_each(&mut |e| {
+        last = Some(e);
+        Ok(())
+    })
+    .unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&last.unwrap().payload).unwrap();
+    assert_eq!(payload["resume"], json!("queued"));
+    assert!(s.audit_verify().unwrap().ok());
+}
+
+#[test]
+fn when_the_outbox_write_fails_the_decision_is_not_recorded_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let policy = test_policy();
+    let r = sample_request("inv-2", RiskTier::Low);
+    s.submit_resumable(&r, &link("req-2"), "runner").unwrap();
+    // A row already there (planted behind the store's back) makes the outbox insert fail.
+    Connection::open(dir.path().join("deck.db"))
+        .unwrap()
+        .execute(
+            "INSERT INTO outbox (request_id, session_id, agent_id, agent_alias_id, state, \
+             payload, created_at_ms, updated_at_ms) VALUES ('inv-2', 's', 'a', 'b', 'acked', \
+             '{}', 0, 0)",
+            [],
+        )
+        .unwrap();
+    let err = s
+        .decide(
+            &ask(&r, Verdict::Confirm, &[0], "alice", None),
+            &policy,
+            at(5),
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    let got = s.get(&r.id, &policy, at(6)).unwrap();
+    assert!(got.decisions.is_empty());
+    assert_eq!(got.status, Status::Pending);
+}
+
+#[test]
+fn eight_racing_deciders_leave_exactly_one_outbox_row_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let requests: Vec<ApprovalRequest> = (0..4)
+        .map(|i| sample_request(&format!("inv-race-{i}"), RiskTier::Low))
+        .collect();
+    {
+        let s = open(dir.path());
+        for r in &requests {
+            s.submit_resumable(r, &link("req-r"), "runner").unwrap();
+        }
+    }
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|n| {
+            let dir = dir.path().to_path_buf();
+            let barrier = Arc::clone(&barrier);
+            let requests = requests.clone();
+            thread::spawn(move || {
+                let s = open(&dir);
+                barrier.wait();
+                let mut won = 0;
+                for r in &requests {
+                    let verdict = if n % 2 == 0 {
+                        Verdict::Confirm
+                    } else {
+                        Verdict::Deny
+                    };
+                    match s.decide(
+                        &ask(r, verdict, &[0], &format!("rev{n}"), Some("race")),
+                        &test_policy(),
+                        at(10),
+                    ) {
+                        Ok(_) => won += 1,
+                        Err(StoreError::Refused(_)) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let won: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(won, 4);
+    assert_eq!(outbox_count(dir.path()), 4);
+    let s = open(dir.path());
+    for r in &requests {
+        let row = s.outbox_row(&r.id).unwrap().unwrap();
+        assert_eq!(row.state, OutboxState::Pending);
+    }
+    assert!(s.audit_verify().unwrap().ok());
+}
+
+#[test]
+fn expired_open_and_non_runner_requests_get_no_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let policy = test_policy();
+    let expired = sample_request("inv-exp", RiskTier::Low);
+    s.submit_resumable(&expired, &link("req-e"), "runner")
+        .unwrap();
+    assert_eq!(s.expire_due(at(10_000), "sweep").unwrap(), 1);
+    assert!(matches!(
+        s.decide(
+            &ask(&expired, Verdict::Confirm, &[0], "alice", None),
+            &policy,
+            at(10_001)
+        ),
+        Err(StoreError::Refused(_))
+    ));
+    // A critical input needs two approvers: one approval leaves it open.
+    let two = sample_request("inv-two", RiskTier::Critical);
+    s.submit_resumable(&two, &link("req-t"), "runner").unwrap();
+    s.decide(
+        &ask(&two, Verdict::Confirm, &[0], "alice", Some("ok")),
+        &policy,
+        at(5),
+    )
+    .unwrap();
+    // Submitted by hand, not by the runner: nothing to resume.
+    let manual = sample_request("inv-manual", RiskTier::Low);
+    s.submit(&manual, "alice").unwrap();
+    s.decide(
+        &ask(&manual, Verdict::Confirm, &[0], "alice", None),
+        &policy,
+        at(5),
+    )
+    .unwrap();
+    assert_eq!(outbox_count(dir.path()), 0);
+    assert!(s.runner_link(&manual.id).unwrap().is_none());
+    assert!(s.audit_verify().unwrap().ok());
+    // The second approver makes it final: now it is queued.
+    s.decide(
+        &ask(&two, Verdict::Confirm, &[0], "bob", Some("ok")),
+        &policy,
+        at(6),
+    )
+    .unwrap();
+    assert_eq!(outbox_count(dir.path()), 1);
+}
+
+fn decided_row(dir: &Path, id: &str) -> (SqliteStore, ApprovalId) {
+    let s = open(dir);
+    let r = sample_request(id, RiskTier::Low);
+    s.submit_resumable(&r, &link("req-l"), "runner").unwrap();
+    s.decide(
+        &ask(&r, Verdict::Confirm, &[0], "alice", None),
+        &test_policy(),
+        at(5),
+    )
+    .unwrap();
+    (s, r.id)
+}
+
+#[test]
+fn the_audit_check_notices_a_lost_resume_and_a_resume_nobody_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, id) = decided_row(dir.path(), "inv-audit");
+    let manual = sample_request("inv-hand", RiskTier::Low);
+    s.submit(&manual, "alice").unwrap();
+    assert!(s.audit_verify().unwrap().ok());
+    let raw = Connection::open(dir.path().join("deck.db")).unwrap();
+    raw.execute("DELETE FROM outbox WHERE request_id = ?1", [id.as_str()])
+        .unwrap();
+    raw.execute(
+        "INSERT INTO outbox (request_id, session_id, agent_id, agent_alias_id, state, payload, \
+         created_at_ms, updated_at_ms) VALUES ('inv-hand', 's', 'a', 'b', 'pending', '{}', 0, 0)",
+        [],
+    )
+    .unwrap();
+    let report = s.audit_verify().unwrap();
+    let text = report.problems.join("\n");
+    assert!(
+        text.contains("request inv-audit") && text.contains("resume was lost"),
+        "{text}"
+    );
+    assert!(
+        text.contains("request inv-hand") && text.contains("status is pending"),
+        "{text}"
+    );
+    assert!(text.contains("the runner did not raise it"), "{text}");
+}

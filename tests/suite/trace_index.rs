@@ -1,0 +1,352 @@
+//! The traces explorer's read side on a real SQLite file: the incremental index pages
+//! (`TraceStore::trace_index`) folded into `TraceIndex` (kinds, collaborator depth, figures,
+//! running invocations refreshed until they end), the full-text search (`search_steps`), and
+//! migrations 3-4 over a file written before them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::common;
+
+use std::path::Path;
+
+use agentdeck::app::trace_index::{StepFilter, TraceIndex};
+use agentdeck::domain::step_kind::StepKinds;
+use agentdeck::domain::trace::TraceEvent;
+use agentdeck::store::run::IndexCursor;
+use agentdeck::store::sqlite::SqliteStore;
+use agentdeck::store::{InvocationEnd, InvocationStart, Outcome, TraceStore};
+use common::at;
+use rusqlite::Connection;
+use serde_json::{Value, json};
+
+fn open(dir: &Path) -> SqliteStore {
+    SqliteStore::open(&dir.join("deck.db")).unwrap()
+}
+
+fn start(s: &SqliteStore, id: &str, session: &str, secs: i64) {
+    s.begin_invocation(&InvocationStart {
+        request_id: id.into(),
+        agent_id: "AGENT".into(),
+        agent_alias_id: "ALIAS".into(),
+        session_id: session.into(),
+        input_text: Some("hi".into()),
+        resumes: None,
+        started_at: at(secs),
+    })
+    .unwrap();
+}
+
+fn finish(s: &SqliteStore, id: &str, outcome: Outcome) {
+    s.finish_invocation(
+        id,
+        &InvocationEnd {
+            outcome,
+            ended_at: at(100),
+            error: None,
+            final_response: None,
+            latency_ms: Some(1234),
+        },
+    )
+    .unwrap();
+}
+
+fn part(trace: &Value, second: u32, chain: usize) -> TraceEvent {
+    let chain: Vec<Value> = (0..chain)
+        .map(
+            |i| json!({"agentAliasArn": format!("arn:aws:bedrock:us-east-1:1:agent-alias/A{i}/L")}),
+        )
+        .collect();
+    TraceEvent::from_wire(json!({
+        "agentId": "AGENT", "agentAliasId": "ALIAS", "sessionId": "s",
+        "eventTime": format!("2026-03-02T09:00:{second:02}.000000000Z"),
+        "callerChain": chain,
+        "trace": trace,
+    }))
+}
+
+fn model_input(tid: &str, prompt: &str, second: u32) -> TraceEvent {
+    part(
+        &json!({"orchestrationTrace": {"modelInvocationInput": {"traceId": tid, "text": prompt, "type": "ORCHESTRATION"}}}),
+        second,
+        1,
+    )
+}
+
+fn model_output(tid: &str, second: u32, tokens: i64) -> TraceEvent {
+    part(
+        &json!({"orchestrationTrace": {"modelInvocationOutput": {"traceId": tid,
+            "rawResponse": {"content": "thinking"},
+            "metadata": {"startTime": format!("2026-03-02T09:00:{second:02}.000Z"),
+                         "endTime": format!("2026-03-02T09:00:{:02}.500Z", second + 1),
+                         "usage": {"inputTokens": tokens, "outputTokens": tokens / 10}}}}}),
+        second,
+        1,
+    )
+}
+
+fn roc_call(tid: &str, second: u32) -> TraceEvent {
+    part(
+        &json!({"orchestrationTrace": {"invocationInput": {"traceId": tid, "invocationType": "ACTION_GROUP",
+            "actionGroupInvocationInput": {"actionGroupName": "payments", "function": "transfer",
+                "executionType": "RETURN_CONTROL", "invocationId": "inv-1"}}}}),
+        second,
+        1,
+    )
+}
+
+fn kb_lookup(tid: &str, second: u32) -> TraceEvent {
+    part(
+        &json!({"orchestrationTrace": {"invocationInput": {"traceId": tid, "invocationType": "KNOWLEDGE_BASE",
+            "knowledgeBaseLookupInput": {"text": "refund policy", "knowledgeBaseId": "KB1"}}}}),
+        second,
+        2,
+    )
+}
+
+fn failure(tid: &str, second: u32) -> TraceEvent {
+    part(
+        &json!({"failureTrace": {"traceId": tid, "failureReason": "model timed out", "failureCode": 500}}),
+        second,
+        1,
+    )
+}
+
+/// Reads every page there is into the index.
+fn catch_up(s: &SqliteStore, ix: &mut TraceIndex, limit: usize) -> usize {
+    let mut pages = 0;
+    loop {
+        let page = s.trace_index(ix.cursor, &ix.running(), limit).unwrap();
+        ix.apply(&page);
+        pages += 1;
+        if !page.more {
+            return pages;
+        }
+    }
+}
+
+#[test]
+fn the_index_is_read_in_pages_and_kept_current_incrementally() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    start(&s, "req-1", "s-1", 0);
+    start(&s, "req-2", "s-2", 10);
+    let prompt = "You are a payments agent.\nTransfer funds only after \"approval\".";
+    s.append_trace(
+        "req-1",
+        &[
+            model_input("req-1-0", prompt, 1),
+            model_output("req-1-0", 1, 1000),
+            roc_call("req-1-1", 3),
+        ],
+        &[],
+    )
+    .unwrap();
+    s.append_trace(
+        "req-2",
+        &[
+            model_input("req-2-0", "collaborate", 11),
+            kb_lookup("req-2-1", 12),
+            failure("req-2-2", 13),
+        ],
+        &[],
+    )
+    .unwrap();
+    finish(&s, "req-2", Outcome::Failed);
+
+    let mut ix = TraceIndex::default();
+    // Two events a page: three full pages for six events, then an empty one that says there is
+    // no more; the same index as one page would give.
+    assert_eq!(catch_up(&s, &mut ix, 2), 4);
+    assert_eq!(ix.invocations.len(), 2);
+    assert_eq!(ix.steps.len(), 5);
+    assert_eq!(ix.sessions.len(), 2);
+    // Most recently active first.
+    assert_eq!(
+        ix.names.name(ix.sessions[ix.recent[0] as usize].session),
+        "s-2"
+    );
+
+    let r1 = ix.invocation_by_request("req-1").unwrap();
+    let p = ix.step_pos(r1, 1).unwrap();
+    assert!(ix.step_kinds(p).contains(StepKinds::MODEL_INPUT));
+    assert!(ix.step_kinds(p).contains(StepKinds::MODEL_OUTPUT));
+    assert_eq!(ix.steps.duration_ms[p], 1500);
+    assert_eq!((ix.steps.tokens_in[p], ix.steps.tokens_out[p]), (1000, 100));
+    let p = ix.step_pos(r1, 2).unwrap();
+    assert!(
+        ix.step_kinds(p)
+            .contains(StepKinds::ACTION_GROUP.with(StepKinds::RETURN_CONTROL))
+    );
+    // Step 2 started 2 s after the invocation's first step.
+    assert_eq!(ix.steps.start_ms[p], 2000);
+    let r2 = ix.invocation_by_request("req-2").unwrap();
+    let kb = ix.step_pos(r2, 2).unwrap();
+    assert!(ix.step_kinds(kb).contains(StepKinds::KNOWLEDGE_BASE));
+    assert_eq!(
+        ix.steps.depth[kb], 1,
+        "a two-element callerChain is a collaborator"
+    );
+    assert_eq!(ix.steps.depth[ix.step_pos(r2, 1).unwrap()], 0);
+    assert_eq!(ix.invocations[r2 as usize].outcome, Outcome::Failed);
+    assert_eq!(ix.running(), vec!["req-1".to_owned()]);
+
+    // Nothing new: an empty page, nothing changes.
+    let generation = ix.generation;
+    catch_up(&s, &mut ix, 100);
+    assert_eq!(ix.generation, generation);
+
+    // The live invocation grows: step 2 gets its observation, a step 3 starts; then it ends.
+    s.append_trace(
+        "req-1",
+        &[roc_call("req-1-1", 4), model_output("req-1-2", 5, 50)],
+        &[],
+    )
+    .unwrap();
+    let page = s.trace_index(ix.cursor, &ix.running(), 100).unwrap();
+    assert_eq!(
+        page.steps.iter().map(|x| x.step).collect::<Vec<_>>(),
+        vec![2, 3],
+        "only the steps touched since the cursor"
+    );
+    ix.apply(&page);
+    assert_eq!(ix.invocations[r1 as usize].steps.len(), 3);
+    assert_eq!(ix.steps.len(), 6);
+    finish(&s, "req-1", Outcome::WaitingForHuman);
+    catch_up(&s, &mut ix, 100);
+    assert_eq!(
+        ix.invocations[r1 as usize].outcome,
+        Outcome::WaitingForHuman
+    );
+    assert!(ix.running().is_empty());
+
+    // Filters over the index.
+    let f = StepFilter::parse("failed").unwrap();
+    assert_eq!(f.apply(&ix, None), vec![ix.step_pos(r2, 3).unwrap() as u32]);
+    let f = StepFilter::parse("kind:kb session:s-2").unwrap();
+    assert_eq!(f.apply(&ix, None), vec![kb as u32]);
+    let f = StepFilter::parse("waiting").unwrap();
+    assert_eq!(f.apply(&ix, None).len(), 3);
+    // The step a traceId names (the runner links a request to it).
+    assert_eq!(s.step_of_trace("req-1", "req-1-1").unwrap(), Some(2));
+    assert_eq!(s.step_of_trace("req-1", "req-9-9").unwrap(), None);
+}
+
+#[test]
+fn search_finds_words_in_any_event_and_reads_no_syntax_from_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    start(&s, "req-1", "s-1", 0);
+    s.append_trace(
+        "req-1",
+        &[
+            model_input("req-1-0", "Line one\nTransfer \"approval\" needed", 1),
+            model_output("req-1-0", 1, 10),
+            kb_lookup("req-1-1", 2),
+            failure("req-1-2", 3),
+        ],
+        &[],
+    )
+    .unwrap();
+    let hits = |q: &str| s.search_steps(q, 100).unwrap();
+    // A word after an escaped newline in the JSON is still a word.
+    assert_eq!(hits("transfer"), vec![("req-1".to_owned(), 1)]);
+    // Every word must match, each as a prefix.
+    assert_eq!(hits("refund pol"), vec![("req-1".to_owned(), 2)]);
+    assert_eq!(hits("refund transfer"), vec![]);
+    assert_eq!(hits("timed"), vec![("req-1".to_owned(), 3)]);
+    // FTS5 syntax in the input is just text.
+    assert_eq!(hits("\"approval"), vec![("req-1".to_owned(), 1)]);
+    assert_eq!(hits("NOT OR AND ( *"), vec![]);
+    assert_eq!(hits("   "), vec![]);
+    assert_eq!(s.search_steps("a", 1).unwrap().len(), 1);
+    // Events recorded after a search are indexed by the next one.
+    start(&s, "req-2", "s-2", 5);
+    s.append_trace("req-2", &[failure("req-2-0", 6)], &[])
+        .unwrap();
+    assert_eq!(
+        hits("timed"),
+        vec![("req-1".to_owned(), 3), ("req-2".to_owned(), 1)]
+    );
+}
+
+#[test]
+fn migrations_3_and_4_index_what_an_older_file_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(dir.path());
+        start(&s, "req-old", "s-old", 0);
+        s.append_trace(
+            "req-old",
+            &[
+                model_input("req-old-0", "ancient prompt", 1),
+                failure("req-old-1", 2),
+            ],
+            &[],
+        )
+        .unwrap();
+    }
+    // Make it what version 2 wrote: no step kinds, no depth, no text index (and none of the
+    // later metrics columns either).
+    let raw = Connection::open(dir.path().join("deck.db")).unwrap();
+    raw.execute_batch(
+        "DROP TABLE action_marks; DROP INDEX resumable_invocation; \
+         ALTER TABLE invocations DROP COLUMN model; ALTER TABLE invocations DROP COLUMN model_ms; \
+         ALTER TABLE invocations DROP COLUMN tool_ms; \
+         DROP TABLE trace_text_state; DROP TABLE trace_text; \
+         ALTER TABLE trace_steps DROP COLUMN kind_set; ALTER TABLE trace_steps DROP COLUMN depth; \
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(raw);
+    let s = open(dir.path());
+    assert_eq!(
+        s.search_steps("ancient", 10).unwrap(),
+        vec![("req-old".to_owned(), 1)]
+    );
+    let mut ix = TraceIndex::default();
+    catch_up(&s, &mut ix, 100);
+    let inv = ix.invocation_by_request("req-old").unwrap();
+    // Kinds of steps written before the set was stored come from their event kind names.
+    assert!(
+        ix.step_kinds(ix.step_pos(inv, 1).unwrap())
+            .contains(StepKinds::MODEL_INPUT)
+    );
+    assert!(
+        ix.step_kinds(ix.step_pos(inv, 2).unwrap())
+            .contains(StepKinds::FAILURE)
+    );
+    assert_eq!(
+        ix.cursor,
+        IndexCursor {
+            events: 2,
+            invocations: 1
+        }
+    );
+}
+
+#[test]
+fn a_listener_hears_each_trace_commit_until_it_declines() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let (kept, once) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let k = Arc::clone(&kept);
+    agentdeck::store::sqlite::on_trace_commit(move || {
+        k.fetch_add(1, Ordering::SeqCst);
+        true
+    });
+    let o = Arc::clone(&once);
+    agentdeck::store::sqlite::on_trace_commit(move || {
+        o.fetch_add(1, Ordering::SeqCst);
+        false
+    });
+    start(&s, "req-1", "s-1", 0);
+    let before = kept.load(Ordering::SeqCst);
+    assert!(before >= 1, "the start's commit was heard");
+    s.append_trace("req-1", &[model_input("req-1-0", "p", 1)], &[])
+        .unwrap();
+    assert!(kept.load(Ordering::SeqCst) > before);
+    // The one that declined was called once and then dropped.
+    assert_eq!(once.load(Ordering::SeqCst), 1);
+}

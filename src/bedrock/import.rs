@@ -115,9 +115,84 @@ pub fn invocation_id(session_id: &str, ordinal: u64, first_record: &[u8]) -> Str
         })
 }
 
+/// Records handed from the reading thread to the writing one at a time.
+const HANDOFF: usize = 512;
+/// Hand-offs in flight: what the reader may run ahead of the writer (memory stays bounded by
+/// this many records).
+const IN_FLIGHT: usize = 4;
+
+/// A run of records read, each with its bytes (an invocation's id hashes its first record).
+struct Handoff {
+    items: Vec<(Item, std::ops::Range<usize>)>,
+    bytes: Vec<u8>,
+    /// Bytes of the file read once these records were.
+    position: u64,
+}
+
+/// Reads `rec` to the end into `tx`, until the writer stops listening. Events the writer has
+/// stored come back on `written` to be freed here, on the thread that allocated them (a free
+/// from another thread costs the allocator several times more).
+fn read_ahead<R: Read>(
+    mut rec: Recording<R>,
+    tx: std::sync::mpsc::SyncSender<std::io::Result<Handoff>>,
+    written: &std::sync::mpsc::Receiver<Vec<TraceEvent>>,
+) {
+    loop {
+        while let Ok(done) = written.try_recv() {
+            drop(done);
+        }
+        let mut h = Handoff {
+            items: Vec::with_capacity(HANDOFF),
+            bytes: Vec::new(),
+            position: 0,
+        };
+        let mut done = false;
+        let mut failed = None;
+        while h.items.len() < HANDOFF {
+            match rec.next_item() {
+                Ok(Some(item)) => {
+                    let at = h.bytes.len();
+                    if matches!(item, Item::Good(..)) {
+                        h.bytes.extend_from_slice(rec.last_bytes());
+                    }
+                    h.items.push((item, at..h.bytes.len()));
+                }
+                Ok(None) => {
+                    done = true;
+                    break;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        h.position = rec.position();
+        // What was read before a read failed is imported, then the failure stops the import.
+        if tx.send(Ok(h)).is_err() {
+            return;
+        }
+        if done {
+            // The writer's hand-offs end here; what it stores from now on comes back.
+            drop(tx);
+            for stored in written {
+                drop(stored);
+            }
+            return;
+        }
+        if let Some(e) = failed {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    }
+}
+
 /// Imports one file: `Rejected` records go to `on_error` as they are met, `progress` gets the
 /// bytes read so far now and then.
-pub fn import<R: Read>(
+///
+/// Reading and parsing run on a thread of their own, ahead of the store writes on this one (at
+/// most `IN_FLIGHT` hand-offs of `HANDOFF` records), so the two use two cores.
+pub fn import<R: Read + Send>(
     store: &dyn TraceStore,
     input: R,
     file_name: &str,
@@ -126,7 +201,7 @@ pub fn import<R: Read>(
     on_error: &mut dyn FnMut(&Rejected),
     progress: &mut dyn FnMut(u64),
 ) -> Result<FileSummary, ImportError> {
-    let mut rec = Recording::new(input, options.format, options.chunks)?;
+    let rec = Recording::new(input, options.format, options.chunks)?;
     let mut s = Importer {
         store,
         file_session: options
@@ -135,6 +210,7 @@ pub fn import<R: Read>(
             .unwrap_or_else(|| format!("import:{file_name}")),
         fallback_time,
         open: None,
+        written: None,
         ordinal: 0,
         sessions: HashSet::new(),
         summary: FileSummary {
@@ -142,27 +218,22 @@ pub fn import<R: Read>(
             ..FileSummary::default()
         },
     };
-    let mut n = 0_u64;
-    while let Some(item) = rec.next_item()? {
-        n += 1;
-        if n % 4096 == 0 {
-            progress(rec.position());
-        }
-        match item {
-            Item::Bad(location, message) => {
-                s.summary.errors += 1;
-                on_error(&Rejected { location, message });
-            }
-            Item::Good(record, _) => {
-                s.summary.events += 1;
-                s.add(record, rec.last_bytes())?;
-            }
-        }
-    }
-    s.close()?;
-    s.summary.bytes = rec.position();
+    let position = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(IN_FLIGHT);
+        let (written_tx, written) = std::sync::mpsc::channel();
+        s.written = Some(written_tx);
+        scope.spawn(move || read_ahead(rec, tx, &written));
+        // Stopping early drops `rx`: the reader's next send fails and it stops.
+        let done = s
+            .take_all(rx, on_error, progress)
+            .and_then(|position| s.close().map(|()| position));
+        // The reader frees what came back, then ends.
+        s.written = None;
+        done
+    })?;
+    s.summary.bytes = position;
     s.summary.sessions = s.sessions.len() as u64;
-    progress(rec.position());
+    progress(position);
     Ok(s.summary)
 }
 
@@ -171,6 +242,8 @@ struct Importer<'s> {
     file_session: String,
     fallback_time: DateTime<Utc>,
     open: Option<Open>,
+    /// Where stored events go to be freed (the reading thread).
+    written: Option<std::sync::mpsc::Sender<Vec<TraceEvent>>>,
     /// Invocations opened so far in the file.
     ordinal: u64,
     sessions: HashSet<(String, String, String)>,
@@ -178,6 +251,38 @@ struct Importer<'s> {
 }
 
 impl Importer<'_> {
+    /// Adds every record the reader hands over; returns the bytes read.
+    fn take_all(
+        &mut self,
+        rx: std::sync::mpsc::Receiver<std::io::Result<Handoff>>,
+        on_error: &mut dyn FnMut(&Rejected),
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64, ImportError> {
+        let mut position = 0;
+        let mut reported = 0;
+        for handoff in rx {
+            let h = handoff?;
+            for (item, range) in h.items {
+                match item {
+                    Item::Bad(location, message) => {
+                        self.summary.errors += 1;
+                        on_error(&Rejected { location, message });
+                    }
+                    Item::Good(record, _) => {
+                        self.summary.events += 1;
+                        self.add(record, &h.bytes[range])?;
+                    }
+                }
+            }
+            position = h.position;
+            if position - reported >= 1 << 20 {
+                progress(position);
+                reported = position;
+            }
+        }
+        Ok(position)
+    }
+
     fn add(&mut self, record: Record, bytes: &[u8]) -> Result<(), ImportError> {
         if let Record::Trace(e) = &record {
             // A collaborator's events carry its own agent and session: they belong to the
@@ -321,7 +426,11 @@ impl Importer<'_> {
             end,
         })?;
         o.unwritten = false;
-        o.events.clear();
+        let done = std::mem::take(&mut o.events);
+        if let Some(w) = &self.written {
+            // After the reader has gone (the file is read) they are freed here.
+            let _ = w.send(done);
+        }
         o.chunks.clear();
         Ok(())
     }

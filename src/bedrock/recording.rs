@@ -4,7 +4,7 @@
 //! `application/vnd.amazon.eventstream` bodies as HTTP recorders capture them.
 //!
 //! `Recording` reads one such file as a stream of `Record`s, a record at a time, with memory
-//! bounded by the largest record (never the file): JSON arrays and pretty-printed values are cut
+//! bounded by the largest record (never the file; `import` keeps a few thousand in flight): JSON arrays and pretty-printed values are cut
 //! into elements by a small scanner, JSONL by lines, eventstream by frames. A record that does
 //! not parse is an `Item::Bad` naming its line (JSON) or byte offset (eventstream); reading goes
 //! on with the next one.
@@ -18,7 +18,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
-use crate::domain::trace::{TraceEvent, TraceKind};
+use crate::domain::trace::{RawText, TraceEvent, TraceKind};
 
 /// The formats a recording can be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +100,7 @@ impl Record {
                 key: Some(key.to_owned()),
             },
             raw: Value::Object(raw),
+            raw_text: RawText::default(),
         })
     }
 }
@@ -463,8 +464,9 @@ impl<R: Read> Recording<R> {
 
     fn parse_json(&mut self, start: usize, end: usize, line: u64) -> Item {
         self.last = (start, end);
-        match serde_json::from_slice::<Value>(&self.buf[start..end]) {
-            Ok(v) => match classify(v, &mut self.chunks) {
+        let text = &self.buf[start..end];
+        match serde_json::from_slice::<Value>(text) {
+            Ok(v) => match classify(v, text, &mut self.chunks) {
                 Ok(r) => Item::Good(r, Location::Line(line)),
                 Err(e) => Item::Bad(Location::Line(line), e),
             },
@@ -638,7 +640,9 @@ fn is_exception(key: &str) -> bool {
 /// What a JSON record is: a boto3 stream event (`{"trace": TracePart}`, `{"chunk": ...}`,
 /// `{"returnControl": ...}`, any other single-member event) or a bare TracePart (an object with
 /// a `trace` member among others, or only `{"trace": {"orchestrationTrace": ...}}`).
-fn classify(v: Value, chunks: &mut ChunkBytes) -> Result<Record, String> {
+///
+/// `text` is the record's JSON: a trace event keeps the text of its TracePart (see `RawText`).
+fn classify(v: Value, text: &[u8], chunks: &mut ChunkBytes) -> Result<Record, String> {
     let Value::Object(mut m) = v else {
         return Err(format!(
             "expected an object (a stream event or a TracePart), found {}",
@@ -653,9 +657,15 @@ fn classify(v: Value, chunks: &mut ChunkBytes) -> Result<Record, String> {
             // object is a TracePart with nothing but its trace union.
             if m.get("trace").and_then(|p| p.get("trace")).is_some() {
                 let part = m.remove("trace").unwrap_or_default();
-                return Ok(Record::Trace(TraceEvent::from_wire(part)));
+                return Ok(Record::Trace(match only_member(text, "trace") {
+                    Some(inner) => TraceEvent::from_wire_text(part, inner),
+                    None => TraceEvent::from_wire(part),
+                }));
             }
-            return Ok(Record::Trace(TraceEvent::from_wire(Value::Object(m))));
+            return Ok(Record::Trace(TraceEvent::from_wire_text(
+                Value::Object(m),
+                text,
+            )));
         }
         if key == "chunk" && is_object {
             let chunk = m.remove("chunk").unwrap_or_default();
@@ -676,7 +686,10 @@ fn classify(v: Value, chunks: &mut ChunkBytes) -> Result<Record, String> {
         }
     }
     if m.get("trace").is_some_and(Value::is_object) {
-        return Ok(Record::Trace(TraceEvent::from_wire(Value::Object(m))));
+        return Ok(Record::Trace(TraceEvent::from_wire_text(
+            Value::Object(m),
+            text,
+        )));
     }
     let keys: Vec<&str> = m.keys().map(String::as_str).take(8).collect();
     Err(format!(
@@ -688,6 +701,25 @@ fn classify(v: Value, chunks: &mut ChunkBytes) -> Result<Record, String> {
             keys.join(", ")
         }
     ))
+}
+
+/// The text of the value of `{"<key>": value}`, the JSON text of an object with that one
+/// member (already parsed, so well formed), when the key is written plainly.
+fn only_member<'t>(text: &'t [u8], key: &str) -> Option<&'t [u8]> {
+    let ws = |b: &&u8| is_ws(**b);
+    let skip = |t: &'t [u8]| -> &'t [u8] {
+        let n = t.iter().take_while(ws).count();
+        &t[n..]
+    };
+    let t = skip(text).strip_prefix(b"{")?;
+    let t = skip(t).strip_prefix(b"\"")?;
+    let t = t.strip_prefix(key.as_bytes())?.strip_prefix(b"\"")?;
+    let t = skip(t).strip_prefix(b":")?;
+    let t = skip(t);
+    let end = t.len() - t.iter().rev().take_while(ws).count();
+    let t = t[..end].strip_suffix(b"}")?;
+    let end = t.len() - t.iter().rev().take_while(ws).count();
+    Some(&t[..end])
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -837,7 +869,10 @@ fn frame_record(m: &Message) -> Result<Record, String> {
     };
     let payload = json()?;
     match event_type {
-        "trace" => Ok(Record::Trace(TraceEvent::from_wire(payload))),
+        "trace" => Ok(Record::Trace(TraceEvent::from_wire_text(
+            payload,
+            m.payload(),
+        ))),
         // On the wire a chunk's bytes are base64, whatever a JSON dump would hold.
         "chunk" => chunk_text(&payload, &mut ChunkBytes::Base64).map(Record::Chunk),
         other => Ok(Record::other(other, payload)),
@@ -861,6 +896,45 @@ mod tests {
             });
         }
         (r.format(), out)
+    }
+
+    fn raw_texts(bytes: &[u8]) -> Vec<Option<String>> {
+        let mut r = Recording::new(bytes, None, ChunkBytes::Auto).unwrap();
+        let mut out = Vec::new();
+        while let Some(item) = r.next_item().unwrap() {
+            if let Item::Good(Record::Trace(e), _) = item {
+                if let Some(t) = e.raw_text.as_str() {
+                    // The kept text is the value the event was read as.
+                    assert_eq!(serde_json::from_str::<Value>(t).unwrap(), e.raw);
+                }
+                out.push(e.raw_text.as_str().map(str::to_owned));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn trace_events_keep_the_text_of_their_trace_part() {
+        let part =
+            r#"{"sessionId":"s","trace":{"failureTrace":{"traceId":"t","failureReason":"x}"}}}"#;
+        let lines = format!(
+            "{{\"trace\":{part}}}\n{{ \"trace\" :  {part} \t}}\n{part}\n{{\"tr\\u0061ce\":{part}}}\n"
+        );
+        assert_eq!(
+            raw_texts(lines.as_bytes()),
+            vec![
+                Some(part.to_owned()),
+                Some(part.to_owned()),
+                Some(part.to_owned()),
+                // An escaped key is read, and its part serialised again when stored.
+                None,
+            ]
+        );
+        // Pretty-printed records are stored compact, from their value.
+        let pretty = serde_json::to_string_pretty(&serde_json::json!({"trace":
+            serde_json::from_str::<Value>(part).unwrap()}))
+        .unwrap();
+        assert_eq!(raw_texts(pretty.as_bytes()), vec![None]);
     }
 
     #[test]

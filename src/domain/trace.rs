@@ -300,6 +300,36 @@ pub struct TraceEvent {
     pub kind: TraceKind,
     /// The TracePart exactly as on the wire (keys as Bedrock names them).
     pub raw: Value,
+    /// `raw` as the compact JSON text it was read from, when the reader kept it, so a store
+    /// writes that text instead of serialising `raw` again.
+    #[serde(skip)]
+    pub raw_text: RawText,
+}
+
+/// The JSON text of an event's `raw`, when known. Not part of the event's identity: two events
+/// are equal whatever text they were read from (a stored event reads back without it).
+#[derive(Debug, Clone, Default)]
+pub struct RawText(pub Option<Box<str>>);
+
+impl PartialEq for RawText {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl RawText {
+    /// Keeps `bytes` as the text of a value parsed from them, if it is one compact line of
+    /// UTF-8 (a pretty-printed record is stored compact, by serialising its value).
+    pub fn of(bytes: &[u8]) -> Self {
+        if memchr::memchr(b'\n', bytes).is_some() {
+            return Self(None);
+        }
+        Self(std::str::from_utf8(bytes).ok().map(Box::from))
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
 }
 
 fn text(m: &Map<String, Value>, key: &str) -> Option<String> {
@@ -689,6 +719,15 @@ impl TraceEvent {
             caller_chain,
             kind: TraceKind::from_wire(m.get("trace")),
             raw,
+            raw_text: RawText::default(),
+        }
+    }
+
+    /// `from_wire`, keeping the JSON text `raw` was parsed from (see `RawText::of`).
+    pub fn from_wire_text(raw: Value, text: &[u8]) -> Self {
+        Self {
+            raw_text: RawText::of(text),
+            ..Self::from_wire(raw)
         }
     }
 

@@ -540,11 +540,15 @@ impl DynamoStore {
                 next.c.input_tokens += m.input_tokens.unwrap_or(0);
                 next.c.output_tokens += m.output_tokens.unwrap_or(0);
             }
-            let raw = serde_json::to_string(&event.raw).map_err(|e| {
-                StoreError::Corrupt(format!(
-                    "invocation {request_id} event {seq}: cannot serialise it: {e}"
-                ))
-            })?;
+            let raw = if let Some(text) = event.raw_text.as_str() {
+                text.to_owned()
+            } else {
+                serde_json::to_string(&event.raw).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "invocation {request_id} event {seq}: cannot serialise it: {e}"
+                    ))
+                })?
+            };
             let meta = EventDoc {
                 step: step_no,
                 trace_id: event.trace_id().map(str::to_owned),

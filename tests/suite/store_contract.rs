@@ -108,6 +108,7 @@ contract!(
     audit_verifies_and_counts,
     traces_are_grouped_into_steps_and_read_a_window_at_a_time,
     a_big_trace_event_is_split_and_read_back_whole,
+    interleaved_steps_read_back_their_own_events_in_order,
     a_final_decision_on_a_runner_request_queues_one_resume,
     a_lease_keeps_a_second_worker_off_a_row_until_it_expires,
     a_deferred_row_is_not_due_before_its_retry_time,
@@ -763,6 +764,27 @@ fn a_big_trace_event_is_split_and_read_back_whole(f: &Factory) {
     assert_eq!(step[0].raw, big.raw);
     assert_eq!(reader.step_events("req-big", all[0].step).unwrap().len(), 2);
     assert_eq!(reader.chunk_text("req-big").unwrap(), chunk);
+}
+
+/// Collaborators interleave steps: each step's events come back, in order, and no other's.
+fn interleaved_steps_read_back_their_own_events_in_order(f: &Factory) {
+    let s = f();
+    s.begin_invocation(&start("req-i", "s-i", 0)).unwrap();
+    let ids = ["a", "b", "a", "c", "b", "a", "c"];
+    let events: Vec<TraceEvent> = ids.iter().enumerate().map(|(n, t)| ev(t, n)).collect();
+    s.append_trace("req-i", &events[..3], &[]).unwrap();
+    s.append_trace("req-i", &events[3..], &[]).unwrap();
+    for (step, tid) in [(1, "a"), (2, "b"), (3, "c")] {
+        let got: Vec<u64> = s
+            .step_events("req-i", step)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        let want: Vec<u64> = (1..=7).filter(|&q| ids[q as usize - 1] == tid).collect();
+        assert_eq!(got, want, "step {step} ({tid})");
+    }
+    assert!(s.step_events("req-i", 4).unwrap().is_empty());
 }
 
 fn runner_link(inv: &str) -> RunnerLink {

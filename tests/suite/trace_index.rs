@@ -286,10 +286,11 @@ fn migrations_3_and_4_index_what_an_older_file_holds() {
         .unwrap();
     }
     // Make it what version 2 wrote: no step kinds, no depth, no text index (and none of the
-    // later metrics columns either).
+    // later metrics columns either; the events' step index that 6 drops).
     let raw = Connection::open(dir.path().join("deck.db")).unwrap();
     raw.execute_batch(
-        "DROP TABLE action_marks; DROP INDEX resumable_invocation; \
+        "CREATE INDEX trace_events_step ON trace_events (request_id, step, seq); \
+         DROP TABLE action_marks; DROP INDEX resumable_invocation; \
          ALTER TABLE invocations DROP COLUMN model; ALTER TABLE invocations DROP COLUMN model_ms; \
          ALTER TABLE invocations DROP COLUMN tool_ms; \
          DROP TABLE trace_text_state; DROP TABLE trace_text; \

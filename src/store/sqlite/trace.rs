@@ -272,6 +272,8 @@ fn append_batch(
         counters.ok_or_else(|| StoreError::NotFound(format!("invocation {request_id}")))?
     };
     let mut touched: Vec<TouchedStep> = Vec::new();
+    // Prepared once for the batch (taking it from the cache per event costs more than the row).
+    let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(err)?;
     for event in events {
         c.events += 1;
         let seq = c.events;
@@ -327,7 +329,7 @@ fn append_batch(
         }
         c.model_ms += timing.model_ms;
         c.tool_ms += timing.tool_ms;
-        insert_event(tx, request_id, seq, t.step, &kind, event).map_err(|e| match e {
+        insert_event(&mut insert, request_id, seq, t.step, &kind, event).map_err(|e| match e {
             EventError::Db(e) => event_err(e),
             EventError::Json(e) => StoreError::Corrupt(format!(
                 "invocation {request_id} event {seq}: cannot serialise it: {e}"
@@ -457,22 +459,27 @@ enum EventError {
     Json(serde_json::Error),
 }
 
+const INSERT_EVENT: &str = "INSERT INTO trace_events (request_id, seq, step, trace_id, kind, \
+                            event_time, summary, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
 /// Writes one event row with its raw JSON.
 fn insert_event(
-    tx: &Connection,
+    insert: &mut rusqlite::CachedStatement<'_>,
     request_id: &str,
     seq: i64,
     step: i64,
     kind: &str,
     event: &TraceEvent,
 ) -> Result<(), EventError> {
-    let raw = serde_json::to_string(&event.raw).map_err(EventError::Json)?;
-    tx.prepare_cached(
-        "INSERT INTO trace_events (request_id, seq, step, trace_id, kind, event_time, summary, \
-         raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
+    let serialised;
+    let raw = if let Some(text) = event.raw_text.as_str() {
+        text
+    } else {
+        serialised = serde_json::to_string(&event.raw).map_err(EventError::Json)?;
+        &serialised
+    };
+    insert
+        .execute(params![
             request_id,
             seq,
             step,
@@ -484,8 +491,7 @@ fn insert_event(
             event.summary(),
             raw,
         ])
-    })
-    .map_err(EventError::Db)?;
+        .map_err(EventError::Db)?;
     Ok(())
 }
 
@@ -698,6 +704,9 @@ impl TraceStore for SqliteStore {
     fn step_events(&self, request_id: &str, step: u64) -> Result<Vec<StoredEvent>, StoreError> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM trace_events WHERE request_id = ?1 AND step = ?2 \
+             AND seq BETWEEN \
+             (SELECT first_seq FROM trace_steps WHERE request_id = ?1 AND step = ?2) \
+             AND (SELECT last_seq FROM trace_steps WHERE request_id = ?1 AND step = ?2) \
              ORDER BY seq"
         );
         let step = i64::try_from(step).unwrap_or(i64::MAX);

@@ -9,13 +9,15 @@
 //! - Printed before the groups: the index's heap bytes per step at 1,000,000 steps (counted from
 //!   the capacities of every column, map and string; target < 300), and, with
 //!   `AGENTDECK_BENCH_TAIL=1`, the console side's CPU while a writer records 1,000 trace events a
-//!   second into a SQLite store (read the changes every 100 ms, fold them, draw; target < 5% of
-//!   one core) and idle (a frame a second; target < 0.5%), from the thread's own
+//!   second into a SQLite store (read the changes every 50 ms, the file watcher's most frequent
+//!   reload, fold them, draw; target < 5% of one core) and idle (a frame a second; target < 0.5%), from the thread's own
 //!   utime+stime in /proc/thread-self/stat.
 //!
 //! Run: `cargo bench --bench traces` (`AGENTDECK_BENCH_TAIL=1` adds the 20 s CPU measures;
 //! `AGENTDECK_BENCH_LOAD=100000` times reading the index of a store holding that many steps
-//! and the first full-text search over it, which indexes the text).
+//! and the first full-text search over it, which indexes the text; `AGENTDECK_BENCH_WATCH=1`
+//! times a commit by another connection to the moment the console's file watcher has told and
+//! the new step has been read: isolated commits, then a steady stream).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -232,6 +234,9 @@ fn render(c: &mut Criterion) {
     if std::env::var_os("AGENTDECK_BENCH_TAIL").is_some() {
         tail_cpu(&theme);
     }
+    if std::env::var_os("AGENTDECK_BENCH_WATCH").is_some() {
+        watch_latency();
+    }
     if let Some(n) = std::env::var_os("AGENTDECK_BENCH_LOAD") {
         load_index(n.to_string_lossy().parse().unwrap());
     }
@@ -320,7 +325,7 @@ fn event(tid: &str, n: usize) -> TraceEvent {
     }))
 }
 
-/// Runs the console's side of the live tail (read changes every 100 ms, fold, draw what
+/// Runs the console's side of the live tail (read changes every 50 ms, fold, draw what
 /// changed) for `secs` while `writing` says whether a writer records 1,000 events a second.
 fn console_cpu(store: &SqliteStore, theme: &Theme, secs: u64, writing: bool) -> f64 {
     let mut s = console();
@@ -368,7 +373,7 @@ fn console_cpu(store: &SqliteStore, theme: &Theme, secs: u64, writing: bool) -> 
         frame(&mut term, &s, theme);
         reactions.push(woke.elapsed());
         next += if writing {
-            Duration::from_millis(100)
+            Duration::from_millis(50)
         } else {
             Duration::from_secs(1)
         };
@@ -393,6 +398,69 @@ fn console_cpu(store: &SqliteStore, theme: &Theme, secs: u64, writing: bool) -> 
         reactions.len()
     );
     cpu
+}
+
+/// From a commit by another connection (as another process would write) to the new step read by
+/// the console's side: the real file watcher (`runtime::watch`) says the store changed, the
+/// index is read from its cursor. `gap` between commits: isolated (200 ms) and a stream (5 ms).
+fn watch_latency() {
+    for (label, gap, commits) in [("isolated", 200, 50), ("stream", 5, 400)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("watch.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let writer_store = SqliteStore::open(&path).unwrap();
+        writer_store
+            .begin_invocation(&InvocationStart {
+                request_id: "req-w".into(),
+                agent_id: "A".into(),
+                agent_alias_id: "L".into(),
+                session_id: "s-w".into(),
+                input_text: None,
+                resumes: None,
+                started_at: Utc::now(),
+            })
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let _watcher = agentdeck::runtime::watch::watch_store(&path, tx).unwrap();
+        let committed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+        let log = committed.clone();
+        let writer = std::thread::spawn(move || {
+            for n in 0..commits {
+                std::thread::sleep(Duration::from_millis(gap));
+                writer_store
+                    .append_trace("req-w", &[event(&format!("w-{n}"), n)], &[])
+                    .unwrap();
+                log.lock().unwrap().push(Instant::now());
+            }
+        });
+        let mut ix = TraceIndex::default();
+        let mut seen = 0;
+        let mut lat = Vec::new();
+        while seen < commits {
+            if rx.blocking_recv().is_none() {
+                break;
+            }
+            let page = store.trace_index(ix.cursor, &ix.running(), 20_000).unwrap();
+            ix.apply(&page);
+            let now = Instant::now();
+            let steps = ix.steps.len();
+            let times = committed.lock().unwrap();
+            for t in times.iter().take(steps).skip(seen) {
+                lat.push(now.duration_since(*t));
+            }
+            seen = seen.max(steps.min(times.len()));
+        }
+        writer.join().unwrap();
+        lat.sort();
+        let pick = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
+        println!(
+            "watch ({label}, a commit every {gap} ms): commit -> step read by the console: median {:?}, p99 {:?}, max {:?} ({} steps)",
+            pick(0.5),
+            pick(0.99),
+            lat.last().copied().unwrap_or_default(),
+            lat.len()
+        );
+    }
 }
 
 fn tail_cpu(theme: &Theme) {

@@ -5,8 +5,10 @@
 //! frames, fsyncs, and only then publishes the commit in the shared-memory index (an mmap, which
 //! raises no file event). A reload on the write alone can therefore read the state just before
 //! the change and then hear nothing more. So a burst of writes is followed by one settling reload
-//! once the files have been quiet for `SETTLE`, and a writer closing the file (a CLI process
-//! finishing, always after its commit) reloads at once.
+//! once the files have been quiet for `QUIET`, a long burst reloads every `THROTTLE` at most, and
+//! a writer closing the file (a CLI process finishing, always after its commit) reloads at once.
+//! A commit from another process is therefore on screen within `QUIET` (isolated) to `THROTTLE`
+//! (a steady stream) of being written, plus the reload.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -18,8 +20,11 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::app::Msg;
 
-/// How long the files must be quiet after a write before the settling reload.
-const SETTLE: Duration = Duration::from_millis(100);
+/// How long the files must be quiet after a write before the settling reload (a commit is
+/// published microseconds after its last WAL write, or an fsync later).
+const QUIET: Duration = Duration::from_millis(15);
+/// The most often a long burst of writes reloads.
+const THROTTLE: Duration = Duration::from_millis(50);
 
 /// What a file event tells about the commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +75,8 @@ pub fn watch_store(
 }
 
 /// Turns file events into reloads: at once for the first write of a burst and for every close,
-/// at most every `SETTLE` during a long burst, and once more when the burst has been quiet for
-/// `SETTLE`. Ends when the watcher (the sender) or the console (the receiver) goes away.
+/// at most every `THROTTLE` during a long burst, and once more when the burst has been quiet
+/// for `QUIET`. Ends when the watcher (the sender) or the console (the receiver) goes away.
 fn settle(seen: &Receiver<Seen>, tx: &UnboundedSender<Msg>) {
     while seen.recv().is_ok() {
         if tx.send(Msg::StoreChanged).is_err() {
@@ -79,9 +84,9 @@ fn settle(seen: &Receiver<Seen>, tx: &UnboundedSender<Msg>) {
         }
         let mut last_sent = Instant::now();
         loop {
-            match seen.recv_timeout(SETTLE) {
+            match seen.recv_timeout(QUIET) {
                 Ok(s) => {
-                    if s == Seen::Closed || last_sent.elapsed() >= SETTLE {
+                    if s == Seen::Closed || last_sent.elapsed() >= THROTTLE {
                         if tx.send(Msg::StoreChanged).is_err() {
                             return;
                         }

@@ -106,15 +106,11 @@ impl Opened {
         }
     }
 
-    /// The SQLite adapter, for what only it has so far (the metrics port).
-    fn sqlite(&self, command: &str) -> Result<&SqliteStore, CliError> {
+    /// The metrics port (both adapters serve it).
+    fn metrics(&self) -> &dyn MetricsStore {
         match self {
-            Self::Sqlite(s) => Ok(s),
-            Self::Dynamo(d) => Err(CliError::bad_input(format!(
-                "`{command}` reads the metrics facts, which only the sqlite store serves so far; \
-                 {} keeps approvals, traces and the outbox",
-                d.shown()
-            ))),
+            Self::Sqlite(s) => s,
+            Self::Dynamo(d) => d,
         }
     }
 
@@ -133,15 +129,17 @@ impl Opened {
         }
     }
 
-    /// The approvals, traces and outbox ports (both adapters keep all three), and the metrics
-    /// port where the store has it (SQLite).
+    /// The approvals, traces, outbox and metrics ports (both adapters keep all four).
     fn into_arcs(self) -> ConsolePorts {
         let (deck, metrics): (Arc<dyn DeckStore>, Option<Arc<dyn MetricsStore>>) = match self {
             Self::Sqlite(s) => {
                 let s = Arc::new(s);
                 (s.clone(), Some(s))
             }
-            Self::Dynamo(d) => (Arc::new(d), None),
+            Self::Dynamo(d) => {
+                let d = Arc::new(d);
+                (d.clone(), Some(d))
+            }
         };
         let traces: Arc<dyn TraceStore> = deck.clone();
         let links: Arc<dyn OutboxStore> = deck.clone();
@@ -340,7 +338,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     command: Some(agentdeck::cli::metrics::MetricsCommand::Publish(opts)),
                     ..
                 }) => agentdeck::cli::metrics::publish(
-                    opened.sqlite("metrics")?,
+                    opened.metrics(),
                     &config.metrics,
                     g.cloudwatch_endpoint.as_deref(),
                     opts,
@@ -348,7 +346,7 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                     &mut stdout,
                 ),
                 Command::Metrics(args) => agentdeck::cli::metrics::run(
-                    opened.sqlite("metrics")?,
+                    opened.metrics(),
                     &config.metrics,
                     args,
                     now,

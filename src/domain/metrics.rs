@@ -98,11 +98,15 @@ pub struct EventTiming<'a> {
 impl<'a> EventTiming<'a> {
     /// Model time is a model output's metadata duration; tool time is the metadata duration of
     /// an action-group, knowledge-base, code-interpreter or collaborator observation. The model
-    /// is the foundation model a model input names.
+    /// is the foundation model a model input names. Only the call's own agent is timed: a
+    /// collaborator's events (a caller chain past the supervisor) happen inside the
+    /// supervisor's collaborator observation, which counts the collaborator's whole run as
+    /// tool time, so timing them too would count that time twice.
     pub fn of(e: &'a TraceEvent) -> Self {
         let TraceKind::Step { event, .. } = &e.kind else {
             return Self::default();
         };
+        let nested = e.caller_chain.len() > 1;
         let ms = |m: Option<&super::trace::Metadata>| {
             m.and_then(super::trace::Metadata::duration_ms)
                 .unwrap_or(0)
@@ -113,6 +117,7 @@ impl<'a> EventTiming<'a> {
                 model: m.foundation_model.as_deref(),
                 ..Self::default()
             },
+            _ if nested => Self::default(),
             StepEvent::ModelOutput(m) => Self {
                 model_ms: ms(m.metadata.as_ref()),
                 ..Self::default()
@@ -472,9 +477,16 @@ pub struct Engine {
     /// The newest time seen; buckets too old for any window are dropped relative to it.
     horizon_ms: i64,
     cursor: Cursor,
-    in_flight: HashMap<i64, u32>,
-    open: HashMap<i64, OpenRequest>,
+    /// Invocations in flight and requests open, by id: re-read until they settle.
+    in_flight: HashMap<String, u32>,
+    open: HashMap<String, OpenRequest>,
     marks: HashMap<(String, u64, String), MarkSeen>,
+    /// How far behind its cursor the store's reads may deliver facts again (0: never; see
+    /// `set_overlap`), and the ids settled within that reach, so a fact delivered twice counts
+    /// once.
+    overlap: i64,
+    settled_invocations: HashMap<String, i64>,
+    settled_requests: HashMap<String, i64>,
 }
 
 /// How long each granularity is kept: the longest window it serves, plus one bucket.
@@ -497,18 +509,44 @@ impl Engine {
         self.cursor
     }
 
-    /// Store rows of invocations still in flight: re-read them until they settle.
-    pub fn in_flight_rows(&self) -> Vec<i64> {
-        let mut v: Vec<i64> = self.in_flight.keys().copied().collect();
+    /// Invocations still in flight, by request id, sorted: re-read them until they settle.
+    pub fn in_flight_ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.in_flight.keys().cloned().collect();
         v.sort_unstable();
         v
     }
 
-    /// Store rows of requests still open: re-read them until they settle.
-    pub fn open_rows(&self) -> Vec<i64> {
-        let mut v: Vec<i64> = self.open.keys().copied().collect();
+    /// Requests still open, by id, sorted: re-read them until they settle.
+    pub fn open_ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.open.keys().cloned().collect();
         v.sort_unstable();
         v
+    }
+
+    /// Tells the engine that the store's reads may deliver a fact again while its row is within
+    /// `ms` of the cursor (a store with no row order reads a time watermark minus a settle
+    /// window). Facts settled within that reach are remembered by id and counted once; 0 (a
+    /// store whose rows only grow) remembers none.
+    pub fn set_overlap(&mut self, ms: i64) {
+        self.overlap = ms.max(0);
+        self.forget_settled();
+    }
+
+    /// Drops the remembered settled ids no read can deliver again.
+    pub fn forget_settled(&mut self) {
+        let (ci, cr, o) = (self.cursor.invocations, self.cursor.requests, self.overlap);
+        if o == 0 {
+            self.settled_invocations.clear();
+            self.settled_requests.clear();
+            return;
+        }
+        self.settled_invocations.retain(|_, row| *row >= ci - o);
+        self.settled_requests.retain(|_, row| *row >= cr - o);
+    }
+
+    /// How many settled ids are remembered against a second delivery.
+    pub fn remembered(&self) -> usize {
+        self.settled_invocations.len() + self.settled_requests.len()
     }
 
     fn key(&mut self, agent: &str, alias: &str, model: Option<&str>) -> u32 {
@@ -569,15 +607,21 @@ impl Engine {
     /// its row so the next read looks at it again.
     pub fn add_invocation(&mut self, f: &InvocationFact) {
         self.cursor.invocations = self.cursor.invocations.max(f.row);
+        if self.settled_invocations.contains_key(&f.request_id) {
+            return;
+        }
         let key = self.key(&f.agent_id, &f.agent_alias_id, f.model.as_deref());
         let ended = match (f.task, f.ended_ms) {
             (TaskEnd::InFlight, _) | (_, None) => {
-                self.in_flight.insert(f.row, key);
+                self.in_flight.insert(f.request_id.clone(), key);
                 return;
             }
             (_, Some(at)) => at,
         };
-        self.in_flight.remove(&f.row);
+        self.in_flight.remove(&f.request_id);
+        if self.overlap > 0 && f.row >= self.cursor.invocations - self.overlap {
+            self.settled_invocations.insert(f.request_id.clone(), f.row);
+        }
         let human = f.human_ms.map(|h| h.max(0));
         let e2e = f.latency_ms.max(0) + human.unwrap_or(0);
         let tin = u64::try_from(f.input_tokens.max(0)).unwrap_or(0);
@@ -609,20 +653,26 @@ impl Engine {
     /// decision and expiry counted once it is final.
     pub fn add_request(&mut self, f: &RequestFact) {
         self.cursor.requests = self.cursor.requests.max(f.row);
+        if self.settled_requests.contains_key(&f.id) {
+            return;
+        }
         let key = self.key(&f.agent_id, &f.agent_alias_id, None);
-        let known = self.open.remove(&f.row).is_some();
+        let known = self.open.remove(&f.id).is_some();
         if !known {
             self.touch(f.raised_ms, key, |c| c.raised += 1);
         }
         if f.status.is_open() {
             self.open.insert(
-                f.row,
+                f.id.clone(),
                 OpenRequest {
                     key,
                     expires_ms: f.expires_ms,
                 },
             );
             return;
+        }
+        if self.overlap > 0 && f.row >= self.cursor.requests - self.overlap {
+            self.settled_requests.insert(f.id.clone(), f.row);
         }
         if f.status == Status::Expired {
             self.touch(f.expires_ms, key, |c| {
@@ -670,12 +720,15 @@ impl Engine {
     }
 
     /// An engineer's mark on a step. A later mark by the same person on the same step replaces
-    /// the earlier one.
+    /// the earlier one; the same mark delivered again, or an older one, changes nothing.
     pub fn add_mark(&mut self, f: &MarkFact) {
         self.cursor.marks = self.cursor.marks.max(f.row);
         let key = self.key(&f.agent_id, &f.agent_alias_id, f.model.as_deref());
         let id = (f.request_id.clone(), f.step, f.who.clone());
         if let Some(old) = self.marks.get(&id).copied() {
+            if f.at_ms < old.at_ms || (f.at_ms == old.at_ms && f.appropriate == old.appropriate) {
+                return;
+            }
             self.touch(old.at_ms, old.key, |c| {
                 c.judged = c.judged.saturating_sub(1);
                 c.appropriate = c.appropriate.saturating_sub(u64::from(old.appropriate));

@@ -131,6 +131,11 @@ pub(crate) struct Options {
     pub streaming: Option<usize>,
     pub region: String,
     pub start: DateTime<Utc>,
+    /// The server's `--time-scale`: it paces the stream at this fraction of the scripted
+    /// latencies, so every time the trace states (timestamps, durations) is scaled the same way
+    /// and the trace keeps the clock its client sees (model and tool time never exceed the
+    /// call's own latency).
+    pub time_scale: f64,
 }
 
 /// Plans one invocation.
@@ -308,7 +313,18 @@ impl<'w> Runner<'w> {
         uuid(&mut self.rng)
     }
 
+    /// A scripted instant on the clock the client sees: `ms` scaled by the time scale, rounded
+    /// down, so the scaled lengths of consecutive spans never add up to more than the scaled
+    /// whole the server waits.
+    fn wall(&self, ms: u64) -> u64 {
+        if self.opts.time_scale == 1.0 {
+            return ms;
+        }
+        (ms as f64 * self.opts.time_scale.max(0.0)).floor() as u64
+    }
+
     fn ts(&self, ms: u64) -> String {
+        let ms = self.wall(ms);
         let t = self.opts.start + chrono::Duration::milliseconds(ms as i64);
         // Nanosecond precision like real recordings: add seeded sub-millisecond digits.
         let nanos = (ms.wrapping_mul(2_654_435_761) % 1_000_000) as i64;
@@ -325,7 +341,7 @@ impl<'w> Runner<'w> {
         let mut m = json!({
             "startTime": self.ts(start),
             "endTime": self.ts(end),
-            "totalTimeMs": end - start,
+            "totalTimeMs": self.wall(end) - self.wall(start),
             "clientRequestId": self.uuid(),
         });
         if let Some((i, o)) = usage {
@@ -416,7 +432,7 @@ impl<'w> Runner<'w> {
         let (start, end) = self.advance(lo, hi);
         let output_tokens = (raw.len() / 4) as u64 + self.rng.u64(5..60);
         self.model_calls.push(super::cw::ModelCall {
-            latency_ms: end - start,
+            latency_ms: self.wall(end) - self.wall(start),
             input_tokens,
             output_tokens,
         });
@@ -1127,7 +1143,7 @@ impl<'w> Runner<'w> {
             let end = self.now_ms;
             let tokens = (text.len() / 4) as u64 + 10;
             self.model_calls.push(super::cw::ModelCall {
-                latency_ms: end - start,
+                latency_ms: self.wall(end) - self.wall(start),
                 input_tokens: 1800,
                 output_tokens: tokens,
             });
@@ -1163,7 +1179,7 @@ impl<'w> Runner<'w> {
         let metadata = json!({
             "startTime": self.ts(0),
             "endTime": self.ts(self.now_ms),
-            "operationTotalTimeMs": self.now_ms,
+            "operationTotalTimeMs": self.wall(self.now_ms),
         });
         self.observation(
             act,

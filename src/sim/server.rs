@@ -699,6 +699,7 @@ fn plan(
         streaming: invoke.streaming,
         region: region.to_owned(),
         start: shared.clock.wall(),
+        time_scale: shared.time_scale,
     };
     let mut runner = Runner::new(&shared.world, rng.u64(..), opts);
     let mut superseded = None;

@@ -18,6 +18,7 @@
 //! The ports are synchronous; SDK futures run on a private runtime and the calling thread waits
 //! on a channel, so any thread (a plain one, `spawn_blocking`, even an async worker) may call.
 
+mod metrics;
 mod runner;
 
 pub use runner::TRACE_TTL_DAYS;
@@ -87,6 +88,8 @@ pub struct DynamoStore {
     turns: runner::Turns,
     /// STS on the same credentials and endpoint, for `caller_identity`.
     sts: aws_sdk_sts::Client,
+    /// DynamoDB calls made (attempts included), for measurements.
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -299,6 +302,7 @@ impl DynamoStore {
             rt: Some(rt),
             turns: runner::Turns::default(),
             sts: aws_sdk_sts::Client::new(&sdk),
+            calls: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -327,6 +331,11 @@ impl DynamoStore {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// How many DynamoDB calls this handle has made (retries included).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Creates the table, its queue index and TTL; idempotent (an existing table's keys and index
@@ -507,6 +516,8 @@ impl DynamoStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let fail = match self.block(mk())? {
                 Ok(v) => return Ok(Ok(v)),
                 Err(e) => self.classify(doing, &e),
@@ -930,6 +941,10 @@ impl DynamoStore {
                 &[("n_req".into(), 1), ("st_pending".into(), 1)],
             )?;
             items.extend(audit);
+            if let Some(l) = link {
+                // The invocation that returned control names its request (the metrics read it).
+                items.push(self.put_item_tx(metrics::raised_link(&l.invocation, id), false)?);
+            }
             match self.transact(&format!("submitting request {id}"), items)? {
                 Ok(()) => return Ok(()),
                 Err(reasons) => {
@@ -1259,6 +1274,12 @@ impl ApprovalStore for DynamoStore {
                 &counters,
             )?;
             items.extend(audit);
+            if plan.status_after.is_final() {
+                let all = decisions.iter().chain(&plan.decisions);
+                let item =
+                    metrics::settled_item(&loaded.request, plan.status_after, all, to_ms(now))?;
+                items.push(self.put_item_tx(item, false)?);
+            }
             if let Some(link) = &loaded.link
                 && resumes_after(plan.status_after)
             {
@@ -1339,6 +1360,13 @@ impl ApprovalStore for DynamoStore {
                 )?;
                 let mut items = vec![TransactWriteItem::builder().update(update).build()];
                 items.extend(audit);
+                let settled = metrics::settled_item(
+                    &loaded.request,
+                    Status::Expired,
+                    loaded.decisions.iter().map(|(_, d)| d),
+                    now_ms,
+                )?;
+                items.push(self.put_item_tx(settled, false)?);
                 if self
                     .transact(&format!("expiring request {id}"), items)?
                     .is_ok()

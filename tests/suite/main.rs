@@ -12,6 +12,7 @@ mod domain;
 mod e2e_tmux;
 mod import;
 mod metrics;
+mod metrics_contract;
 mod metrics_store;
 mod resume;
 mod runner_loopback;

@@ -226,13 +226,13 @@ fn in_flight_calls_wait_and_handed_on_calls_do_not_count_twice() {
     let s = all(&e, Window::H1);
     assert_eq!(value(&s, "in_flight"), Some(1.0));
     assert_eq!(value(&s, "task_completion_rate"), None);
-    assert_eq!(e.in_flight_rows(), vec![1]);
+    assert_eq!(e.in_flight_ids(), vec!["req-1".to_owned()]);
     // It returned control and was resumed: its latency counts, its task goes on elsewhere.
     e.add_invocation(&inv(1, NOW - 100, TaskEnd::HandedOn, 150));
     e.add_invocation(&inv(2, NOW - 50, TaskEnd::Completed, 240));
     let s = all(&e, Window::H1);
     assert_eq!(value(&s, "in_flight"), Some(0.0));
-    assert!(e.in_flight_rows().is_empty());
+    assert!(e.in_flight_ids().is_empty());
     assert_eq!(value(&s, "task_completion_rate"), Some(1.0));
     assert_eq!(value(&s, "invocations"), Some(2.0));
     assert_eq!(value(&s, "latency_p50"), Some(150.0));
@@ -480,4 +480,58 @@ fn config_objectives_prices_and_the_rubber_stamp_rule_are_checked() {
             .to_string();
         assert!(e.contains("mine.toml") && e.contains(needle), "{e}");
     }
+}
+
+#[test]
+fn facts_delivered_again_within_the_overlap_count_once() {
+    // A store whose reads start 10 s before the newest time delivered (DynamoDB's watermark).
+    let mut e = engine();
+    e.set_overlap(10_000);
+    let a = inv(NOW - 5_000, NOW - 5_000, TaskEnd::Completed, 100);
+    e.add_invocation(&a);
+    e.add_invocation(&a);
+    let mut r = RequestFact {
+        decisions: vec![decision("bob", NOW - 4_000, 2_000, true)],
+        ..request(NOW - 4_000, RiskTier::Low, NOW - 60_000, Status::Approved)
+    };
+    e.add_request(&r);
+    e.add_request(&r);
+    let s = all(&e, Window::H1);
+    assert_eq!(value(&s, "invocations"), Some(1.0));
+    assert_eq!(value(&s, "approval_rate"), Some(1.0));
+    assert_eq!(s.actions[0].decisions, 1);
+    assert_eq!(e.remembered(), 2);
+    // Once the watermark is more than the overlap past them, no read delivers them again and
+    // they are forgotten.
+    e.add_invocation(&inv(NOW + 20_000, NOW + 20_000, TaskEnd::Completed, 100));
+    r.row = NOW + 20_000;
+    r.id = "req-later".into();
+    e.add_request(&r);
+    e.forget_settled();
+    assert_eq!(e.remembered(), 2, "only the two newest are remembered");
+    // A store whose rows only grow remembers nothing.
+    e.set_overlap(0);
+    assert_eq!(e.remembered(), 0);
+}
+
+#[test]
+fn a_mark_delivered_again_or_an_older_one_changes_nothing() {
+    let mut e = engine();
+    let m = |at: i64, ok: bool| MarkFact {
+        row: at,
+        request_id: "req-1".into(),
+        step: 1,
+        who: "dana".into(),
+        at_ms: at,
+        appropriate: ok,
+        agent_id: "AGENT1".into(),
+        agent_alias_id: "ALIAS1".into(),
+        model: None,
+    };
+    e.add_mark(&m(NOW - 2_000, false));
+    e.add_mark(&m(NOW - 1_000, true));
+    e.add_mark(&m(NOW - 2_000, false));
+    e.add_mark(&m(NOW - 1_000, true));
+    let s = all(&e, Window::H1);
+    assert_eq!(value(&s, "action_accuracy"), Some(1.0));
 }

@@ -17,9 +17,9 @@
 use crate::bin_support;
 
 use agentdeck::config::Config;
-use agentdeck::domain::metrics::{Engine, Filter, Snapshot, Window};
+use agentdeck::domain::metrics::{Cursor, Engine, Filter, Snapshot, TaskEnd, Window};
 use agentdeck::sim::{SimConfig, start};
-use agentdeck::store::metrics::refresh;
+use agentdeck::store::metrics::{MetricsStore, PAGE, refresh};
 use agentdeck::store::sqlite::SqliteStore;
 use agentdeck::store::{Outcome, TraceStore};
 use bin_support::Sandbox;
@@ -62,7 +62,8 @@ fn metrics_move_with_traffic_decisions_and_marks() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sim = rt.block_on(async {
         start(SimConfig {
-            time_scale: 0.0,
+            // Fast, but not instant: the trace's times are scaled like its pacing.
+            time_scale: 0.01,
             ..SimConfig::builtin().unwrap()
         })
         .await
@@ -204,4 +205,76 @@ fn marks_and_metrics_refuse_bad_input_clearly() {
     sb.run(&["metrics"])
         .code(0)
         .out_has(&["task completion", "— (no finished invocations)"]);
+}
+
+/// With the simulator paced at 5% of its scripted latencies, every call's model and tool time
+/// (from the trace's metadata) fit inside its own latency, so model + tool + human never
+/// exceeds end to end: the trace keeps the clock the client sees. Before, the metadata kept
+/// the scripted clock while the pacing (and a return of control's wall-clock latency) did not,
+/// and a payment's model time was many times its latency.
+#[test]
+fn the_latency_split_and_end_to_end_share_one_clock() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt.block_on(async {
+        start(SimConfig {
+            time_scale: 0.05,
+            ..SimConfig::builtin().unwrap()
+        })
+        .await
+        .unwrap()
+    });
+    let url = sim.endpoint();
+    let sb = Sandbox::new();
+    sb.run(&["init"]).code(0);
+    for (agent, alias, session, text) in [
+        ("PAYAGENT01", "PRODALIAS", "c-s1", "pay 250 EUR to acct-7"),
+        ("KBAGENT003", "LIVE", "c-s2", "what is the travel policy?"),
+        (
+            "SUPERVISR1",
+            "LIVE",
+            "c-s3",
+            "what is the balance of acct-7?",
+        ),
+    ] {
+        sb.run(&[
+            "invoke",
+            "--endpoint-url",
+            &url,
+            "--agent-id",
+            agent,
+            "--agent-alias-id",
+            alias,
+            "--session-id",
+            session,
+            text,
+        ])
+        .code(0);
+    }
+    for id in sb.pending_ids() {
+        sb.run(&["approve", &id]).code(0);
+    }
+    sb.run(&["resume", "--endpoint-url", &url]).code(0);
+    let store = SqliteStore::open(&sb.db).unwrap();
+    let facts = store
+        .facts_after(Cursor::default(), PAGE)
+        .unwrap()
+        .invocations;
+    let settled: Vec<_> = facts
+        .iter()
+        .filter(|f| f.task != TaskEnd::InFlight)
+        .collect();
+    assert!(settled.len() >= 4, "{facts:?}");
+    assert!(settled.iter().any(|f| f.model_ms > 0), "{facts:?}");
+    assert!(settled.iter().any(|f| f.human_ms.is_some()), "{facts:?}");
+    for f in &settled {
+        let e2e = f.latency_ms + f.human_ms.unwrap_or(0);
+        assert!(
+            f.model_ms + f.tool_ms + f.human_ms.unwrap_or(0) <= e2e,
+            "{}: model {} + tool {} + human {:?} > end to end {e2e}",
+            f.request_id,
+            f.model_ms,
+            f.tool_ms,
+            f.human_ms
+        );
+    }
 }

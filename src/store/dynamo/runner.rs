@@ -37,6 +37,7 @@ use super::{
     get_s, key, n, s, split_body, to_ms,
 };
 use crate::domain::approval::{ApprovalId, ApprovalRequest};
+use crate::domain::metrics::EventTiming;
 use crate::domain::resume::InvocationResult;
 use crate::domain::step_kind::StepKinds;
 use crate::domain::trace::{StepAccumulator, TraceEvent};
@@ -55,10 +56,10 @@ const SLICE_EVENTS: usize = 64;
 /// Turns whose state this handle keeps between writes; past this the cache starts afresh.
 const CACHED_TURNS: usize = 1024;
 /// The index partitions this module uses.
-const INVOCATIONS: &str = "INVOCATIONS";
+pub(super) const INVOCATIONS: &str = "INVOCATIONS";
 const SESSIONS: &str = "SESSIONS";
 const DUE: &str = "DUE";
-const OUTBOX: &str = "OUTBOX";
+pub(super) const OUTBOX: &str = "OUTBOX";
 const TOTALS: (&str, &str) = ("TRACE", "TOTALS");
 /// Invocations started this recently are read again by every trace index page, so a turn whose
 /// index entry lands a little after others that started later is not passed over.
@@ -72,7 +73,7 @@ pub const SEARCH_EVENTS: u64 = 50_000;
 /// The bit of `IndexCursor::events` that marks a read of the index from its beginning.
 const FULL_READ: u64 = 1 << 63;
 
-fn inv_pk(request_id: &str) -> String {
+pub(super) fn inv_pk(request_id: &str) -> String {
     format!("INV#{request_id}")
 }
 
@@ -80,7 +81,7 @@ fn seq_sk(prefix: char, seq: i64) -> String {
     format!("{prefix}#{seq:010}")
 }
 
-fn ttl_value(now: DateTime<Utc>) -> AttributeValue {
+pub(super) fn ttl_value(now: DateTime<Utc>) -> AttributeValue {
     n(now.timestamp() + TRACE_TTL_DAYS * 86_400)
 }
 
@@ -94,27 +95,35 @@ fn count(v: i64) -> u64 {
 
 /// The invocation's own fields, kept as one JSON attribute.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct InvDoc {
-    agent_id: String,
-    agent_alias_id: String,
-    session_id: String,
-    input_text: Option<String>,
-    resumes: Option<String>,
-    started_ms: i64,
-    outcome: String,
-    ended_ms: Option<i64>,
-    error: Option<String>,
-    final_response: Option<String>,
-    latency_ms: Option<i64>,
+pub(super) struct InvDoc {
+    pub(super) agent_id: String,
+    pub(super) agent_alias_id: String,
+    pub(super) session_id: String,
+    pub(super) input_text: Option<String>,
+    pub(super) resumes: Option<String>,
+    pub(super) started_ms: i64,
+    pub(super) outcome: String,
+    pub(super) ended_ms: Option<i64>,
+    pub(super) error: Option<String>,
+    pub(super) final_response: Option<String>,
+    pub(super) latency_ms: Option<i64>,
+    /// The foundation model the first model input named, and the model and tool time the
+    /// trace accounts for (`domain::metrics::EventTiming`); absent in items written before.
+    #[serde(default)]
+    pub(super) model: Option<String>,
+    #[serde(default)]
+    pub(super) model_ms: i64,
+    #[serde(default)]
+    pub(super) tool_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Counters {
-    events: i64,
-    steps: i64,
-    chunks: i64,
-    input_tokens: i64,
-    output_tokens: i64,
+pub(super) struct Counters {
+    pub(super) events: i64,
+    pub(super) steps: i64,
+    pub(super) chunks: i64,
+    pub(super) input_tokens: i64,
+    pub(super) output_tokens: i64,
 }
 
 /// A step as stored.
@@ -200,7 +209,7 @@ fn record(request_id: &str, item: &Item) -> Result<InvocationRecord, StoreError>
     })
 }
 
-fn counters(item: &Item) -> Counters {
+pub(super) fn counters(item: &Item) -> Counters {
     let g = |name: &str| get_n(item, name).unwrap_or(0);
     Counters {
         events: g("ev"),
@@ -435,7 +444,12 @@ impl DynamoStore {
         }
     }
 
-    fn get_item(&self, doing: &str, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+    pub(super) fn get_item(
+        &self,
+        doing: &str,
+        pk: &str,
+        sk: &str,
+    ) -> Result<Option<Item>, StoreError> {
         let (client, table, k) = (self.client.clone(), self.table.clone(), key(pk, sk));
         let out = self.call(doing, move || {
             client
@@ -448,7 +462,7 @@ impl DynamoStore {
         Ok(out.item().cloned())
     }
 
-    fn invocation_item(&self, request_id: &str) -> Result<Option<Item>, StoreError> {
+    pub(super) fn invocation_item(&self, request_id: &str) -> Result<Option<Item>, StoreError> {
         self.get_item(
             &format!("reading invocation {request_id}"),
             &inv_pk(request_id),
@@ -540,6 +554,12 @@ impl DynamoStore {
                 next.c.input_tokens += m.input_tokens.unwrap_or(0);
                 next.c.output_tokens += m.output_tokens.unwrap_or(0);
             }
+            let timing = EventTiming::of(event);
+            if next.doc.model.is_none() {
+                next.doc.model = timing.model.map(str::to_owned);
+            }
+            next.doc.model_ms += timing.model_ms;
+            next.doc.tool_ms += timing.tool_ms;
             let raw = if let Some(text) = event.raw_text.as_str() {
                 text.to_owned()
             } else {
@@ -651,7 +671,11 @@ impl DynamoStore {
             "qsk".into(),
             s(format!("{:013}#{request_id}", next.doc.started_ms)),
         );
-        inv.insert("row".into(), s(json(&recent)?));
+        let row = super::metrics::IndexRow {
+            m: Some(super::metrics::RowFacts::of(&next.doc, &next.c)),
+            recent,
+        };
+        inv.insert("row".into(), s(json(&row)?));
         inv.insert(TTL_ATTRIBUTE.into(), ttl.clone());
         let (cond, values): (&str, Item) = if st.v == 0 {
             ("attribute_not_exists(pk)", Item::new())
@@ -989,6 +1013,9 @@ impl TraceStore for DynamoStore {
                     error: None,
                     final_response: None,
                     latency_ms: None,
+                    model: None,
+                    model_ms: 0,
+                    tool_ms: 0,
                 },
                 c: Counters::default(),
                 v: 0,
@@ -1067,12 +1094,26 @@ impl TraceStore for DynamoStore {
             .to_json()
             .map_err(|e| corrupt(&format!("a mark on invocation {rid}"), &e))?;
         // Append only, in time order: `M#<atMs>#<nonce>`; a later mark by the same person on
-        // the same step supersedes theirs where marks are read (the metrics).
-        let sk = format!("M#{:013}#{:016x}", to_ms(mark.at), fastrand::u64(..));
+        // the same step supersedes theirs where marks are read (the metrics). On the index as
+        // `MARKS` / `<atMs>#<nonce>` with the metrics fact (the invocation's agent, alias and
+        // model beside the judgement) as `row`.
+        let inv = self
+            .invocation_item(rid)?
+            .ok_or_else(|| StoreError::NotFound(format!("invocation {rid}")))?;
+        let inv: InvDoc = serde_json::from_str(get_s(&inv, "doc").unwrap_or_default())
+            .map_err(|e| corrupt(&format!("invocation {rid}"), &e.to_string()))?;
+        let (at, nonce) = (to_ms(mark.at), fastrand::u64(..));
+        let sk = format!("M#{at:013}#{nonce:016x}");
+        let fact = super::metrics::MarkDoc::of(mark, &inv)
+            .to_json()
+            .map_err(|e| corrupt(&format!("a mark on invocation {rid}"), &e))?;
         let item: Item = [
             ("pk".to_owned(), s(inv_pk(rid))),
             ("sk".to_owned(), s(&sk)),
             ("doc".to_owned(), s(&doc)),
+            ("qpk".to_owned(), s(super::metrics::MARKS)),
+            ("qsk".to_owned(), s(format!("{at:013}#{nonce:016x}"))),
+            ("row".to_owned(), s(fact)),
             (TTL_ATTRIBUTE.to_owned(), ttl_value(mark.at)),
         ]
         .into_iter()

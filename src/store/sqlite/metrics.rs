@@ -7,12 +7,12 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::schema::{from_ms, to_ms};
 use super::{SqliteStore, db_error};
 use crate::domain::metrics::{
-    CallEnd, Cursor, DecisionFact, Handoff, InvocationFact, MarkFact, RequestFact, TaskEnd,
+    CallEnd, Cursor, DecisionFact, InvocationFact, MarkFact, RequestFact, TaskEnd,
 };
 use crate::domain::policy::RiskTier;
 use crate::domain::status::Status;
-use crate::store::metrics::{FactBatch, MetricsStore};
-use crate::store::{ActionMark, OutboxState, Outcome, StoreError};
+use crate::store::metrics::{FactBatch, MetricsStore, end_to_end, handoff};
+use crate::store::{ActionMark, Outcome, StoreError};
 
 const INVOCATION_FACTS: &str = "SELECT i.rowid, i.request_id, i.agent_id, i.agent_alias_id, \
      i.model, i.started_at_ms, i.ended_at_ms, i.outcome, \
@@ -34,25 +34,6 @@ const MARK_FACTS: &str = "SELECT m.seq, m.request_id, m.step, m.who, m.at_ms, m.
 
 fn corrupt(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError::Corrupt(format!("reading {what} for metrics: {e}"))
-}
-
-fn handoff(status: Option<&str>, outbox: Option<&str>) -> Handoff {
-    let Some(status) = status.and_then(Status::parse) else {
-        return Handoff::Unlinked;
-    };
-    if status.is_open() {
-        return Handoff::Waiting;
-    }
-    if status == Status::Expired {
-        return Handoff::Abandoned;
-    }
-    match outbox.and_then(OutboxState::parse) {
-        Some(OutboxState::Acked) => Handoff::Resumed,
-        Some(OutboxState::Failed) => Handoff::Abandoned,
-        // Decided with no resume queued: a denial nobody sent back.
-        None if status == Status::Rejected => Handoff::Abandoned,
-        Some(OutboxState::Pending | OutboxState::Sent) | None => Handoff::Waiting,
-    }
 }
 
 fn invocation_fact(r: &Row<'_>) -> Result<InvocationFact, StoreError> {
@@ -86,7 +67,7 @@ fn invocation_fact(r: &Row<'_>) -> Result<InvocationFact, StoreError> {
         model: r.get(4).map_err(&get)?,
         ended_ms: ended,
         task: TaskEnd::of(call, handoff(status.as_deref(), outbox.as_deref())),
-        latency_ms: latency.or(ended.map(|e| e - started)).unwrap_or(0),
+        latency_ms: end_to_end(started, ended, latency),
         model_ms: r.get(10).map_err(&get)?,
         tool_ms: r.get(11).map_err(&get)?,
         human_ms,
@@ -205,14 +186,20 @@ impl MetricsStore for SqliteStore {
             &[&after.marks, &page(n)],
             mark_fact,
         )?;
+        let requests = request_facts(requests);
         Ok(FactBatch {
+            more: invocations.len() >= n || requests.len() >= n || marks.len() >= n,
             invocations,
-            requests: request_facts(requests),
+            requests,
             marks,
         })
     }
 
-    fn facts_at(&self, invocations: &[i64], requests: &[i64]) -> Result<FactBatch, StoreError> {
+    fn facts_at(
+        &self,
+        invocations: &[String],
+        requests: &[String],
+    ) -> Result<FactBatch, StoreError> {
         let mut batch = FactBatch::default();
         for rows in invocations.chunks(IN_CHUNK) {
             let args: Vec<&dyn rusqlite::ToSql> =
@@ -220,7 +207,7 @@ impl MetricsStore for SqliteStore {
             batch.invocations.extend(self.read_rows(
                 "re-reading invocations in flight for metrics",
                 &format!(
-                    "{INVOCATION_FACTS} WHERE i.rowid IN ({}) ORDER BY i.rowid",
+                    "{INVOCATION_FACTS} WHERE i.request_id IN ({}) ORDER BY i.rowid",
                     placeholders(rows.len())
                 ),
                 &args,
@@ -236,7 +223,7 @@ impl MetricsStore for SqliteStore {
                 &format!(
                     "SELECT {REQUEST_FACTS} FROM (SELECT rowid AS row, id, agent_id, agent_alias_id, action, tier, \
                  raised_at_ms, expires_at_ms, status FROM requests \
-                     WHERE rowid IN ({})) q \
+                     WHERE id IN ({})) q \
                      LEFT JOIN decisions d ON d.request_id = q.id ORDER BY q.row, d.seq",
                     placeholders(rows.len())
                 ),

@@ -108,10 +108,13 @@ pub enum Msg {
     Marked {
         result: Result<String, String>,
     },
-    /// Bedrock's CloudWatch figures per alias, or why they could not be read.
+    /// Bedrock's CloudWatch figures per alias over `window`, or why they could not be read.
     BedrockLoaded {
+        window: crate::domain::metrics::Window,
         result: Result<Vec<crate::domain::bedrock::AliasFigures>, String>,
     },
+    /// Time to read Bedrock's CloudWatch figures again (every minute, when configured).
+    BedrockDue,
     /// What a timed CloudWatch publish did, or why it failed.
     Published {
         result: Result<String, String>,
@@ -135,6 +138,11 @@ pub enum Effect {
         tag: u64,
         window: crate::domain::metrics::Window,
         filter: crate::domain::metrics::Filter,
+    },
+    /// Read Bedrock's CloudWatch figures over `window` (its span, at its bucket's period);
+    /// answer with `BedrockLoaded`.
+    LoadBedrock {
+        window: crate::domain::metrics::Window,
     },
     /// Read one request in full; answer with `DetailLoaded`.
     LoadDetail {

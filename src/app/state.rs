@@ -218,6 +218,8 @@ pub struct MetricsView {
     pub again: bool,
     /// Bedrock's own figures from CloudWatch, beside ours.
     pub bedrock: BedrockView,
+    /// The window the Bedrock figures on screen cover.
+    pub bedrock_window: crate::domain::metrics::Window,
 }
 
 /// What the metrics pane knows of Bedrock's CloudWatch figures.

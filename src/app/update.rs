@@ -112,13 +112,19 @@ pub fn update(state: &mut AppState, msg: Msg) -> Vec<Effect> {
             }
             Vec::new()
         }
-        Msg::BedrockLoaded { result } => {
+        Msg::BedrockLoaded { window, result } => {
+            // A read for a window no longer chosen: the read for the chosen one follows.
+            if window != state.metrics.window {
+                return Vec::new();
+            }
+            state.metrics.bedrock_window = window;
             state.metrics.bedrock = match result {
                 Ok(v) => crate::app::state::BedrockView::Loaded(v),
                 Err(e) => crate::app::state::BedrockView::Failed(e),
             };
             Vec::new()
         }
+        Msg::BedrockDue => load_bedrock(state),
         Msg::Published { result } => {
             // Only a failure is news: a publish every minute would drown the status line.
             if let Err(e) = result {
@@ -272,12 +278,33 @@ fn metrics_action(state: &mut AppState, action: Action) -> Vec<Effect> {
     }
     // The figures on screen are for the old choice until the new ones arrive.
     m.snapshot = None;
+    // Bedrock's figures follow the window (CloudWatch has no agentdeck filters).
+    let mut fx = if action == Action::MetricsWindow {
+        load_bedrock(state)
+    } else {
+        Vec::new()
+    };
+    let m = &mut state.metrics;
     m.again = true;
     if m.loading {
-        return Vec::new();
+        return fx;
     }
     m.again = false;
-    load_metrics(state)
+    fx.extend(load_metrics(state));
+    fx
+}
+
+/// Asks for Bedrock's CloudWatch figures over the chosen window, when a CloudWatch endpoint
+/// is configured.
+fn load_bedrock(state: &mut AppState) -> Vec<Effect> {
+    let m = &mut state.metrics;
+    if m.bedrock == crate::app::state::BedrockView::NotConfigured {
+        return Vec::new();
+    }
+    if m.bedrock_window != m.window {
+        m.bedrock = crate::app::state::BedrockView::Loading;
+    }
+    vec![Effect::LoadBedrock { window: m.window }]
 }
 
 /// Asks for fresh copies of whatever is on screen; coalesces while a load is in flight.

@@ -75,6 +75,18 @@ impl Window {
         floor(now_ms, self.bucket_ms()) - (self.buckets() - 1) * self.bucket_ms()
     }
 
+    /// How far back a CloudWatch read for this window goes, in seconds: all its buckets.
+    pub fn span_secs(self) -> u64 {
+        u64::try_from(self.buckets() * self.bucket_ms() / 1000).unwrap_or(0)
+    }
+
+    /// The period of a CloudWatch read's trend for this window, in seconds: its bucket, so
+    /// Bedrock's points line up with agentdeck's (a minute for 15m and 1h, an hour for 24h
+    /// and 7d; at most 168 points).
+    pub fn period_secs(self) -> u64 {
+        u64::try_from(self.bucket_ms() / 1000).unwrap_or(60)
+    }
+
     /// The next window in `ALL`, wrapping.
     #[must_use]
     pub fn next(self) -> Self {

@@ -200,28 +200,17 @@ pub async fn run_console(
             }
         });
     }
-    if let Some(endpoint) = metrics.as_ref().and_then(|f| f.cloudwatch_in.clone()) {
-        // Bedrock's own figures for the metrics pane, off the UI thread, over the last hour.
+    if metrics.as_ref().is_some_and(|f| f.cloudwatch_in.is_some()) {
+        // Bedrock's own figures for the metrics pane: the app asks for them over the window
+        // chosen (`Effect::LoadBedrock`) when this ticks and when the window changes.
         state.metrics.bedrock = crate::app::state::BedrockView::Loading;
-        let bedrock_tx = tx.clone();
+        let due_tx = tx.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(BEDROCK_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                let result = async {
-                    let client = crate::cloudwatch::client(Some(&endpoint)).await?;
-                    crate::cloudwatch::read_bedrock(
-                        &client,
-                        Duration::from_secs(3600),
-                        Duration::from_secs(300),
-                        Utc::now(),
-                    )
-                    .await
-                }
-                .await
-                .map_err(|e| e.to_string());
-                if bedrock_tx.send(Msg::BedrockLoaded { result }).is_err() {
+                if due_tx.send(Msg::BedrockDue).is_err() {
                     break;
                 }
             }
@@ -392,6 +381,23 @@ fn raising_step(
     Ok(Some((link.invocation, step)))
 }
 
+/// Bedrock's CloudWatch figures over `window` ending at `now`: GetMetricData over the window's
+/// whole span, its trend at the window's bucket period.
+pub async fn read_bedrock_window(
+    endpoint: &str,
+    window: crate::domain::metrics::Window,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<crate::domain::bedrock::AliasFigures>, crate::cloudwatch::CloudWatchError> {
+    let client = crate::cloudwatch::client(Some(endpoint)).await?;
+    crate::cloudwatch::read_bedrock(
+        &client,
+        Duration::from_secs(window.span_secs()),
+        Duration::from_secs(window.period_secs()),
+        now,
+    )
+    .await
+}
+
 impl Executor {
     fn run(&self, effect: Effect, decisions: &mut JoinSet<()>) {
         let store = Arc::clone(&self.store);
@@ -436,6 +442,18 @@ impl Executor {
                         None => Err(NO_METRICS.to_owned()),
                     };
                     let _ = tx.send(Msg::MetricsLoaded { tag, result });
+                });
+            }
+            Effect::LoadBedrock { window } => {
+                let Some(endpoint) = self.metrics.as_ref().and_then(|f| f.cloudwatch_in.clone())
+                else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let result = read_bedrock_window(&endpoint, window, Utc::now())
+                        .await
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::BedrockLoaded { window, result });
                 });
             }
             Effect::LoadDetail { tag, id } => {

@@ -164,7 +164,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, state: &AppState, theme: &Theme
     }
     let [left, right] =
         Layout::horizontal([Constraint::Min(60), Constraint::Length(38)]).areas(bottom);
-    tables(frame, left, snap, &m.bedrock, theme);
+    tables(frame, left, snap, (&m.bedrock, m.bedrock_window), theme);
     histogram(frame, right, snap, theme);
 }
 
@@ -338,7 +338,7 @@ fn histogram(frame: &mut Frame<'_>, area: Rect, snap: &Snapshot, theme: &Theme) 
 /// Bedrock's own figures per alias from CloudWatch, beside ours.
 fn bedrock_lines(
     lines: &mut Vec<Line<'static>>,
-    bedrock: &BedrockView,
+    (bedrock, window): (&BedrockView, crate::domain::metrics::Window),
     width: usize,
     theme: &Theme,
 ) {
@@ -368,7 +368,10 @@ fn bedrock_lines(
         }
         BedrockView::Loaded(f) => f,
     };
-    lines.push(Line::styled("Bedrock (CloudWatch, last 1h)", title));
+    lines.push(Line::styled(
+        format!("Bedrock (CloudWatch, last {})", window.as_str()),
+        title,
+    ));
     if figures.is_empty() {
         lines.push(Line::styled("  — no AWS/Bedrock/Agents metrics", muted));
         return;
@@ -422,7 +425,7 @@ fn tables(
     frame: &mut Frame<'_>,
     area: Rect,
     snap: &Snapshot,
-    bedrock: &BedrockView,
+    (bedrock, window): (&BedrockView, crate::domain::metrics::Window),
     theme: &Theme,
 ) {
     let width = usize::from(area.width);
@@ -457,7 +460,7 @@ fn tables(
             text,
         ));
     }
-    bedrock_lines(&mut lines, bedrock, width, theme);
+    bedrock_lines(&mut lines, (bedrock, window), width, theme);
     lines.push(Line::styled(
         "approval rate per action",
         theme.style(Role::Title),

@@ -560,3 +560,70 @@ fn metrics_keys_switch_the_window_and_cycle_the_filters_one_load_at_a_time() {
     press(&mut s, "esc");
     assert!(s.metrics.filter.is_all());
 }
+
+#[test]
+fn the_bedrock_figures_follow_the_metrics_window() {
+    use agentdeck::app::state::BedrockView;
+    use agentdeck::domain::bedrock::AliasFigures;
+    use agentdeck::domain::metrics::Window;
+    let asks_bedrock = |fx: &[Effect]| {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::LoadBedrock { window } => Some(*window),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut s = state();
+    press(&mut s, "3");
+    // No CloudWatch endpoint: the window changes, nothing is read from CloudWatch.
+    assert!(asks_bedrock(&press(&mut s, "w")).is_empty());
+    assert!(update(&mut s, Msg::BedrockDue).is_empty());
+    assert_eq!(s.metrics.bedrock, BedrockView::NotConfigured);
+
+    // Configured (the runtime says so when it starts the minute timer).
+    s.metrics.bedrock = BedrockView::Loading;
+    assert_eq!(s.metrics.window, Window::H24);
+    assert_eq!(
+        asks_bedrock(&update(&mut s, Msg::BedrockDue)),
+        [Window::H24]
+    );
+    let fig = AliasFigures {
+        agent_id: "A".into(),
+        alias_id: "L".into(),
+        invocations: 3.0,
+        ..AliasFigures::default()
+    };
+    update(
+        &mut s,
+        Msg::BedrockLoaded {
+            window: Window::H24,
+            result: Ok(vec![fig.clone()]),
+        },
+    );
+    assert_eq!(s.metrics.bedrock, BedrockView::Loaded(vec![fig.clone()]));
+    assert_eq!(s.metrics.bedrock_window, Window::H24);
+    // `w`: the figures for 24h are not shown as 7d's; a read for 7d goes out at once.
+    assert_eq!(asks_bedrock(&press(&mut s, "w")), [Window::D7]);
+    assert_eq!(s.metrics.bedrock, BedrockView::Loading);
+    // A late answer for the old window is dropped; the one for the chosen window is shown.
+    update(
+        &mut s,
+        Msg::BedrockLoaded {
+            window: Window::H24,
+            result: Ok(vec![fig.clone()]),
+        },
+    );
+    assert_eq!(s.metrics.bedrock, BedrockView::Loading);
+    update(
+        &mut s,
+        Msg::BedrockLoaded {
+            window: Window::D7,
+            result: Err("throttled".into()),
+        },
+    );
+    assert_eq!(s.metrics.bedrock, BedrockView::Failed("throttled".into()));
+    assert_eq!(s.metrics.bedrock_window, Window::D7);
+    // Filters do not change what CloudWatch is asked (it has no agentdeck filters).
+    assert!(asks_bedrock(&press(&mut s, "e")).is_empty());
+}

@@ -696,3 +696,69 @@ async fn simulated_agents_publish_bedrock_metrics_that_read_bedrock_finds() {
     assert_eq!((figures[0].invocations, figures[0].throttles), (2.0, 2.0));
     h.shutdown().await;
 }
+
+/// The metrics pane's window drives the Bedrock read: its span is GetMetricData's range and its
+/// bucket the trend's period. Calls put 10 minutes, 2 hours and 3 days ago are in the 15m, 1h,
+/// 24h and 7d windows as their ages say, and the trend's points fall on the window's period.
+#[tokio::test]
+async fn the_bedrock_read_follows_the_metrics_window() {
+    use agentdeck::domain::metrics::Window;
+    use agentdeck::sim::cw::store::{MetricKey, Sample};
+    let h = sim_with(Faults::default()).await;
+    let now = Utc::now();
+    let arn = "arn:aws:bedrock:us-east-1:123456789012:agent-alias/WINAGENT01/WINALIAS";
+    let dims = vec![
+        ("Operation".to_owned(), "InvokeAgent".to_owned()),
+        ("AgentAliasArn".to_owned(), arn.to_owned()),
+        (
+            "ModelId".to_owned(),
+            "anthropic.claude-3-haiku-20240307-v1:0".to_owned(),
+        ),
+    ];
+    // What the simulated agent would have published then (PutMetricData refuses AWS/
+    // namespaces, as CloudWatch does).
+    h.with_metrics(|m| {
+        for mins in [10_i64, 120, 3 * 24 * 60] {
+            m.put(
+                MetricKey::new("AWS/Bedrock/Agents", "InvocationCount", dims.clone()),
+                (now - chrono::Duration::minutes(mins)).timestamp_millis(),
+                "Count",
+                Sample::Values(vec![(1.0, 1.0)]),
+            );
+        }
+    });
+    for (window, want) in [
+        (Window::M15, 1.0),
+        (Window::H1, 1.0),
+        (Window::H24, 2.0),
+        (Window::D7, 3.0),
+    ] {
+        let figures = agentdeck::runtime::read_bedrock_window(&h.endpoint(), window, now)
+            .await
+            .unwrap();
+        let f = figures
+            .iter()
+            .find(|f| f.agent_id == "WINAGENT01")
+            .unwrap_or_else(|| panic!("{window:?}: {figures:?}"));
+        assert_eq!(f.invocations, want, "{window:?}");
+        let period = i64::try_from(window.period_secs()).unwrap();
+        assert!(!f.invocations_by_period.is_empty(), "{window:?}");
+        for (at, _) in &f.invocations_by_period {
+            let age = (now - *at).num_seconds();
+            assert!(
+                age >= 0 && age <= i64::try_from(window.span_secs()).unwrap(),
+                "{window:?}: a point {age}s old"
+            );
+        }
+        // Points sit on the window's period (a minute for 15m and 1h, an hour for 24h, 7d).
+        for pair in f.invocations_by_period.windows(2) {
+            let gap = (pair[1].0 - pair[0].0).num_seconds().abs();
+            assert_eq!(
+                gap % period,
+                0,
+                "{window:?}: points {gap}s apart, period {period}s"
+            );
+        }
+    }
+    h.shutdown().await;
+}

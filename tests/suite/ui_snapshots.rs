@@ -393,9 +393,11 @@ fn prompts_help_and_other_panes() {
         insta::assert_snapshot!(format!("metrics_{w}x{h}"), text(&draw(&s, &dark())));
         if w >= 120 {
             // Bedrock's CloudWatch figures beside ours; a hostile alias id is sanitised.
+            let shown = s.metrics.window;
             update(
                 &mut s,
                 Msg::BedrockLoaded {
+                    window: shown,
                     result: Ok(vec![
                         agentdeck::domain::bedrock::AliasFigures {
                             agent_id: "PAYAGENT01".to_owned(),
@@ -423,6 +425,7 @@ fn prompts_help_and_other_panes() {
             update(
                 &mut s,
                 Msg::BedrockLoaded {
+                    window: shown,
                     result: Err("cannot reach CloudWatch for ListMetrics".to_owned()),
                 },
             );

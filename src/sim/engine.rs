@@ -317,9 +317,7 @@ impl<'w> Runner<'w> {
     /// down, so the scaled lengths of consecutive spans never add up to more than the scaled
     /// whole the server waits.
     fn wall(&self, ms: u64) -> u64 {
-        if self.opts.time_scale == 1.0 {
-            return ms;
-        }
+        // Exact at 1.0 for every scripted time (integers below 2^53).
         (ms as f64 * self.opts.time_scale.max(0.0)).floor() as u64
     }
 

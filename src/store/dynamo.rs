@@ -11,6 +11,8 @@
 //! - decision  `REQ#<id>` / `D#000001`
 //! - id index  `IDS` / `<id>`         prefix lookups (`resolve`) and the audit cross-check
 //! - audit     `AUDIT` / `E#<seq>`    hash-chained entries; `AUDIT` / `HEAD` = last seq, hash, totals
+//! - settled   `REQ#<id>` / `M`       the request's metrics fact, put by the transaction that
+//!   makes it final, on the index as `SETTLED` / `<settledMs>#<id>` (see `metrics`)
 //!
 //! The GSI `queue` (`qpk`, `qsk`) is sparse: only open requests carry its keys, so `open_queue`
 //! is one Query whose cost follows the pending requests, never the history.

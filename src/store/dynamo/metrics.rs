@@ -216,6 +216,10 @@ pub(super) fn raised_link(invocation: &str, request_id: &str) -> Item {
     item
 }
 
+/// What a return of control raised: its request's status, its resume's outbox state and its
+/// last decision's time (all None when no request is linked).
+type Raised = (Option<String>, Option<String>, Option<i64>);
+
 /// What an invocation's fact is made of, from its index row or its item.
 struct Turn {
     request_id: String,
@@ -342,10 +346,7 @@ impl DynamoStore {
 
     /// The request a return of control raised, its status, its resume's outbox state and its
     /// last decision's time.
-    fn handoff_of(
-        &self,
-        request_id: &str,
-    ) -> Result<(Option<String>, Option<String>, Option<i64>), StoreError> {
+    fn handoff_of(&self, request_id: &str) -> Result<Raised, StoreError> {
         let Some(link) = self.get_item("reading what a call raised", &inv_pk(request_id), "L")?
         else {
             return Ok((None, None, None));
@@ -584,6 +585,7 @@ impl MetricsStore for DynamoStore {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -535,6 +535,16 @@ impl Engine {
         v
     }
 
+    /// Whether the invocation is held as in flight.
+    pub fn is_in_flight(&self, request_id: &str) -> bool {
+        self.in_flight.contains_key(request_id)
+    }
+
+    /// Whether the request is held as open.
+    pub fn is_open(&self, id: &str) -> bool {
+        self.open.contains_key(id)
+    }
+
     /// Tells the engine that the store's reads may deliver a fact again while its row is within
     /// `ms` of the cursor (a store with no row order reads a time watermark minus a settle
     /// window). Facts settled within that reach are remembered by id and counted once; 0 (a

@@ -66,22 +66,36 @@ fn feed(engine: &mut Engine, b: &FactBatch) {
     }
 }
 
-/// Brings `engine` up to date with `store`: what was in flight or open, then every new row.
-/// Returns how many facts were read.
+/// Brings `engine` up to date with `store`: every new fact, then what was in flight or open
+/// before and is still so. Returns how many facts were read.
+///
+/// New facts come first: a store whose cursor is a time watermark (DynamoDB) must read what
+/// settled since its last read before a re-read by id moves the watermark past it.
 pub fn refresh(store: &dyn MetricsStore, engine: &mut Engine) -> Result<usize, StoreError> {
     engine.set_overlap(store.overlap());
-    let again = store.facts_at(&engine.in_flight_ids(), &engine.open_ids())?;
-    let mut read = again.len();
-    feed(engine, &again);
+    let (in_flight, open) = (engine.in_flight_ids(), engine.open_ids());
+    let mut read = 0;
     loop {
         let b = store.facts_after(engine.cursor(), PAGE)?;
         read += b.len();
         feed(engine, &b);
         engine.forget_settled();
         if !b.more {
-            return Ok(read);
+            break;
         }
     }
+    let in_flight: Vec<String> = in_flight
+        .into_iter()
+        .filter(|id| engine.is_in_flight(id))
+        .collect();
+    let open: Vec<String> = open.into_iter().filter(|id| engine.is_open(id)).collect();
+    if !in_flight.is_empty() || !open.is_empty() {
+        let again = store.facts_at(&in_flight, &open)?;
+        read += again.len();
+        feed(engine, &again);
+        engine.forget_settled();
+    }
+    Ok(read)
 }
 
 /// What became of a return of control, from its request's status and its resume's outbox

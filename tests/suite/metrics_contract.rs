@@ -255,10 +255,20 @@ fn first_half(s: &dyn DeckStore, base: DateTime<Utc>) {
         .unwrap();
 }
 
-/// The second half: the waiting request approved and resumed, the running call answered,
-/// one more call and one more mark.
+/// The second half: a request raised and denied, then (50 s later) the waiting request
+/// approved and resumed, the running call answered, one more call and one more mark.
 fn second_half(s: &dyn DeckStore, base: DateTime<Utc>) {
     let sec = |n: i64| base + chrono::Duration::seconds(n);
+    // Settled well before the next one: a read must not let the later settling (of a request
+    // it re-reads by id) move its watermark past this one.
+    let r5 = request("req-5", RiskTier::Low, sec(140));
+    s.submit(&r5, "alice").unwrap();
+    s.decide(
+        &ask(&r5, Verdict::Deny, &[0], "carol", Some("no")),
+        &test_policy(),
+        sec(150),
+    )
+    .unwrap();
     let r2 = request("req-2", RiskTier::Medium, sec(71));
     s.decide(
         &ask(&r2, Verdict::Confirm, &[0], "bob", None),
@@ -393,6 +403,8 @@ fn the_same_contents_give_the_same_figures_on_sqlite_and_dynamodb_cold_and_incre
     // inv-ok, inv-cont, inv-run, inv-late answered; inv-fail did not.
     assert_eq!(value(&h1, "task_completion_rate"), Some(0.8));
     assert_eq!(value(&h1, "invocations"), Some(7.0));
+    // bob approved req-1 and req-2, carol denied req-3 and req-5.
+    assert_eq!(value(&h1, "approval_rate"), Some(0.5));
     assert!(first[0] != cold[0], "the second half moved the figures");
 }
 

@@ -1898,6 +1898,13 @@ fn verify(store: &DynamoStore) -> Result<AuditReport, StoreError> {
     }
     // Every request in the id index against the log.
     let ids = store.query_partition("audit check: listing requests", "IDS", None)?;
+    let outbox: BTreeMap<String, Item> = store
+        .query_partition("audit check: reading the outbox", runner::OUTBOX, None)?
+        .into_iter()
+        .filter_map(|item| get_s(&item, "sk").map(str::to_owned).map(|id| (id, item)))
+        .collect();
+    // Each request's status and whether the runner raised it, for the outbox check after.
+    let mut resumable: BTreeMap<String, (Status, bool)> = BTreeMap::new();
     let mut seen = std::collections::BTreeSet::new();
     for item in &ids {
         let Some(id) = get_s(item, "sk") else {
@@ -1925,6 +1932,7 @@ fn verify(store: &DynamoStore) -> Result<AuditReport, StoreError> {
             }
             Err(e) => return Err(e),
         };
+        resumable.insert(id.to_owned(), (loaded.status, loaded.link.is_some()));
         if loaded.body_hash != loaded.stored_body_hash
             || Some(&loaded.body_hash) != logged.body_hash.as_ref()
         {
@@ -1960,7 +1968,45 @@ fn verify(store: &DynamoStore) -> Result<AuditReport, StoreError> {
             problems.push(format!("request {id}: the log submitted it but it is no longer in the table: it was deleted"));
         }
     }
+    check_outbox(&resumable, &outbox, &mut problems);
     Ok(AuditReport { entries, problems })
+}
+
+/// The outbox against the requests (as SQLite checks it): a resume exists exactly for the
+/// runner-raised requests that ended approved, rejected or mixed, never for expired or open
+/// ones nor for requests the runner did not raise. One item per request by its key, so "more
+/// than one" cannot be stored.
+fn check_outbox(
+    requests: &BTreeMap<String, (Status, bool)>,
+    outbox: &BTreeMap<String, Item>,
+    problems: &mut Vec<String>,
+) {
+    for id in outbox.keys() {
+        match requests.get(id) {
+            None => problems.push(format!(
+                "request {id}: has an outbox row but its status is missing: only approved, \
+                 rejected or mixed requests are resumed"
+            )),
+            Some((status, _)) if !resumes_after(*status) => problems.push(format!(
+                "request {id}: has an outbox row but its status is {}: only approved, rejected \
+                 or mixed requests are resumed",
+                status.as_str()
+            )),
+            Some((_, false)) => problems.push(format!(
+                "request {id}: has an outbox row but the runner did not raise it"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (id, (status, raised)) in requests {
+        if *raised && resumes_after(*status) && !outbox.contains_key(id) {
+            problems.push(format!(
+                "request {id}: is {} and the runner raised it, but it has no outbox row: its \
+                 resume was lost",
+                status.as_str()
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1365,3 +1365,87 @@ fn dynamodb_racing_consoles_decide_without_reading() {
     let report = setup.audit_verify().unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
+
+/// A runner-raised request decided (its resume queued) and a plain one decided; then the resume
+/// row is moved from the first to the second behind the store's back: the audit check names both
+/// (the lost resume and the stray one).
+fn audit_check_finds_a_lost_and_a_stray_resume<S: DeckStore>(s: &S, tamper: &dyn Fn(&str, &str)) {
+    let policy = test_policy();
+    let run = sample_request("inv-out-run", RiskTier::Low);
+    let plain = sample_request("inv-out-plain", RiskTier::Low);
+    s.submit_resumable(&run, &runner_link("req-o"), "runner")
+        .unwrap();
+    s.submit(&plain, "alice").unwrap();
+    for r in [&run, &plain] {
+        s.decide(&ask(r, Verdict::Confirm, &[0], "bob", None), &policy, at(5))
+            .unwrap();
+    }
+    let report = s.audit_verify().unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    tamper(run.id.as_str(), plain.id.as_str());
+    let report = s.audit_verify().unwrap();
+    let all = report.problems.join("\n");
+    assert!(
+        all.contains(
+            "request inv-out-run: is approved and the runner raised it, but it has no outbox \
+             row: its resume was lost"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("request inv-out-plain: has an outbox row but the runner did not raise it"),
+        "{all}"
+    );
+    assert_eq!(report.problems.len(), 2, "{all}");
+}
+
+#[test]
+fn sqlite_audit_check_finds_a_lost_and_a_stray_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let s = SqliteStore::open(&path).unwrap();
+    audit_check_finds_a_lost_and_a_stray_resume(&s, &|from, to| {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute(
+            "CREATE TEMP TABLE moved AS SELECT * FROM outbox WHERE request_id = ?1",
+            [from],
+        )
+        .unwrap();
+        raw.execute("UPDATE moved SET request_id = ?1", [to])
+            .unwrap();
+        raw.execute("INSERT INTO outbox SELECT * FROM moved", [])
+            .unwrap();
+        raw.execute("DELETE FROM outbox WHERE request_id = ?1", [from])
+            .unwrap();
+    });
+}
+
+#[test]
+fn dynamodb_audit_check_finds_a_lost_and_a_stray_resume() {
+    let o = fresh_table(moto(), "outboxcheck");
+    let s = DynamoStore::connect(&o).unwrap();
+    audit_check_finds_a_lost_and_a_stray_resume(&s, &|from, to| {
+        let script = format!(
+            r#"
+import boto3
+t = boto3.resource("dynamodb", endpoint_url="{url}", region_name="us-east-1",
+    aws_access_key_id="testing", aws_secret_access_key="testing").Table("{table}")
+row = t.get_item(Key={{"pk": "OUTBOX", "sk": "{from}"}})["Item"]
+t.delete_item(Key={{"pk": "OUTBOX", "sk": "{from}"}})
+row["sk"] = "{to}"
+t.put_item(Item=row)
+"#,
+            url = moto(),
+            table = o.table
+        );
+        let out = Command::new(moto::python_with_moto())
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}

@@ -58,7 +58,7 @@ const CACHED_TURNS: usize = 1024;
 const INVOCATIONS: &str = "INVOCATIONS";
 const SESSIONS: &str = "SESSIONS";
 const DUE: &str = "DUE";
-const OUTBOX: &str = "OUTBOX";
+pub(super) const OUTBOX: &str = "OUTBOX";
 const TOTALS: (&str, &str) = ("TRACE", "TOTALS");
 /// Invocations started this recently are read again by every trace index page, so a turn whose
 /// index entry lands a little after others that started later is not passed over.

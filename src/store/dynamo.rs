@@ -119,6 +119,8 @@ struct Memo {
     head_known: Mutex<Option<Head>>,
     /// Calls sent to DynamoDB by this handle, by operation (each attempt counts).
     calls: Mutex<BTreeMap<&'static str, u64>>,
+    /// How far this handle has read each running turn's steps (see `trace_index`).
+    step_cursors: runner::StepCursors,
 }
 
 impl std::fmt::Debug for DynamoStore {

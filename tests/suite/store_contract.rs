@@ -28,6 +28,7 @@ use agentdeck::store::run::ActionMark;
 use agentdeck::store::sqlite::SqliteStore;
 use agentdeck::store::{
     ApprovalStore, InvocationEnd, InvocationStart, OutboxState, Outcome, RunnerLink, StoreError,
+    TraceStore,
 };
 use common::{TTL_SECS, ask, at, multi_request, sample_request, t0, test_policy};
 use serde_json::json;
@@ -1448,4 +1449,75 @@ t.put_item(Item=row)
             String::from_utf8_lossy(&out.stderr)
         );
     });
+}
+
+/// A running turn's refresh reads only what changed since this handle last read it: a new step
+/// alone; the last step again only when it grew; nothing when nothing changed.
+#[test]
+fn dynamodb_a_running_turn_refresh_reads_only_its_new_steps() {
+    let o = fresh_table(moto(), "stepcursor");
+    let (w, r) = (
+        DynamoStore::connect(&o).unwrap(),
+        DynamoStore::connect(&o).unwrap(),
+    );
+    w.begin_invocation(&start("req-a", "s-a", 0)).unwrap();
+    w.append_trace("req-a", &[ev("a-0", 0), ev("a-1", 1), ev("a-2", 2)], &[])
+        .unwrap();
+    let mut ix = TraceIndex::default();
+    catch_up(&r, &mut ix, 100);
+    assert_eq!(ix.steps.len(), 3);
+    assert_eq!(ix.running(), ["req-a"]);
+    let refresh = |ix: &mut TraceIndex| {
+        let before = r.calls();
+        let page = r.trace_index(ix.cursor, &ix.running(), 100).unwrap();
+        let spent = delta(&before, &r.calls());
+        ix.apply(&page);
+        let steps: Vec<u64> = page.steps.iter().map(|s| s.step).collect();
+        (steps, spent)
+    };
+
+    w.append_trace("req-a", &[ev("a-3", 3)], &[]).unwrap();
+    let (steps, spent) = refresh(&mut ix);
+    assert_eq!(steps, [4], "only the new step is read");
+    // The totals and the turn (GetItem each), the index page and the new step (Query each).
+    assert_eq!(
+        spent,
+        Calls::from([("get_item".to_owned(), 2), ("query".to_owned(), 2)])
+    );
+    assert_eq!(ix.steps.len(), 4);
+
+    let (steps, spent) = refresh(&mut ix);
+    assert!(steps.is_empty(), "nothing changed, no step read: {steps:?}");
+    assert_eq!(
+        spent,
+        Calls::from([("get_item".to_owned(), 2), ("query".to_owned(), 1)])
+    );
+
+    // The last step grows (another event of a-3): it alone is read again.
+    w.append_trace("req-a", &[ev("a-3", 4)], &[]).unwrap();
+    let (steps, _) = refresh(&mut ix);
+    assert_eq!(steps, [4]);
+    let a = ix.invocation_by_request("req-a").unwrap();
+    assert_eq!(ix.steps.tokens_in[ix.step_pos(a, 4).unwrap()], 200);
+
+    // Once it ends the refresh says so, and it is no longer refreshed.
+    w.finish_invocation("req-a", &end(Outcome::Finished))
+        .unwrap();
+    catch_up(&r, &mut ix, 100);
+    assert!(ix.running().is_empty());
+    assert_eq!(ix.steps.len(), 4);
+
+    // A turn that started just now is read again by the index page until it settles (10 s);
+    // while it runs, that too reads only its new steps.
+    let mut young = start("req-young", "s-y", 0);
+    young.started_at = chrono::Utc::now();
+    w.begin_invocation(&young).unwrap();
+    w.append_trace("req-young", &[ev("y-0", 0), ev("y-1", 1)], &[])
+        .unwrap();
+    catch_up(&r, &mut ix, 100);
+    assert_eq!(ix.running(), ["req-young"]);
+    w.append_trace("req-young", &[ev("y-2", 2)], &[]).unwrap();
+    let (steps, _) = refresh(&mut ix);
+    assert_eq!(steps, [3]);
+    assert_eq!(ix.steps.len(), 7);
 }

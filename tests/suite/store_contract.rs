@@ -135,7 +135,7 @@ fn dynamodb_race_16_deciders_120_requests() {
 /// The full race on moto: 16 deciders each try all 500 requests (8,000 decides against
 /// one single-threaded server), so it runs with `--ignored`.
 #[test]
-#[ignore = "minutes on moto: cargo test --test store_contract -- --ignored"]
+#[ignore = "minutes on moto: cargo test --test suite store_contract::dynamodb_race_16 -- --ignored"]
 fn dynamodb_race_16_deciders_500_requests() {
     let (f, ()) = dynamo_factory("race500");
     race(&f, 500);

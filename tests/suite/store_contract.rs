@@ -1272,6 +1272,29 @@ fn decisions_write_on_what_was_read<S: DeckStore>(
             ])
         );
     }
+
+    // b reads a new request, but the audit head has moved since b last wrote (a submitted, c
+    // decided): the first write fails on the head alone and answers with it; the second lands.
+    let r3 = sample_request("inv-head-moved", RiskTier::Low);
+    a.submit(&r3, "runner").unwrap();
+    b.get(&r3.id, &policy, at(9)).unwrap();
+    let mut out = None;
+    let spent = cost(b, &mut || {
+        out = Some(b.decide(
+            &ask(&r3, Verdict::Confirm, &[0], "frank", None),
+            &policy,
+            at(10),
+        ));
+    });
+    assert_eq!(out.unwrap().unwrap().status, Status::Approved);
+    if let Some(spent) = spent {
+        assert_eq!(
+            spent,
+            twi(2),
+            "a stale head costs one failed write, no read"
+        );
+    }
+
     let got = c.get(&r.id, &policy, at(9)).unwrap();
     let by: Vec<&str> = got.decisions.iter().map(|d| d.reviewer.as_str()).collect();
     assert_eq!(by, ["bob", "carol"]);

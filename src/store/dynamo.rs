@@ -1,14 +1,17 @@
 //! `DynamoStore`: the approvals store on one DynamoDB table (team mode: many consoles, one
 //! queue). Same rules as `SqliteStore`: decisions are planned by `domain::decision::plan`, and
-//! each decision is ONE `TransactWriteItems`: the request's conditional update (version, status,
-//! and the two-person rule as `NOT contains(apN, :reviewer)`), the decision items, the audit
-//! entry and the audit `HEAD` (the chain's serialisation point, `seq = :expected`).
+//! each decision is ONE `TransactWriteItems` and no read: the request's conditional update
+//! (version, status, and the two-person rule as `NOT contains(apN, :reviewer)`) appending the
+//! decisions, the audit entry and the audit `HEAD` (the chain's serialisation point,
+//! `seq = :expected`). The state the write is conditioned on is what this handle last knew (from
+//! `get`, a submit or a decision); when it is stale the write fails and answers with the items
+//! as they are now (`ALL_OLD` on the failed conditions), and the decision is planned again.
 //!
 //! Single-table layout (`pk`, `sk` strings; see README "Team mode"):
 //! - request   `REQ#<id>` / `R`       body (or `chunks`), status, version, approvals, `apN` sets,
-//!   `row` (queue summary) and, only while open, `qpk`=`OPEN` / `qsk`=`<expiresMs>#<raisedMs>#<id>`
+//!   `decs` (the decisions, in order), `row` (queue summary) and, only while open,
+//!   `qpk`=`OPEN` / `qsk`=`<expiresMs>#<raisedMs>#<id>`
 //! - body part `REQ#<id>` / `B#0001`  bodies over the item limit, split (never trimmed)
-//! - decision  `REQ#<id>` / `D#000001`
 //! - id index  `IDS` / `<id>`         prefix lookups (`resolve`) and the audit cross-check
 //! - audit     `AUDIT` / `E#<seq>`    hash-chained entries; `AUDIT` / `HEAD` = last seq, hash, totals
 //! - settled   `REQ#<id>` / `M`       the request's metrics fact, put by the transaction that
@@ -27,6 +30,7 @@ pub use runner::TRACE_TTL_DAYS;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -34,8 +38,8 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, Select, TimeToLiveSpecification,
-    TransactWriteItem, Update,
+    KeyType, Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure,
+    ScalarAttributeType, Select, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -65,6 +69,14 @@ pub const MAX_BODY_PARTS: usize = 10;
 const THROTTLE_ATTEMPTS: u32 = 6;
 /// Attempts for a transaction that lost a race on the audit head before giving up.
 const RACE_ATTEMPTS: u32 = 200;
+/// Requests a handle remembers for `decide`, and their body bytes (past either it forgets them
+/// all and reads again).
+const KNOWN_REQUESTS: usize = 4096;
+const KNOWN_BYTES: usize = 64 << 20;
+/// Failed writes that brought no news (a conflict) before a decide reads the state again.
+const BLIND_RETRIES: u32 = 3;
+/// Where the audit head's update sits in a decision's transaction (see `decision_items`).
+const DECISION_HEAD_AT: usize = 2;
 
 /// Where the table is and how to reach it.
 #[derive(Debug, Clone, Default)]
@@ -90,8 +102,28 @@ pub struct DynamoStore {
     turns: runner::Turns,
     /// STS on the same credentials and endpoint, for `caller_identity`.
     sts: aws_sdk_sts::Client,
-    /// DynamoDB calls made (attempts included), for measurements.
-    calls: std::sync::atomic::AtomicU64,
+    /// What this handle remembers between calls so that it reads less.
+    memo: Box<Memo>,
+}
+
+/// The requests a handle knows, bounded in count and body bytes.
+#[derive(Default)]
+struct KnownMap {
+    map: HashMap<String, Known>,
+    bytes: usize,
+}
+
+/// What a handle remembers between calls, so that it reads less.
+#[derive(Default)]
+struct Memo {
+    /// What this handle last knew of requests it read, submitted or decided (see `decide`).
+    known: Mutex<KnownMap>,
+    /// The audit head as this handle last knew it (a hint: every write is conditioned on it).
+    head_known: Mutex<Option<Head>>,
+    /// Calls sent to DynamoDB by this handle, by operation (each attempt counts).
+    calls: Mutex<BTreeMap<&'static str, u64>>,
+    /// How far this handle has read each running turn's steps (see `trace_index`).
+    step_cursors: runner::StepCursors,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -125,9 +157,35 @@ type Item = HashMap<String, AttributeValue>;
 /// A failed call, sorted by what to do about it.
 enum Fail {
     Throttled(String),
-    /// A transaction whose conditions failed (or that conflicted with another): re-read, re-plan.
-    Canceled(Vec<String>),
+    /// A transaction whose conditions failed (or that conflicted with another): one reason per
+    /// item, in order, with the item as it is now where the write asked for it (`ALL_OLD`).
+    Canceled(Vec<Reason>),
     Other(String),
+}
+
+/// Why one item of a cancelled transaction (or a single conditional write) did not go through.
+struct Reason {
+    /// `ConditionalCheckFailed`, `TransactionConflict`, `None` (this item was fine), ...
+    code: String,
+    /// The item as it is now, when the write asked for it on a failed condition.
+    item: Option<Item>,
+}
+
+impl Reason {
+    fn code(code: &str) -> Self {
+        Self {
+            code: code.to_owned(),
+            item: None,
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.code == "ConditionalCheckFailed"
+    }
+}
+
+fn codes(reasons: &[Reason]) -> Vec<String> {
+    reasons.iter().map(|r| r.code.clone()).collect()
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -194,6 +252,7 @@ fn split_body(body: &str) -> Vec<&str> {
 /// A request as read back: the item's bookkeeping beside the body.
 struct Loaded {
     request: ApprovalRequest,
+    body_len: usize,
     body_hash: String,
     stored_body_hash: String,
     status: Status,
@@ -204,9 +263,91 @@ struct Loaded {
 }
 
 /// The audit head: last seq and hash.
+#[derive(Debug, Clone)]
 struct Head {
     seq: i64,
     hash: String,
+}
+
+impl Head {
+    fn genesis() -> Self {
+        Self {
+            seq: 0,
+            hash: GENESIS.to_owned(),
+        }
+    }
+}
+
+fn head_of(item: &Item) -> Head {
+    Head {
+        seq: get_n(item, "seq").unwrap_or(0),
+        hash: get_s(item, "hash").unwrap_or(GENESIS).to_owned(),
+    }
+}
+
+/// What a handle knows of a request it read, submitted or decided: the body (immutable) and the
+/// state a decision's write is conditioned on. The write's answer corrects it when stale.
+#[derive(Debug, Clone)]
+struct Known {
+    request: Arc<ApprovalRequest>,
+    status: Status,
+    version: i64,
+    decisions: Vec<(i64, Decision)>,
+    link: Option<RunnerLink>,
+    /// The body's length, for the memory bound.
+    bytes: usize,
+}
+
+fn known_from(loaded: &Loaded) -> Known {
+    Known {
+        bytes: loaded.body_len,
+        request: Arc::new(loaded.request.clone()),
+        status: loaded.status,
+        version: loaded.version,
+        decisions: loaded.decisions.clone(),
+        link: loaded.link.clone(),
+    }
+}
+
+/// A request item's state (everything but the body).
+struct ItemState {
+    status: Status,
+    version: i64,
+    decisions: Vec<(i64, Decision)>,
+    link: Option<RunnerLink>,
+}
+
+/// Reads the state off a request item: status, version, the decisions (kept on the item, in the
+/// `decs` list, so a failed write's answer carries them) and the runner link.
+fn item_state(item: &Item, what: &str) -> Result<ItemState, StoreError> {
+    let status_s = get_s(item, "status").unwrap_or_default();
+    let status = Status::parse(status_s)
+        .ok_or_else(|| corrupt(what, &format!("unknown status {status_s:?}")))?;
+    let mut decisions = Vec::new();
+    if let Some(list) = item.get("decs") {
+        let list = list
+            .as_l()
+            .map_err(|_| corrupt(what, "its decisions are not a list"))?;
+        for v in list {
+            let m = v
+                .as_m()
+                .map_err(|_| corrupt(what, "a decision is not a map"))?;
+            let seq = get_n(m, "seq").ok_or_else(|| corrupt(what, "a decision has no seq"))?;
+            let d: Decision = serde_json::from_str(get_s(m, "d").unwrap_or_default())
+                .map_err(|e| corrupt(what, &format!("decision {seq}: {e}")))?;
+            decisions.push((seq, d));
+        }
+    }
+    decisions.sort_by_key(|(seq, _)| *seq);
+    Ok(ItemState {
+        status,
+        version: get_n(item, "version").unwrap_or(0),
+        decisions,
+        link: get_s(item, "link")
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| corrupt(what, &format!("its runner link does not parse: {e}")))?,
+    })
 }
 
 /// One audit entry to append in a transaction.
@@ -304,7 +445,7 @@ impl DynamoStore {
             rt: Some(rt),
             turns: runner::Turns::default(),
             sts: aws_sdk_sts::Client::new(&sdk),
-            calls: std::sync::atomic::AtomicU64::new(0),
+            memo: Box::default(),
         })
     }
 
@@ -326,6 +467,35 @@ impl DynamoStore {
         Ok(identity_from_arn(arn))
     }
 
+    /// The calls this handle has sent to DynamoDB, by operation (`query`, `get_item`,
+    /// `transact_write_items`, ...; every attempt counts, throttled ones included): how the
+    /// tests measure what a store call costs in round trips.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.memo
+            .calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect()
+    }
+
+    /// Counts one call whose output type is `output` (`aws_sdk_dynamodb::operation::NAME::...`).
+    fn count_call(&self, output: &'static str) {
+        let op = output
+            .split("::operation::")
+            .nth(1)
+            .and_then(|rest| rest.split("::").next())
+            .unwrap_or(output);
+        *self
+            .memo
+            .calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(op)
+            .or_insert(0) += 1;
+    }
+
     /// Where this store is, for messages: the table and the endpoint or region.
     pub fn shown(&self) -> &str {
         &self.shown
@@ -335,9 +505,9 @@ impl DynamoStore {
         &self.table
     }
 
-    /// How many DynamoDB calls this handle has made (retries included).
-    pub fn calls(&self) -> u64 {
-        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    /// How many DynamoDB calls this handle has made, all operations (retries included).
+    pub fn calls_total(&self) -> u64 {
+        self.calls().values().sum()
     }
 
     /// Creates the table, its queue index and TTL; idempotent (an existing table's keys and index
@@ -498,7 +668,7 @@ impl DynamoStore {
             Err(Fail::Canceled(reasons)) => Err(StoreError::Unavailable(format!(
                 "{}: {doing}: cancelled ({})",
                 self.shown,
-                reasons.join(", ")
+                codes(&reasons).join(", ")
             ))),
             Err(Fail::Throttled(m) | Fail::Other(m)) => Err(StoreError::Unavailable(m)),
         }
@@ -518,8 +688,7 @@ impl DynamoStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.calls
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.count_call(std::any::type_name::<T>());
             let fail = match self.block(mk())? {
                 Ok(v) => return Ok(Ok(v)),
                 Err(e) => self.classify(doing, &e),
@@ -563,30 +732,32 @@ impl DynamoStore {
                     return Fail::Throttled(format!("{code}: {message}"));
                 }
                 if code == "ConditionalCheckFailedException" {
-                    return Fail::Canceled(vec!["ConditionalCheckFailed".to_owned()]);
+                    return Fail::Canceled(vec![Reason::code("ConditionalCheckFailed")]);
                 }
                 if code == "TransactionConflictException" {
-                    return Fail::Canceled(vec!["TransactionConflict".to_owned()]);
+                    return Fail::Canceled(vec![Reason::code("TransactionConflict")]);
                 }
                 if let Some(tx) =
                     (err as &dyn std::error::Error).downcast_ref::<TransactWriteItemsError>()
                     && let TransactWriteItemsError::TransactionCanceledException(c) = tx
                 {
-                    let reasons: Vec<String> = c
+                    let reasons: Vec<Reason> = c
                         .cancellation_reasons()
                         .iter()
-                        .map(|r| r.code().unwrap_or("None").to_owned())
+                        .map(|r| Reason {
+                            code: r.code().unwrap_or("None").to_owned(),
+                            item: r.item().filter(|i| !i.is_empty()).cloned(),
+                        })
                         .collect();
-                    if reasons
-                        .iter()
-                        .any(|r| r == "ThrottlingError" || r == "ProvisionedThroughputExceeded")
-                    {
+                    if reasons.iter().any(|r| {
+                        r.code == "ThrottlingError" || r.code == "ProvisionedThroughputExceeded"
+                    }) {
                         return Fail::Throttled(format!("{code}: {message}"));
                     }
                     return Fail::Canceled(reasons);
                 }
                 if code == "TransactionCanceledException" {
-                    return Fail::Canceled(vec![message.to_owned()]);
+                    return Fail::Canceled(vec![Reason::code(message)]);
                 }
                 Fail::Other(format!("{}: {doing}: {code}: {message}", self.shown))
             }
@@ -649,12 +820,13 @@ impl DynamoStore {
         }
     }
 
+    /// Reads a request's partition (the request item and any body parts): ONE Query. What it
+    /// finds is remembered for a later `decide`.
     fn load(&self, id: &ApprovalId) -> Result<Option<Loaded>, StoreError> {
         let items =
             self.query_partition(&format!("reading request {id}"), &req_pk(id.as_str()), None)?;
         let mut request_item = None;
         let mut parts: BTreeMap<String, String> = BTreeMap::new();
-        let mut decisions = Vec::new();
         let what = format!("request {id}");
         for item in items {
             let sk = get_s(&item, "sk").unwrap_or_default().to_owned();
@@ -664,15 +836,10 @@ impl DynamoStore {
                 let data = get_s(&item, "data")
                     .ok_or_else(|| corrupt(&what, "a body part has no data"))?;
                 parts.insert(rest.to_owned(), data.to_owned());
-            } else if sk.starts_with("D#") {
-                let seq =
-                    get_n(&item, "seq").ok_or_else(|| corrupt(&what, "a decision has no seq"))?;
-                let d: Decision = serde_json::from_str(get_s(&item, "d").unwrap_or_default())
-                    .map_err(|e| corrupt(&what, &format!("decision {seq}: {e}")))?;
-                decisions.push((seq, d));
             }
         }
         let Some(item) = request_item else {
+            self.forget(id.as_str());
             return Ok(None);
         };
         #[allow(clippy::single_match_else)]
@@ -691,24 +858,63 @@ impl DynamoStore {
         };
         let request: ApprovalRequest = serde_json::from_str(&body)
             .map_err(|e| corrupt(&what, &format!("its body does not parse: {e}")))?;
-        let status_s = get_s(&item, "status").unwrap_or_default();
-        let status = Status::parse(status_s)
-            .ok_or_else(|| corrupt(&what, &format!("unknown status {status_s:?}")))?;
-        decisions.sort_by_key(|(seq, _)| *seq);
-        Ok(Some(Loaded {
+        let state = item_state(&item, &what)?;
+        let loaded = Loaded {
+            body_len: body.len(),
             body_hash: sha256_hex(body.as_bytes()),
             stored_body_hash: get_s(&item, "body_hash").unwrap_or_default().to_owned(),
             request,
-            status,
-            version: get_n(&item, "version").unwrap_or(0),
-            decisions,
-            link: get_s(&item, "link")
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(|e| corrupt(&what, &format!("its runner link does not parse: {e}")))?,
-        }))
+            status: state.status,
+            version: state.version,
+            decisions: state.decisions,
+            link: state.link,
+        };
+        self.remember(known_from(&loaded));
+        Ok(Some(loaded))
     }
 
+    /// What this handle last knew of request `id`, if anything.
+    fn known_of(&self, id: &str) -> Option<Known> {
+        self.memo
+            .known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .get(id)
+            .cloned()
+    }
+
+    fn remember(&self, known: Known) {
+        let mut memo = self
+            .memo
+            .known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let id = known.request.id.as_str().to_owned();
+        if let Some(old) = memo.map.remove(&id) {
+            memo.bytes -= old.bytes;
+        }
+        if memo.map.len() >= KNOWN_REQUESTS || memo.bytes + known.bytes > KNOWN_BYTES {
+            // Bounded: forgetting only costs a later decide on a forgotten request one read.
+            memo.map.clear();
+            memo.bytes = 0;
+        }
+        memo.bytes += known.bytes;
+        memo.map.insert(id, known);
+    }
+
+    fn forget(&self, id: &str) {
+        let mut memo = self
+            .memo
+            .known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = memo.map.remove(id) {
+            memo.bytes -= old.bytes;
+        }
+    }
+
+    /// Reads the audit head (strongly consistent): ONE GetItem.
     fn head(&self) -> Result<Head, StoreError> {
         let (client, table) = (self.client.clone(), self.table.clone());
         let out = self.call("reading the audit head", move || {
@@ -719,16 +925,37 @@ impl DynamoStore {
                 .consistent_read(true)
                 .send()
         })?;
-        Ok(match out.item() {
-            Some(item) => Head {
-                seq: get_n(item, "seq").unwrap_or(0),
-                hash: get_s(item, "hash").unwrap_or(GENESIS).to_owned(),
-            },
-            None => Head {
-                seq: 0,
-                hash: GENESIS.to_owned(),
-            },
-        })
+        let head = out.item().map_or_else(Head::genesis, head_of);
+        self.learn_head(&head, true);
+        Ok(head)
+    }
+
+    /// The audit head as this handle last knew it, read once if it never knew it. Writes are
+    /// conditioned on it, so a stale head costs a failed write that returns the current one.
+    fn head_hint(&self) -> Result<Head, StoreError> {
+        let known = self
+            .memo
+            .head_known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match known {
+            Some(h) => Ok(h),
+            None => self.head(),
+        }
+    }
+
+    /// Keeps `head` as the last known; `current` when it is the head as it is now (a consistent
+    /// read, a write's answer), else only when it is newer than what is known.
+    fn learn_head(&self, head: &Head, current: bool) {
+        let mut known = self
+            .memo
+            .head_known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current || known.as_ref().is_none_or(|k| head.seq > k.seq) {
+            *known = Some(head.clone());
+        }
     }
 
     /// The audit entry put and the head update for appending `entry` after `head`; `counters`
@@ -738,7 +965,7 @@ impl DynamoStore {
         head: &Head,
         entry: &NewEntry<'_>,
         counters: &[(String, i64)],
-    ) -> Result<(Vec<TransactWriteItem>, i64), StoreError> {
+    ) -> Result<(Vec<TransactWriteItem>, Head), StoreError> {
         let seq = head.seq + 1;
         let payload = canonical_json(entry.payload);
         let hash = entry_hash(
@@ -792,6 +1019,8 @@ impl DynamoStore {
             .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
+            // A stale head fails the write, which answers with the head as it is now.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(|e| self.build_err(&e))?;
         Ok((
@@ -799,7 +1028,7 @@ impl DynamoStore {
                 TransactWriteItem::builder().put(put).build(),
                 TransactWriteItem::builder().update(update).build(),
             ],
-            seq,
+            Head { seq, hash },
         ))
     }
 
@@ -813,8 +1042,17 @@ impl DynamoStore {
         doing: &str,
         items: Vec<TransactWriteItem>,
     ) -> Result<Result<(), Vec<String>>, StoreError> {
-        let (client, table) = (self.client.clone(), self.table.clone());
-        let _ = table;
+        Ok(self.transact_full(doing, items)?.map_err(|r| codes(&r)))
+    }
+
+    /// Sends one transaction; `Ok(Err(reasons))` when its conditions failed, each reason with
+    /// the item as it is now where the write asked for it (`ReturnValuesOnConditionCheckFailure`).
+    fn transact_full(
+        &self,
+        doing: &str,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Result<(), Vec<Reason>>, StoreError> {
+        let client = self.client.clone();
         match self.call_raw(doing, move || {
             client
                 .transact_write_items()
@@ -868,6 +1106,8 @@ impl DynamoStore {
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("request {id}: runner link: {e}")))?;
+        let mut head = self.head_hint()?;
+        let mut blind = 0;
         for attempt in 0..RACE_ATTEMPTS {
             let mut item = key(req_pk(id), "R");
             item.insert("id".into(), s(id));
@@ -930,8 +1170,7 @@ impl DynamoStore {
                     );
                 }
             }
-            let head = self.head()?;
-            let (audit, _) = self.audit_items(
+            let (audit, after) = self.audit_items(
                 &head,
                 &NewEntry {
                     at_ms,
@@ -942,20 +1181,41 @@ impl DynamoStore {
                 },
                 &[("n_req".into(), 1), ("st_pending".into(), 1)],
             )?;
+            let head_at = items.len() + 1;
             items.extend(audit);
             if let Some(l) = link {
                 // The invocation that returned control names its request (the metrics read it).
                 items.push(self.put_item_tx(metrics::raised_link(&l.invocation, id), false)?);
             }
-            match self.transact(&format!("submitting request {id}"), items)? {
-                Ok(()) => return Ok(()),
+            match self.transact_full(&format!("submitting request {id}"), items)? {
+                Ok(()) => {
+                    self.learn_head(&after, true);
+                    self.remember(Known {
+                        bytes: body.len(),
+                        request: Arc::new(request.clone()),
+                        status: Status::Pending,
+                        version: 0,
+                        decisions: Vec::new(),
+                        link: link.cloned(),
+                    });
+                    return Ok(());
+                }
                 Err(reasons) => {
-                    if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed")
-                        || self.exists(id)?
-                    {
+                    if reasons.first().is_some_and(Reason::failed) {
                         return Err(StoreError::Duplicate(request.id.clone()));
                     }
-                    Self::pause_after_race(attempt);
+                    if let Some(now) = reasons.get(head_at).and_then(|r| r.item.as_ref()) {
+                        // The head moved: the failed write said where it is now.
+                        head = head_of(now);
+                        self.learn_head(&head, true);
+                    } else {
+                        // A conflict naming no item: wait, and after a few read the head again.
+                        blind += 1;
+                        if blind % BLIND_RETRIES == 0 {
+                            head = self.head()?;
+                        }
+                        Self::pause_after_race(attempt);
+                    }
                 }
             }
         }
@@ -982,6 +1242,168 @@ impl DynamoStore {
                 .send()
         })?;
         Ok(out.item().is_some())
+    }
+
+    /// The items of one decision's transaction, in order: the request's conditional update
+    /// (at 0), the audit entry and the audit head (at `DECISION_HEAD_AT`), and the resume's
+    /// outbox item when the decision makes a runner-raised request final.
+    fn decision_items(
+        &self,
+        known: &Known,
+        head: &Head,
+        plan: &decision::Plan,
+        ask: &DecisionAsk,
+        policy: &Policy,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<TransactWriteItem>, Head), StoreError> {
+        let id = known.request.id.as_str();
+        let next_seq = known.decisions.iter().map(|(s, _)| *s).max().unwrap_or(0) + 1;
+        let approvals = distinct_approvers(
+            known
+                .decisions
+                .iter()
+                .map(|(_, d)| d)
+                .chain(&plan.decisions),
+        );
+        let mut rows = Vec::new();
+        let mut appended = Vec::new();
+        for (offset, d) in plan.decisions.iter().enumerate() {
+            let seq = next_seq + offset as i64;
+            appended.push(AttributeValue::M(HashMap::from([
+                ("seq".to_owned(), n(seq)),
+                (
+                    "d".to_owned(),
+                    s(serde_json::to_string(d).map_err(|e| corrupt(id, &e.to_string()))?),
+                ),
+            ])));
+            rows.push(decision_json(seq, d));
+        }
+        let mut values: Item = HashMap::from([
+            (":after".to_owned(), s(plan.status_after.as_str())),
+            (":v".to_owned(), n(known.version)),
+            (":v1".to_owned(), n(known.version + 1)),
+            (":apps".to_owned(), n(approvals)),
+            (":rev".to_owned(), s(&ask.reviewer)),
+            (":new".to_owned(), AttributeValue::L(appended)),
+            (":nil".to_owned(), AttributeValue::L(Vec::new())),
+            (":pending".to_owned(), s(Status::Pending.as_str())),
+            (":partial".to_owned(), s(Status::PartiallyDecided.as_str())),
+        ]);
+        let mut names = HashMap::from([("#st".to_owned(), "status".to_owned())]);
+        // Exactly the state the plan was made on: its version (every decision and expiry moves
+        // it) and an open status.
+        let mut condition = "version = :v AND #st IN (:pending, :partial)".to_owned();
+        let mut adds = Vec::new();
+        for d in plan
+            .decisions
+            .iter()
+            .filter(|d| d.verdict == Verdict::Confirm)
+        {
+            let attr = format!("#ap{}", d.input_index);
+            names.insert(attr.clone(), format!("ap{}", d.input_index));
+            // The two-person rule inside the write: this reviewer is not already an approver.
+            condition = format!("{condition} AND NOT contains({attr}, :rev)");
+            adds.push(format!("{attr} :revset"));
+        }
+        if !adds.is_empty() {
+            values.insert(
+                ":revset".into(),
+                AttributeValue::Ss(vec![ask.reviewer.clone()]),
+            );
+        }
+        let mut expr = "SET #st = :after, version = :v1, approvals = :apps, \
+                        decs = list_append(if_not_exists(decs, :nil), :new)"
+            .to_owned();
+        if plan.status_after.is_final() {
+            expr.push_str(" REMOVE qpk, qsk");
+        }
+        if !adds.is_empty() {
+            expr.push_str(" ADD ");
+            expr.push_str(&adds.join(", "));
+        }
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(req_pk(id), "R")))
+                        .update_expression(expr)
+                        .condition_expression(condition)
+                        .set_expression_attribute_names(Some(names))
+                        .set_expression_attribute_values(Some(values))
+                        // A stale state fails the write, which answers with the request as it is
+                        // now: the next plan (or the refusal naming who decided) comes from it.
+                        .return_values_on_condition_check_failure(
+                            ReturnValuesOnConditionCheckFailure::AllOld,
+                        )
+                        .build()
+                        .map_err(|e| self.build_err(&e))?,
+                )
+                .build(),
+        ];
+        let payload = json!({
+            "request": id,
+            "decisions": rows,
+            "status": plan.status_after.as_str(),
+            "approvals": approvals,
+        });
+        let confirms = plan
+            .decisions
+            .iter()
+            .filter(|d| d.verdict == Verdict::Confirm)
+            .count() as i64;
+        let total = plan.decisions.len() as i64;
+        let mut counters = vec![
+            ("n_dec".to_owned(), total),
+            ("n_conf".to_owned(), confirms),
+            ("n_deny".to_owned(), total - confirms),
+        ];
+        if plan.status_after != known.status {
+            counters.push((status_counter(known.status), -1));
+            counters.push((status_counter(plan.status_after), 1));
+        }
+        let (audit, head_after) = self.audit_items(
+            head,
+            &NewEntry {
+                at_ms: to_ms(now),
+                actor: &ask.reviewer,
+                kind: "decided",
+                request: id,
+                payload: &payload,
+            },
+            &counters,
+        )?;
+        items.extend(audit);
+        if plan.status_after.is_final() {
+            // The request's metrics fact, settled by the same write (see `metrics`).
+            let all = known
+                .decisions
+                .iter()
+                .map(|(_, d)| d)
+                .chain(&plan.decisions);
+            let item = metrics::settled_item(&known.request, plan.status_after, all, to_ms(now))?;
+            items.push(self.put_item_tx(item, false)?);
+        }
+        if let Some(link) = &known.link
+            && resumes_after(plan.status_after)
+        {
+            let all: Vec<Decision> = known
+                .decisions
+                .iter()
+                .map(|(_, d)| d.clone())
+                .chain(plan.decisions.iter().cloned())
+                .collect();
+            let Some(resume) = ResumePlan::from_decisions(&known.request, &all, policy) else {
+                return Err(StoreError::Corrupt(format!(
+                    "request {id} is {} but not every input is decided",
+                    plan.status_after
+                )));
+            };
+            // The resume is queued by the decision's own transaction, at most once.
+            let item = runner::outbox_item(&known.request, link, &resume, to_ms(now))?;
+            items.push(self.put_item_tx(item, true)?);
+        }
+        Ok((items, head_after))
     }
 
     /// The open requests' index entries with `qsk` in `[from, to)`.
@@ -1147,6 +1569,15 @@ impl ApprovalStore for DynamoStore {
             .collect()
     }
 
+    /// One conditional `TransactWriteItems` and no read, when this handle knows the request
+    /// (it read it with `get`, as the console and the CLI do before a reviewer decides, or
+    /// submitted or decided it) and the audit head (from any earlier write or read). The write
+    /// is conditioned on exactly that state; when it is stale the write fails and its
+    /// cancellation reasons carry the request item and the head as they are now
+    /// (`ReturnValuesOnConditionCheckFailure = ALL_OLD`): the decision is planned again from
+    /// those, or refused naming who decided first. A request this handle never read costs one
+    /// Query first; so does the first audit write of a handle that never saw the head (one
+    /// GetItem).
     fn decide(
         &self,
         ask: &DecisionAsk,
@@ -1155,161 +1586,94 @@ impl ApprovalStore for DynamoStore {
     ) -> Result<DecisionOutcome, StoreError> {
         let now = truncate_ms(now);
         let id = ask.request.as_str();
+        let doing = format!("recording the decision on {id}");
+        let mut known = match self.known_of(id) {
+            Some(k) => k,
+            // Never read by this handle: the one read a decision may need.
+            None => known_from(
+                &self
+                    .load(&ask.request)?
+                    .ok_or_else(|| StoreError::NotFound(id.to_owned()))?,
+            ),
+        };
+        let mut head = self.head_hint()?;
+        let mut blind = 0;
         for attempt in 0..RACE_ATTEMPTS {
-            // Read to plan; the write's conditions (version, approvers, audit head) are what make
-            // exactly one of racing deciders win.
-            let loaded = self
-                .load(&ask.request)?
-                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-            if loaded.status.is_final() {
+            // State only moves forward (decisions are appended, final is final, bodies never
+            // change), so a refusal planned on what this handle knew stands even when it is stale.
+            if known.status.is_final() {
                 return Err(Refusal::for_final(
-                    &loaded.request,
-                    loaded.status,
-                    loaded.decisions.iter().map(|(_, d)| d),
+                    &known.request,
+                    known.status,
+                    known.decisions.iter().map(|(_, d)| d),
                 )
                 .into());
             }
-            let decisions: Vec<Decision> =
-                loaded.decisions.iter().map(|(_, d)| d.clone()).collect();
-            let plan = decision::plan(&loaded.request, &decisions, policy, ask, now)?;
-            let next_seq = loaded.decisions.iter().map(|(s, _)| *s).max().unwrap_or(0) + 1;
-            let approvals = distinct_approvers(decisions.iter().chain(&plan.decisions));
-            let mut items = Vec::new();
-            let mut rows = Vec::new();
-            for (offset, d) in plan.decisions.iter().enumerate() {
-                let seq = next_seq + offset as i64;
-                let mut item = key(req_pk(id), format!("D#{seq:06}"));
-                item.insert("seq".into(), n(seq));
-                item.insert(
-                    "d".into(),
-                    s(serde_json::to_string(d).map_err(|e| corrupt(id, &e.to_string()))?),
-                );
-                items.push(self.put_item_tx(item, true)?);
-                rows.push(decision_json(seq, d));
-            }
-            let mut set = vec!["#st = :after", "version = :v1", "approvals = :apps"];
-            let mut values: Item = HashMap::from([
-                (":after".to_owned(), s(plan.status_after.as_str())),
-                (":v".to_owned(), n(loaded.version)),
-                (":v1".to_owned(), n(loaded.version + 1)),
-                (":apps".to_owned(), n(approvals)),
-                (":rev".to_owned(), s(&ask.reviewer)),
-            ]);
-            let mut names = HashMap::from([("#st".to_owned(), "status".to_owned())]);
-            let mut condition = "version = :v AND #st IN (:pending, :partial)".to_owned();
-            values.insert(":pending".into(), s(Status::Pending.as_str()));
-            values.insert(":partial".into(), s(Status::PartiallyDecided.as_str()));
-            let mut adds = Vec::new();
-            for d in plan
-                .decisions
-                .iter()
-                .filter(|d| d.verdict == Verdict::Confirm)
-            {
-                let attr = format!("#ap{}", d.input_index);
-                names.insert(attr.clone(), format!("ap{}", d.input_index));
-                // The two-person rule inside the write: this reviewer is not already an approver.
-                condition = format!("{condition} AND NOT contains({attr}, :rev)");
-                adds.push(format!("{attr} :revset"));
-            }
-            if !adds.is_empty() {
-                values.insert(
-                    ":revset".into(),
-                    AttributeValue::Ss(vec![ask.reviewer.clone()]),
-                );
-            }
-            let set_expr = set.join(", ");
-            set.clear();
-            let mut expr = format!("SET {set_expr}");
-            if plan.status_after.is_final() {
-                expr.push_str(" REMOVE qpk, qsk");
-            }
-            if !adds.is_empty() {
-                expr.push_str(" ADD ");
-                expr.push_str(&adds.join(", "));
-            }
-            items.push(
-                TransactWriteItem::builder()
-                    .update(
-                        Update::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(key(req_pk(id), "R")))
-                            .update_expression(expr)
-                            .condition_expression(condition)
-                            .set_expression_attribute_names(Some(names))
-                            .set_expression_attribute_values(Some(values))
-                            .build()
-                            .map_err(|e| self.build_err(&e))?,
-                    )
-                    .build(),
-            );
-            let payload = json!({
-                "request": id,
-                "decisions": rows,
-                "status": plan.status_after.as_str(),
-                "approvals": approvals,
-            });
-            let confirms = plan
-                .decisions
-                .iter()
-                .filter(|d| d.verdict == Verdict::Confirm)
-                .count() as i64;
-            let total = plan.decisions.len() as i64;
-            let mut counters = vec![
-                ("n_dec".to_owned(), total),
-                ("n_conf".to_owned(), confirms),
-                ("n_deny".to_owned(), total - confirms),
-            ];
-            if plan.status_after != loaded.status {
-                counters.push((status_counter(loaded.status), -1));
-                counters.push((status_counter(plan.status_after), 1));
-            }
-            let head = self.head()?;
-            let (audit, audit_seq) = self.audit_items(
-                &head,
-                &NewEntry {
-                    at_ms: to_ms(now),
-                    actor: &ask.reviewer,
-                    kind: "decided",
-                    request: id,
-                    payload: &payload,
-                },
-                &counters,
-            )?;
-            items.extend(audit);
-            if plan.status_after.is_final() {
-                let all = decisions.iter().chain(&plan.decisions);
-                let item =
-                    metrics::settled_item(&loaded.request, plan.status_after, all, to_ms(now))?;
-                items.push(self.put_item_tx(item, false)?);
-            }
-            if let Some(link) = &loaded.link
-                && resumes_after(plan.status_after)
-            {
-                let all: Vec<Decision> = decisions.iter().chain(&plan.decisions).cloned().collect();
-                let Some(resume) = ResumePlan::from_decisions(&loaded.request, &all, policy) else {
-                    return Err(StoreError::Corrupt(format!(
-                        "request {id} is {} but not every input is decided",
-                        plan.status_after
-                    )));
-                };
-                // The resume is queued by the decision's own transaction, at most once.
-                let item = runner::outbox_item(&loaded.request, link, &resume, to_ms(now))?;
-                items.push(self.put_item_tx(item, true)?);
-            }
-            match self.transact(&format!("recording the decision on {id}"), items)? {
+            let decisions: Vec<Decision> = known.decisions.iter().map(|(_, d)| d.clone()).collect();
+            let plan = decision::plan(&known.request, &decisions, policy, ask, now)?;
+            let (items, head_after) =
+                self.decision_items(&known, &head, &plan, ask, policy, now)?;
+            match self.transact_full(&doing, items)? {
                 Ok(()) => {
+                    self.learn_head(&head_after, true);
+                    let next_seq = known.decisions.iter().map(|(s, _)| *s).max().unwrap_or(0) + 1;
+                    let mut after = known;
+                    after.version += 1;
+                    after.status = plan.status_after;
+                    after.decisions.extend(
+                        plan.decisions
+                            .iter()
+                            .enumerate()
+                            .map(|(i, d)| (next_seq + i as i64, d.clone())),
+                    );
+                    self.remember(after);
                     return Ok(DecisionOutcome {
                         decisions: plan.decisions,
                         status: plan.status_after,
-                        audit_seq: u64::try_from(audit_seq).unwrap_or(0),
+                        audit_seq: u64::try_from(head_after.seq).unwrap_or(0),
                     });
                 }
-                // Someone else wrote first (the request or the audit head): read again and
-                // re-plan; if it was this request, the re-read names who decided it.
-                Err(_) => Self::pause_after_race(attempt),
+                Err(reasons) => {
+                    // Someone else wrote first (this request, or anything on the audit head):
+                    // the failed write says what is there now.
+                    let mut news = false;
+                    if let Some(r) = reasons.first().filter(|r| r.failed()) {
+                        let Some(item) = &r.item else {
+                            self.forget(id);
+                            return Err(StoreError::NotFound(id.to_owned()));
+                        };
+                        let state = item_state(item, &format!("request {id}"))?;
+                        known.status = state.status;
+                        known.version = state.version;
+                        known.decisions = state.decisions;
+                        known.link = state.link;
+                        self.remember(known.clone());
+                        news = true;
+                    }
+                    if let Some(item) = reasons.get(DECISION_HEAD_AT).and_then(|r| r.item.as_ref())
+                    {
+                        head = head_of(item);
+                        self.learn_head(&head, true);
+                        news = true;
+                    }
+                    if !news {
+                        // A conflict with a concurrent transaction (it names no item): wait, and
+                        // after a few read the state again.
+                        blind += 1;
+                        if blind % BLIND_RETRIES == 0 {
+                            known = known_from(
+                                &self
+                                    .load(&ask.request)?
+                                    .ok_or_else(|| StoreError::NotFound(id.to_owned()))?,
+                            );
+                            head = self.head()?;
+                        }
+                        Self::pause_after_race(attempt);
+                    }
+                }
             }
         }
-        Err(self.contention(&format!("recording the decision on {id}")))
+        Err(self.contention(&doing))
     }
 
     fn expire_due(&self, now: DateTime<Utc>, actor: &str) -> Result<usize, StoreError> {
@@ -1345,8 +1709,8 @@ impl ApprovalStore for DynamoStore {
                     "from": loaded.status.as_str(),
                     "expiresAtMs": to_ms(loaded.request.expires_at),
                 });
-                let head = self.head()?;
-                let (audit, _) = self.audit_items(
+                let head = self.head_hint()?;
+                let (audit, after) = self.audit_items(
                     &head,
                     &NewEntry {
                         at_ms: now_ms,
@@ -1369,14 +1733,22 @@ impl ApprovalStore for DynamoStore {
                     now_ms,
                 )?;
                 items.push(self.put_item_tx(settled, false)?);
-                if self
-                    .transact(&format!("expiring request {id}"), items)?
-                    .is_ok()
-                {
-                    expired += 1;
-                    break;
+                match self.transact_full(&format!("expiring request {id}"), items)? {
+                    Ok(()) => {
+                        self.learn_head(&after, true);
+                        self.forget(id.as_str());
+                        expired += 1;
+                        break;
+                    }
+                    Err(reasons) => {
+                        // The head's answer (when it moved) is kept for the next attempt; the
+                        // request is read again either way.
+                        if let Some(item) = reasons.get(2).and_then(|r| r.item.as_ref()) {
+                            self.learn_head(&head_of(item), true);
+                        }
+                        Self::pause_after_race(attempt);
+                    }
                 }
-                Self::pause_after_race(attempt);
             }
         }
         Ok(expired)
@@ -1393,6 +1765,10 @@ impl ApprovalStore for DynamoStore {
         })?;
         let empty = Item::new();
         let head = out.item().unwrap_or(&empty);
+        if out.item().is_some() {
+            // A hint for the next audit write (it may lag: this read is not consistent).
+            self.learn_head(&head_of(head), false);
+        }
         let num = |name: &str| u64::try_from(get_n(head, name).unwrap_or(0)).unwrap_or(0);
         let open = self.open_queue(Utc::now())?;
         let mut counts = StoreCounts {
@@ -1553,6 +1929,13 @@ fn verify(store: &DynamoStore) -> Result<AuditReport, StoreError> {
     }
     // Every request in the id index against the log.
     let ids = store.query_partition("audit check: listing requests", "IDS", None)?;
+    let outbox: BTreeMap<String, Item> = store
+        .query_partition("audit check: reading the outbox", runner::OUTBOX, None)?
+        .into_iter()
+        .filter_map(|item| get_s(&item, "sk").map(str::to_owned).map(|id| (id, item)))
+        .collect();
+    // Each request's status and whether the runner raised it, for the outbox check after.
+    let mut resumable: BTreeMap<String, (Status, bool)> = BTreeMap::new();
     let mut seen = std::collections::BTreeSet::new();
     for item in &ids {
         let Some(id) = get_s(item, "sk") else {
@@ -1580,6 +1963,7 @@ fn verify(store: &DynamoStore) -> Result<AuditReport, StoreError> {
             }
             Err(e) => return Err(e),
         };
+        resumable.insert(id.to_owned(), (loaded.status, loaded.link.is_some()));
         if loaded.body_hash != loaded.stored_body_hash
             || Some(&loaded.body_hash) != logged.body_hash.as_ref()
         {
@@ -1615,7 +1999,45 @@ fn verify(store: &DynamoStore) -> Result<AuditReport, StoreError> {
             problems.push(format!("request {id}: the log submitted it but it is no longer in the table: it was deleted"));
         }
     }
+    check_outbox(&resumable, &outbox, &mut problems);
     Ok(AuditReport { entries, problems })
+}
+
+/// The outbox against the requests (as SQLite checks it): a resume exists exactly for the
+/// runner-raised requests that ended approved, rejected or mixed, never for expired or open
+/// ones nor for requests the runner did not raise. One item per request by its key, so "more
+/// than one" cannot be stored.
+fn check_outbox(
+    requests: &BTreeMap<String, (Status, bool)>,
+    outbox: &BTreeMap<String, Item>,
+    problems: &mut Vec<String>,
+) {
+    for id in outbox.keys() {
+        match requests.get(id) {
+            None => problems.push(format!(
+                "request {id}: has an outbox row but its status is missing: only approved, \
+                 rejected or mixed requests are resumed"
+            )),
+            Some((status, _)) if !resumes_after(*status) => problems.push(format!(
+                "request {id}: has an outbox row but its status is {}: only approved, rejected \
+                 or mixed requests are resumed",
+                status.as_str()
+            )),
+            Some((_, false)) => problems.push(format!(
+                "request {id}: has an outbox row but the runner did not raise it"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (id, (status, raised)) in requests {
+        if *raised && resumes_after(*status) && !outbox.contains_key(id) {
+            problems.push(format!(
+                "request {id}: is {} and the runner raised it, but it has no outbox row: its \
+                 resume was lost",
+                status.as_str()
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -405,7 +405,11 @@ fn scenario_b4_a_frozen_dynamodb_store_keeps_the_console_responsive_and_loses_no
     let carol = Tmux::console(&sb, "carol", 120, 40);
     carol.wait_text("Approvals · 2 open");
     carol.keys(&["j", "a"]);
-    carol.wait_text("press a again to approve");
+    // The freeze must come while the decision is written, not while the request still loads
+    // (the first press opens it; without it on screen the second press decides nothing).
+    carol.wait_within("the request on screen", Duration::from_secs(10), |s| {
+        s.contains("press a again to approve") && !s.contains("loading…")
+    });
     signal("-STOP");
     let frozen = Instant::now();
     carol.keys(&["a"]);

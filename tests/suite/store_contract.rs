@@ -28,6 +28,7 @@ use agentdeck::store::run::ActionMark;
 use agentdeck::store::sqlite::SqliteStore;
 use agentdeck::store::{
     ApprovalStore, InvocationEnd, InvocationStart, OutboxState, Outcome, RunnerLink, StoreError,
+    TraceStore,
 };
 use common::{TTL_SECS, ask, at, multi_request, sample_request, t0, test_policy};
 use serde_json::json;
@@ -134,7 +135,7 @@ fn dynamodb_race_16_deciders_120_requests() {
 /// The issue's full race on moto: 16 deciders each try all 500 requests (8,000 decides against
 /// one single-threaded server), so it runs with `--ignored`.
 #[test]
-#[ignore = "minutes on moto: cargo test --test store_contract -- --ignored"]
+#[ignore = "minutes on moto: cargo test --test suite store_contract::dynamodb_race_16 -- --ignored"]
 fn dynamodb_race_16_deciders_500_requests() {
     let (f, ()) = dynamo_factory("race500");
     race(&f, 500);
@@ -459,8 +460,7 @@ t = boto3.resource("dynamodb", endpoint_url="{url}", region_name="us-east-1",
 e = t.get_item(Key={{"pk": "AUDIT", "sk": "E#000000000002"}})["Item"]
 e["payload"] = e["payload"].replace('"bob"', '"mallory"')
 t.put_item(Item=e)
-d = t.get_item(Key={{"pk": "REQ#inv-t", "sk": "D#000001"}})["Item"]
-t.delete_item(Key={{"pk": "REQ#inv-t", "sk": "D#000001"}})
+t.update_item(Key={{"pk": "REQ#inv-t", "sk": "R"}}, UpdateExpression="REMOVE decs")
 "#,
         url = moto(),
         table = o.table
@@ -1136,4 +1136,411 @@ fn action_marks_are_kept_in_order_and_checked_against_the_step(f: &Factory) {
     );
     assert_eq!(reader.action_marks("req-m").unwrap().len(), 3);
     assert!(reader.action_marks("req-none").unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// decisions write on what was read; the audit check's outbox cross-check; step cursors
+
+/// The calls one DynamoDB handle sent since `before`, by operation (SQLite: None).
+type Calls = std::collections::BTreeMap<String, u64>;
+
+fn delta(before: &Calls, after: &Calls) -> Calls {
+    after
+        .iter()
+        .map(|(op, n)| (op.clone(), n - before.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+fn twi(n: u64) -> Calls {
+    Calls::from([("transact_write_items".to_owned(), n)])
+}
+
+/// Two consoles `a` and `b` show the same two-person request (each read it with `get`); their
+/// decisions are one conditional write each and no read, also when the other decided meanwhile
+/// (the failed write answers with the request as it is now: the refusal names who decided).
+/// `c` never read it: its decision reads first. `calls` gives a handle's call counts (DynamoDB)
+/// or None (SQLite, which reads inside its own transaction: nothing to count).
+fn decisions_write_on_what_was_read<S: DeckStore>(
+    a: &S,
+    b: &S,
+    c: &S,
+    calls: &dyn Fn(&S) -> Option<Calls>,
+) {
+    let policy = test_policy();
+    let r = sample_request("inv-seen", RiskTier::Critical);
+    a.submit(&r, "runner").unwrap();
+    a.get(&r.id, &policy, at(1)).unwrap();
+    b.get(&r.id, &policy, at(1)).unwrap();
+    b.counts().unwrap(); // the console reads its totals at start (and the audit head with them)
+    let cost = |s: &S, run: &mut dyn FnMut()| -> Option<Calls> {
+        let before = calls(s);
+        run();
+        Some(delta(&before?, &calls(s)?))
+    };
+
+    let mut out = None;
+    let spent = cost(a, &mut || {
+        out = Some(a.decide(
+            &ask(&r, Verdict::Confirm, &[0], "bob", Some("fine")),
+            &policy,
+            at(5),
+        ));
+    });
+    assert_eq!(out.unwrap().unwrap().status, Status::PartiallyDecided);
+    if let Some(spent) = spent {
+        assert_eq!(
+            spent,
+            twi(1),
+            "a decision on what was read: one write, no read"
+        );
+    }
+
+    // b still shows it pending; bob approving again there is refused by the write's answer.
+    let mut out = None;
+    let spent = cost(b, &mut || {
+        out = Some(b.decide(
+            &ask(&r, Verdict::Confirm, &[0], "bob", Some("again")),
+            &policy,
+            at(6),
+        ));
+    });
+    match out.unwrap() {
+        Err(StoreError::Refused(Refusal::SameApprover { reviewer, .. })) => {
+            assert_eq!(reviewer, "bob");
+        }
+        other => panic!("{other:?}"),
+    }
+    if let Some(spent) = spent {
+        assert_eq!(
+            spent,
+            twi(1),
+            "the stale write's answer re-planned it: no read"
+        );
+    }
+
+    // carol on b: b now knows the request and the head as they are.
+    let mut out = None;
+    let spent = cost(b, &mut || {
+        out = Some(b.decide(
+            &ask(&r, Verdict::Confirm, &[0], "carol", Some("agreed")),
+            &policy,
+            at(7),
+        ));
+    });
+    assert_eq!(out.unwrap().unwrap().status, Status::Approved);
+    if let Some(spent) = spent {
+        assert_eq!(spent, twi(1));
+    }
+
+    // a still shows 1/2: dave's approval is refused naming who decided, from the write's answer.
+    let mut out = None;
+    let spent = cost(a, &mut || {
+        out = Some(a.decide(
+            &ask(&r, Verdict::Confirm, &[0], "dave", Some("me too")),
+            &policy,
+            at(8),
+        ));
+    });
+    match out.unwrap() {
+        Err(StoreError::Refused(Refusal::AlreadyDecided { by, .. })) => assert_eq!(by, "carol"),
+        other => panic!("{other:?}"),
+    }
+    if let Some(spent) = spent {
+        assert_eq!(spent, twi(1));
+    }
+
+    // c never read the request nor the head: it reads them once, then writes once.
+    let r2 = sample_request("inv-unseen", RiskTier::Low);
+    a.submit(&r2, "runner").unwrap();
+    let mut out = None;
+    let spent = cost(c, &mut || {
+        out = Some(c.decide(
+            &ask(&r2, Verdict::Confirm, &[0], "erin", None),
+            &policy,
+            at(9),
+        ));
+    });
+    assert_eq!(out.unwrap().unwrap().status, Status::Approved);
+    if let Some(spent) = spent {
+        assert_eq!(
+            spent,
+            Calls::from([
+                ("get_item".to_owned(), 1),
+                ("query".to_owned(), 1),
+                ("transact_write_items".to_owned(), 1)
+            ])
+        );
+    }
+
+    // b reads a new request, but the audit head has moved since b last wrote (a submitted, c
+    // decided): the first write fails on the head alone and answers with it; the second lands.
+    let r3 = sample_request("inv-head-moved", RiskTier::Low);
+    a.submit(&r3, "runner").unwrap();
+    b.get(&r3.id, &policy, at(9)).unwrap();
+    let mut out = None;
+    let spent = cost(b, &mut || {
+        out = Some(b.decide(
+            &ask(&r3, Verdict::Confirm, &[0], "frank", None),
+            &policy,
+            at(10),
+        ));
+    });
+    assert_eq!(out.unwrap().unwrap().status, Status::Approved);
+    if let Some(spent) = spent {
+        assert_eq!(
+            spent,
+            twi(2),
+            "a stale head costs one failed write, no read"
+        );
+    }
+
+    let got = c.get(&r.id, &policy, at(9)).unwrap();
+    let by: Vec<&str> = got.decisions.iter().map(|d| d.reviewer.as_str()).collect();
+    assert_eq!(by, ["bob", "carol"]);
+    let report = c.audit_verify().unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+#[test]
+fn sqlite_decisions_write_on_what_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seen.db");
+    let open = || SqliteStore::open(&path).unwrap();
+    decisions_write_on_what_was_read(&open(), &open(), &open(), &|_| None);
+}
+
+#[test]
+fn dynamodb_decisions_write_on_what_was_read() {
+    let o = fresh_table(moto(), "seen");
+    let open = || DynamoStore::connect(&o).unwrap();
+    decisions_write_on_what_was_read(&open(), &open(), &open(), &|s: &DynamoStore| {
+        Some(s.calls())
+    });
+}
+
+/// Eight consoles each show the same 24 requests (read with `get`, totals read at start), then
+/// all approve all of them at once: exactly one decision each, and the deciding sends no read at
+/// all; the contention costs failed writes only (each answers with what changed).
+#[test]
+fn dynamodb_racing_consoles_decide_without_reading() {
+    let o = fresh_table(moto(), "seenrace");
+    let policy = test_policy();
+    let setup = DynamoStore::connect(&o).unwrap();
+    let requests: Vec<ApprovalRequest> = (0..24)
+        .map(|i| sample_request(&format!("seen-{i:02}"), RiskTier::Medium))
+        .collect();
+    for r in &requests {
+        setup.submit(r, "runner").unwrap();
+    }
+    let consoles: Vec<DynamoStore> = (0..8)
+        .map(|_| {
+            let s = DynamoStore::connect(&o).unwrap();
+            for r in &requests {
+                s.get(&r.id, &policy, at(1)).unwrap();
+            }
+            s.counts().unwrap();
+            s
+        })
+        .collect();
+    let before: Vec<Calls> = consoles.iter().map(DynamoStore::calls).collect();
+    let wins = Mutex::new(Vec::new());
+    let attempts = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for (t, s) in consoles.iter().enumerate() {
+            let (requests, policy, wins, attempts) = (&requests, &policy, &wins, &attempts);
+            scope.spawn(move || {
+                for k in 0..requests.len() {
+                    let r = &requests[(k + t * 3) % requests.len()];
+                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let who = format!("reviewer-{t}");
+                    match s.decide(&ask(r, Verdict::Confirm, &[0], &who, None), policy, at(5)) {
+                        Ok(_) => wins.lock().unwrap().push(r.id.clone()),
+                        Err(StoreError::Refused(Refusal::AlreadyDecided { .. })) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            });
+        }
+    });
+    let mut wins = wins.into_inner().unwrap();
+    wins.sort();
+    let n = wins.len();
+    wins.dedup();
+    assert_eq!((n, wins.len()), (requests.len(), requests.len()));
+    let mut total = Calls::new();
+    for (s, b) in consoles.iter().zip(&before) {
+        for (op, k) in delta(b, &s.calls()) {
+            *total.entry(op).or_default() += k;
+        }
+    }
+    let decides = attempts.into_inner();
+    assert_eq!(
+        total.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["transact_write_items"],
+        "deciding read nothing: {total:?}"
+    );
+    eprintln!(
+        "racing consoles: {decides} decide calls ({} won), {} TransactWriteItems ({:.2} a call)",
+        requests.len(),
+        total["transact_write_items"],
+        total["transact_write_items"] as f64 / decides as f64
+    );
+    let report = setup.audit_verify().unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+/// A runner-raised request decided (its resume queued) and a plain one decided; then the resume
+/// row is moved from the first to the second behind the store's back: the audit check names both
+/// (the lost resume and the stray one).
+fn audit_check_finds_a_lost_and_a_stray_resume<S: DeckStore>(s: &S, tamper: &dyn Fn(&str, &str)) {
+    let policy = test_policy();
+    let run = sample_request("inv-out-run", RiskTier::Low);
+    let plain = sample_request("inv-out-plain", RiskTier::Low);
+    s.submit_resumable(&run, &runner_link("req-o"), "runner")
+        .unwrap();
+    s.submit(&plain, "alice").unwrap();
+    for r in [&run, &plain] {
+        s.decide(&ask(r, Verdict::Confirm, &[0], "bob", None), &policy, at(5))
+            .unwrap();
+    }
+    let report = s.audit_verify().unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    tamper(run.id.as_str(), plain.id.as_str());
+    let report = s.audit_verify().unwrap();
+    let all = report.problems.join("\n");
+    assert!(
+        all.contains(
+            "request inv-out-run: is approved and the runner raised it, but it has no outbox \
+             row: its resume was lost"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("request inv-out-plain: has an outbox row but the runner did not raise it"),
+        "{all}"
+    );
+    assert_eq!(report.problems.len(), 2, "{all}");
+}
+
+#[test]
+fn sqlite_audit_check_finds_a_lost_and_a_stray_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.db");
+    let s = SqliteStore::open(&path).unwrap();
+    audit_check_finds_a_lost_and_a_stray_resume(&s, &|from, to| {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute(
+            "CREATE TEMP TABLE moved AS SELECT * FROM outbox WHERE request_id = ?1",
+            [from],
+        )
+        .unwrap();
+        raw.execute("UPDATE moved SET request_id = ?1", [to])
+            .unwrap();
+        raw.execute("INSERT INTO outbox SELECT * FROM moved", [])
+            .unwrap();
+        raw.execute("DELETE FROM outbox WHERE request_id = ?1", [from])
+            .unwrap();
+    });
+}
+
+#[test]
+fn dynamodb_audit_check_finds_a_lost_and_a_stray_resume() {
+    let o = fresh_table(moto(), "outboxcheck");
+    let s = DynamoStore::connect(&o).unwrap();
+    audit_check_finds_a_lost_and_a_stray_resume(&s, &|from, to| {
+        let script = format!(
+            r#"
+import boto3
+t = boto3.resource("dynamodb", endpoint_url="{url}", region_name="us-east-1",
+    aws_access_key_id="testing", aws_secret_access_key="testing").Table("{table}")
+row = t.get_item(Key={{"pk": "OUTBOX", "sk": "{from}"}})["Item"]
+t.delete_item(Key={{"pk": "OUTBOX", "sk": "{from}"}})
+row["sk"] = "{to}"
+t.put_item(Item=row)
+"#,
+            url = moto(),
+            table = o.table
+        );
+        let out = Command::new(moto::python_with_moto())
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// A running turn's refresh reads only what changed since this handle last read it: a new step
+/// alone; the last step again only when it grew; nothing when nothing changed.
+#[test]
+fn dynamodb_a_running_turn_refresh_reads_only_its_new_steps() {
+    let o = fresh_table(moto(), "stepcursor");
+    let (w, r) = (
+        DynamoStore::connect(&o).unwrap(),
+        DynamoStore::connect(&o).unwrap(),
+    );
+    w.begin_invocation(&start("req-a", "s-a", 0)).unwrap();
+    w.append_trace("req-a", &[ev("a-0", 0), ev("a-1", 1), ev("a-2", 2)], &[])
+        .unwrap();
+    let mut ix = TraceIndex::default();
+    catch_up(&r, &mut ix, 100);
+    assert_eq!(ix.steps.len(), 3);
+    assert_eq!(ix.running(), ["req-a"]);
+    let refresh = |ix: &mut TraceIndex| {
+        let before = r.calls();
+        let page = r.trace_index(ix.cursor, &ix.running(), 100).unwrap();
+        let spent = delta(&before, &r.calls());
+        ix.apply(&page);
+        let steps: Vec<u64> = page.steps.iter().map(|s| s.step).collect();
+        (steps, spent)
+    };
+
+    w.append_trace("req-a", &[ev("a-3", 3)], &[]).unwrap();
+    let (steps, spent) = refresh(&mut ix);
+    assert_eq!(steps, [4], "only the new step is read");
+    // The totals and the turn (GetItem each), the index page and the new step (Query each).
+    assert_eq!(
+        spent,
+        Calls::from([("get_item".to_owned(), 2), ("query".to_owned(), 2)])
+    );
+    assert_eq!(ix.steps.len(), 4);
+
+    let (steps, spent) = refresh(&mut ix);
+    assert!(steps.is_empty(), "nothing changed, no step read: {steps:?}");
+    assert_eq!(
+        spent,
+        Calls::from([("get_item".to_owned(), 2), ("query".to_owned(), 1)])
+    );
+
+    // The last step grows (another event of a-3): it alone is read again.
+    w.append_trace("req-a", &[ev("a-3", 4)], &[]).unwrap();
+    let (steps, _) = refresh(&mut ix);
+    assert_eq!(steps, [4]);
+    let a = ix.invocation_by_request("req-a").unwrap();
+    assert_eq!(ix.steps.tokens_in[ix.step_pos(a, 4).unwrap()], 200);
+
+    // Once it ends the refresh says so, and it is no longer refreshed.
+    w.finish_invocation("req-a", &end(Outcome::Finished))
+        .unwrap();
+    catch_up(&r, &mut ix, 100);
+    assert!(ix.running().is_empty());
+    assert_eq!(ix.steps.len(), 4);
+
+    // A turn that started just now is read again by the index page until it settles (10 s);
+    // while it runs, that too reads only its new steps.
+    let mut young = start("req-young", "s-y", 0);
+    young.started_at = chrono::Utc::now();
+    w.begin_invocation(&young).unwrap();
+    w.append_trace("req-young", &[ev("y-0", 0), ev("y-1", 1)], &[])
+        .unwrap();
+    catch_up(&r, &mut ix, 100);
+    assert_eq!(ix.running(), ["req-young"]);
+    w.append_trace("req-young", &[ev("y-2", 2)], &[]).unwrap();
+    let (steps, _) = refresh(&mut ix);
+    assert_eq!(steps, [3]);
+    assert_eq!(ix.steps.len(), 7);
 }

@@ -292,7 +292,7 @@ impl DynamoStore {
         }
     }
 
-    /// A request's decisions, metrics fact and request item (its status and queue row; never
+    /// A request's metrics fact and request item (its status, decisions and queue row; never
     /// its body), strongly consistent.
     fn request_items(&self, id: &str) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
@@ -306,11 +306,11 @@ impl DynamoStore {
                     .table_name(&table)
                     .consistent_read(true)
                     .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
-                    .projection_expression("sk, #st, #row, d")
+                    .projection_expression("sk, #st, #row, decs")
                     .expression_attribute_names("#st", "status")
                     .expression_attribute_names("#row", "row")
                     .expression_attribute_values(":pk", s(&pk))
-                    .expression_attribute_values(":a", s("D#"))
+                    .expression_attribute_values(":a", s("M"))
                     .expression_attribute_values(":b", s("R"))
                     .set_exclusive_start_key(after.clone())
                     .send()
@@ -336,9 +336,8 @@ impl DynamoStore {
             return Ok(None);
         };
         let mut fact = open_fact(r, &what)?;
-        for d in items.iter().filter(|i| sk(i).starts_with("D#")) {
-            let d: Decision = serde_json::from_str(get_s(d, "d").unwrap_or_default())
-                .map_err(|e| corrupt(&what, &format!("a decision does not parse: {e}")))?;
+        // The decisions are kept on the request item (its `decs` list).
+        for (_, d) in super::item_state(r, &what)?.decisions {
             fact.decisions.push(DecisionDoc::of(&d).fact());
         }
         Ok(Some(fact))

@@ -180,6 +180,47 @@ impl Turns {
     }
 }
 
+/// How far a handle has read a running turn's steps: the last step and the turn's event count
+/// at that read (see `index_entry`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StepCursor {
+    steps: i64,
+    events: i64,
+}
+
+/// The step cursors a `DynamoStore` keeps, one per running turn it has indexed.
+#[derive(Debug, Default)]
+pub(super) struct StepCursors(std::sync::Mutex<HashMap<String, StepCursor>>);
+
+impl StepCursors {
+    fn get(&self, request_id: &str) -> Option<StepCursor> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(request_id)
+            .copied()
+    }
+
+    fn keep(&self, request_id: &str, cursor: StepCursor) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= CACHED_TURNS && !map.contains_key(request_id) {
+            // Bounded: a forgotten turn is read whole on its next refresh.
+            map.clear();
+        }
+        map.insert(request_id.to_owned(), cursor);
+    }
+
+    fn forget(&self, request_id: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(request_id);
+    }
+}
+
 fn record(request_id: &str, item: &Item) -> Result<InvocationRecord, StoreError> {
     let what = format!("invocation {request_id}");
     let doc: InvDoc = serde_json::from_str(get_s(item, "doc").unwrap_or_default())
@@ -817,23 +858,68 @@ impl DynamoStore {
     }
 
     /// Adds an invocation and all its steps to `page`; returns its events (0 when it is gone).
-    fn index_entry(&self, request_id: &str, page: &mut IndexPage) -> Result<u64, StoreError> {
+    /// Adds invocation `request_id` to `page`: its record and its steps. With `incremental`
+    /// (a refresh of a running turn this handle read before) only what changed since that read:
+    /// the steps past the last one read (their sort keys from there on), and that last step
+    /// again only when the turn's events grew by more than the new steps hold. The cursor is
+    /// this handle's: it assumes one index reads through it (the console's traces pane); a
+    /// turn it has no cursor for is read whole.
+    fn index_entry(
+        &self,
+        request_id: &str,
+        page: &mut IndexPage,
+        incremental: bool,
+    ) -> Result<u64, StoreError> {
         let Some(item) = self.invocation_item(request_id)? else {
+            self.memo.step_cursors.forget(request_id);
             return Ok(0);
         };
         let rec = record(request_id, &item)?;
-        let steps = counters(&item).steps;
-        if steps > 0 {
+        let c = counters(&item);
+        let before = if incremental {
+            self.memo.step_cursors.get(request_id)
+        } else {
+            None
+        }
+        .filter(|b| b.steps <= c.steps && b.events <= c.events);
+        let first = before.map_or(1, |b| b.steps + 1);
+        let mut new_events = 0;
+        if first <= c.steps {
             for it in self.query_range(
                 &format!("reading the steps of {request_id}"),
                 &inv_pk(request_id),
-                (&seq_sk('S', 1), &seq_sk('S', steps)),
+                (&seq_sk('S', first), &seq_sk('S', c.steps)),
                 None,
                 None,
             )? {
-                page.steps
-                    .push(indexed_step(request_id, &step_doc(request_id, &it)?));
+                let doc = step_doc(request_id, &it)?;
+                new_events += doc.events;
+                page.steps.push(indexed_step(request_id, &doc));
             }
+        }
+        if let Some(b) = before
+            && b.steps > 0
+            && c.events - b.events > new_events
+            && let Some(it) = self.get_item(
+                &format!("reading step {} of {request_id}", b.steps),
+                &inv_pk(request_id),
+                &seq_sk('S', b.steps),
+            )?
+        {
+            // The last step read was still growing.
+            page.steps
+                .push(indexed_step(request_id, &step_doc(request_id, &it)?));
+        }
+        if rec.outcome == Outcome::Running {
+            self.memo.step_cursors.keep(
+                request_id,
+                StepCursor {
+                    steps: c.steps,
+                    events: c.events,
+                },
+            );
+        } else {
+            self.memo.step_cursors.forget(request_id);
         }
         let events = rec.events;
         page.invocations.push(rec);
@@ -1179,7 +1265,9 @@ impl TraceStore for DynamoStore {
                 more = true;
                 break;
             }
-            events += self.index_entry(rid, &mut page)?;
+            // A turn the caller holds and refreshes (still running, maybe not yet settled):
+            // only what changed since this handle read it.
+            events += self.index_entry(rid, &mut page, refresh.contains(rid))?;
             taken += 1;
         }
         keys.truncate(taken);
@@ -1218,7 +1306,7 @@ impl TraceStore for DynamoStore {
         }
         for rid in refresh {
             if !page.invocations.iter().any(|i| &i.start.request_id == rid) {
-                self.index_entry(rid, &mut page)?;
+                self.index_entry(rid, &mut page, true)?;
             }
         }
         page.cursor = cursor;

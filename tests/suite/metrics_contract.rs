@@ -9,7 +9,6 @@
 use crate::common;
 use crate::moto;
 
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use agentdeck::bedrock::runner::DeckStore;
@@ -29,14 +28,7 @@ use common::{ask, envelope, input_for, request_from_doc, test_policy};
 use serde_json::{Value, json};
 
 fn moto() -> &'static str {
-    static MOTO: OnceLock<Mutex<moto::Moto>> = OnceLock::new();
-    let m = MOTO.get_or_init(|| Mutex::new(moto::Moto::start()));
-    let url = m
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .url
-        .clone();
-    Box::leak(url.into_boxed_str())
+    moto::shared()
 }
 
 fn dynamo(name: &str) -> DynamoStore {

@@ -11,7 +11,7 @@ use crate::moto;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentdeck::app::trace_index::TraceIndex;
@@ -38,14 +38,7 @@ use serde_json::json;
 
 /// The moto server shared by this binary's tests (each test has its own table).
 fn moto() -> &'static str {
-    static MOTO: OnceLock<Mutex<moto::Moto>> = OnceLock::new();
-    let m = MOTO.get_or_init(|| Mutex::new(moto::Moto::start()));
-    let url = m
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .url
-        .clone();
-    Box::leak(url.into_boxed_str())
+    moto::shared()
 }
 
 fn opts(url: &str, table: &str) -> DynamoOptions {

@@ -147,3 +147,10 @@ impl Moto {
         }
     }
 }
+
+/// The moto server shared by the suite's tests (each test uses tables of its own), started on
+/// first use; its URL.
+pub fn shared() -> &'static str {
+    static SERVER: std::sync::OnceLock<Moto> = std::sync::OnceLock::new();
+    &SERVER.get_or_init(Moto::start).url
+}

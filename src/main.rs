@@ -328,12 +328,17 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 Command::Traces(args) => {
                     agentdeck::cli::traces::run(opened.deck(), args, &config.reviewer, &mut stdout)
                 }
-                Command::Import(args) => agentdeck::cli::import::run(
-                    opened.deck(),
-                    args,
-                    &mut stdout,
-                    &mut std::io::stderr(),
-                ),
+                Command::Import(args) => {
+                    if let Opened::Sqlite(s) = &opened {
+                        s.prefer_bulk_writes()?;
+                    }
+                    agentdeck::cli::import::run(
+                        opened.deck(),
+                        args,
+                        &mut stdout,
+                        &mut std::io::stderr(),
+                    )
+                }
                 Command::Metrics(agentdeck::cli::metrics::MetricsArgs {
                     command: Some(agentdeck::cli::metrics::MetricsCommand::Publish(opts)),
                     ..

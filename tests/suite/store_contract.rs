@@ -117,18 +117,10 @@ fn sqlite_race_16_deciders_500_requests() {
     race(&f, 500);
 }
 
-/// The same race on DynamoDB (moto, its transaction rollback snapshotting the touched items
-/// instead of whole tables: see `tests/suite/moto`). 120 requests by default; the full 500 below.
+/// The full race on DynamoDB: 16 deciders each try all 500 requests (8,000 decides
+/// against one single-threaded moto server, its transaction rollback snapshotting the touched
+/// items instead of whole tables: see `tests/suite/moto`). A few minutes; CI runs it.
 #[test]
-fn dynamodb_race_16_deciders_120_requests() {
-    let (f, ()) = dynamo_factory("race120");
-    race(&f, 120);
-}
-
-/// The full race on moto: 16 deciders each try all 500 requests (8,000 decides against
-/// one single-threaded server), so it runs with `--ignored`.
-#[test]
-#[ignore = "minutes on moto: cargo test --test suite store_contract::dynamodb_race_16 -- --ignored"]
 fn dynamodb_race_16_deciders_500_requests() {
     let (f, ()) = dynamo_factory("race500");
     race(&f, 500);

@@ -1245,8 +1245,9 @@ impl DynamoStore {
     }
 
     /// The items of one decision's transaction, in order: the request's conditional update
-    /// (at 0), the audit entry and the audit head (at `DECISION_HEAD_AT`), and the resume's
-    /// outbox item when the decision makes a runner-raised request final.
+    /// (at 0), the audit entry and the audit head (at `DECISION_HEAD_AT`), the request's
+    /// settled metrics fact when the decision makes it final, and the resume's outbox item when
+    /// it makes a runner-raised request final.
     fn decision_items(
         &self,
         known: &Known,

@@ -17,7 +17,8 @@ use criterion::{BatchSize, Criterion, Throughput};
 use serde_json::{Value, json};
 
 use agentdeck::bedrock::import::{FileSummary, ImportOptions, import};
-use agentdeck::bedrock::recording::{ChunkBytes, Format, Item, Recording};
+use agentdeck::bedrock::recording::{ChunkBytes, Format, Item, Record, Recording};
+use agentdeck::store::run::{InvocationStart, TraceStore, TurnWrite};
 use agentdeck::store::sqlite::SqliteStore;
 
 /// Writes one session's invocation of `steps` reasoning steps as boto3 stream events, one per
@@ -211,6 +212,49 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// The store's side alone, on one thread: the 5,000-step sample read into memory first, then
+/// only its writes timed, in the import's batches (`AGENTDECK_IMPORT_PASS=writer`).
+fn writer_only() -> usize {
+    let lines = jsonl(5_000);
+    let mut r = Recording::new(&lines[..], Some(Format::Jsonl), ChunkBytes::Auto).unwrap();
+    let mut events = Vec::new();
+    while let Some(item) = r.next_item().unwrap() {
+        if let Item::Good(Record::Trace(e), _) = item {
+            events.push(e);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("import.db")).unwrap();
+    store.prefer_bulk_writes().unwrap();
+    let start = InvocationStart {
+        request_id: "bench-1".into(),
+        agent_id: "BENCHAGT01".into(),
+        agent_alias_id: "TSTALIASID".into(),
+        session_id: "bench-session-1".into(),
+        input_text: None,
+        resumes: None,
+        started_at: Utc::now(),
+    };
+    let t = std::time::Instant::now();
+    for (i, batch) in events.chunks(agentdeck::bedrock::import::BATCH).enumerate() {
+        store
+            .write_turn(&TurnWrite {
+                request_id: "bench-1",
+                start: (i == 0).then_some(&start),
+                events: batch,
+                chunks: &[],
+                end: None,
+            })
+            .unwrap();
+    }
+    println!(
+        "writes alone: {:?} for {} events",
+        t.elapsed(),
+        events.len()
+    );
+    events.len()
+}
+
 fn main() {
     if let Some(path) = std::env::var_os("AGENTDECK_IMPORT_SAMPLE") {
         let steps = std::env::var("AGENTDECK_IMPORT_STEPS")
@@ -248,9 +292,11 @@ fn main() {
                 let store = SqliteStore::open(&dir.path().join("import.db")).unwrap();
                 import_into(&store, &lines).events as usize
             }
+            "writer" => writer_only(),
             "none" => 0,
             other => panic!(
-                "AGENTDECK_IMPORT_PASS={other}: value, map, array-value, array-map, sqlite, none"
+                "AGENTDECK_IMPORT_PASS={other}: value, map, array-value, array-map, sqlite, \
+                 writer, none"
             ),
         };
         println!("{pass}: {n} records, {} bytes", lines.len());

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
-use crate::domain::trace::{RawText, TraceEvent, TraceKind};
+use crate::domain::trace::{RawJson, TraceEvent, TraceKind};
 
 /// The formats a recording can be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +99,7 @@ impl Record {
             kind: TraceKind::Unknown {
                 key: Some(key.to_owned()),
             },
-            raw: Value::Object(raw),
-            raw_text: RawText::default(),
+            raw: RawJson::Value(Value::Object(raw)),
         })
     }
 }
@@ -903,11 +902,14 @@ mod tests {
         let mut out = Vec::new();
         while let Some(item) = r.next_item().unwrap() {
             if let Item::Good(Record::Trace(e), _) = item {
-                if let Some(t) = e.raw_text.as_str() {
-                    // The kept text is the value the event was read as.
-                    assert_eq!(serde_json::from_str::<Value>(t).unwrap(), e.raw);
+                if let Some(t) = e.raw.text() {
+                    // The kept text reads as the same event.
+                    assert_eq!(
+                        TraceEvent::from_wire(serde_json::from_str::<Value>(t).unwrap()),
+                        e
+                    );
                 }
-                out.push(e.raw_text.as_str().map(str::to_owned));
+                out.push(e.raw.text().map(str::to_owned));
             }
         }
         out

@@ -299,36 +299,108 @@ pub struct TraceEvent {
     pub caller_chain: Vec<String>,
     pub kind: TraceKind,
     /// The TracePart exactly as on the wire (keys as Bedrock names them).
-    pub raw: Value,
-    /// `raw` as the compact JSON text it was read from, when the reader kept it, so a store
-    /// writes that text instead of serialising `raw` again.
-    #[serde(skip)]
-    pub raw_text: RawText,
+    pub raw: RawJson,
 }
 
-/// The JSON text of an event's `raw`, when known. Not part of the event's identity: two events
-/// are equal whatever text they were read from (a stored event reads back without it).
-#[derive(Debug, Clone, Default)]
-pub struct RawText(pub Option<Box<str>>);
+/// An event's wire JSON: the parsed value, or only the compact text it was parsed from (a
+/// recording or a stream read: the typed fields are taken from the value, which is then freed
+/// at once, and a store writes the text as it came). The text is parsed again when the value is
+/// asked for. Two are equal when their values are, whatever text they were read from.
+#[derive(Debug, Clone)]
+pub enum RawJson {
+    Value(Value),
+    /// One compact line of JSON that parses (`RawJson::of_text` checked both).
+    Text(Box<str>),
+}
 
-impl PartialEq for RawText {
-    fn eq(&self, _: &Self) -> bool {
-        true
+impl Default for RawJson {
+    fn default() -> Self {
+        Self::Value(Value::Null)
     }
 }
 
-impl RawText {
-    /// Keeps `bytes` as the text of a value parsed from them, if it is one compact line of
-    /// UTF-8 (a pretty-printed record is stored compact, by serialising its value).
-    pub fn of(bytes: &[u8]) -> Self {
+impl RawJson {
+    /// `bytes` as the text of `value`, parsed from them, when they are one compact line of
+    /// UTF-8; else the value itself (a pretty-printed record is stored compact, by serialising
+    /// its value).
+    pub fn of_text(value: Value, bytes: &[u8]) -> Self {
         if memchr::memchr(b'\n', bytes).is_some() {
-            return Self(None);
+            return Self::Value(value);
         }
-        Self(std::str::from_utf8(bytes).ok().map(Box::from))
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Self::Text(Box::from(text)),
+            Err(_) => Self::Value(value),
+        }
     }
 
-    pub fn as_str(&self) -> Option<&str> {
-        self.0.as_deref()
+    /// The text it was read from, when kept.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Self::Text(t) => Some(t),
+            Self::Value(_) => None,
+        }
+    }
+
+    /// The value (parsed again from the text, which parsed when it was kept).
+    pub fn value(&self) -> std::borrow::Cow<'_, Value> {
+        match self {
+            Self::Value(v) => std::borrow::Cow::Borrowed(v),
+            Self::Text(t) => {
+                std::borrow::Cow::Owned(serde_json::from_str(t).unwrap_or(Value::Null))
+            }
+        }
+    }
+
+    /// The value, parsed from the text if that is what is kept.
+    pub fn into_value(self) -> Value {
+        match self {
+            Self::Value(v) => v,
+            Self::Text(t) => serde_json::from_str(&t).unwrap_or(Value::Null),
+        }
+    }
+
+    /// Compact JSON: the kept text, else the value serialised.
+    pub fn to_json(&self) -> Result<std::borrow::Cow<'_, str>, serde_json::Error> {
+        match self {
+            Self::Text(t) => Ok(std::borrow::Cow::Borrowed(t)),
+            Self::Value(v) => serde_json::to_string(v).map(std::borrow::Cow::Owned),
+        }
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl PartialEq<Value> for RawJson {
+    fn eq(&self, other: &Value) -> bool {
+        *self.value() == *other
+    }
+}
+
+impl PartialEq<RawJson> for Value {
+    fn eq(&self, other: &RawJson) -> bool {
+        *self == *other.value()
+    }
+}
+
+impl From<Value> for RawJson {
+    fn from(v: Value) -> Self {
+        Self::Value(v)
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(Self::Value)
     }
 }
 
@@ -698,7 +770,22 @@ impl TraceEvent {
     /// Reads a TracePart's wire JSON. Never fails: what is missing is `None`, what is unknown is
     /// `Unknown`, and the JSON is kept as `raw` whatever it held.
     pub fn from_wire(raw: Value) -> Self {
-        let m = obj(&raw);
+        let mut e = Self::read(&raw);
+        e.raw = RawJson::Value(raw);
+        e
+    }
+
+    /// `from_wire`, keeping only the JSON text `raw` was parsed from when it can (see
+    /// `RawJson::of_text`): the value is freed here, where it was made.
+    pub fn from_wire_text(raw: Value, text: &[u8]) -> Self {
+        let mut e = Self::read(&raw);
+        e.raw = RawJson::of_text(raw, text);
+        e
+    }
+
+    /// The typed fields of a TracePart (`raw` left empty).
+    fn read(raw: &Value) -> Self {
+        let m = obj(raw);
         let caller_chain = m
             .get("callerChain")
             .and_then(Value::as_array)
@@ -718,16 +805,7 @@ impl TraceEvent {
             collaborator_name: text(m, "collaboratorName"),
             caller_chain,
             kind: TraceKind::from_wire(m.get("trace")),
-            raw,
-            raw_text: RawText::default(),
-        }
-    }
-
-    /// `from_wire`, keeping the JSON text `raw` was parsed from (see `RawText::of`).
-    pub fn from_wire_text(raw: Value, text: &[u8]) -> Self {
-        Self {
-            raw_text: RawText::of(text),
-            ..Self::from_wire(raw)
+            raw: RawJson::default(),
         }
     }
 

@@ -56,6 +56,9 @@ const BULK_CHECKPOINT_PAGES: i64 = 8192;
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// The steps of the invocation this handle last wrote a trace batch of (taken after
+    /// `conn`, never before it).
+    known_steps: Mutex<Option<trace::KnownSteps>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -125,6 +128,7 @@ impl SqliteStore {
         Ok(Self {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            known_steps: Mutex::new(None),
         })
     }
 
@@ -138,10 +142,18 @@ impl SqliteStore {
     /// interiors, its invocation's row) go to the database file once per checkpoint, not once
     /// per 4 MiB. Measured on the import bench: 63 -> 86 MiB/s. Commits stay as durable as
     /// before; only the WAL grows larger between checkpoints.
+    ///
+    /// It also turns foreign-key checks off on this connection: an import writes only traces,
+    /// and every trace write finds its invocation's row itself (reads its counters, or inserts
+    /// it in the same transaction) before it writes a row that references it, so the check (an
+    /// index search per event row) only repeated that. Set once here rather than around each
+    /// write, because changing the setting makes SQLite prepare every statement again.
     pub fn prefer_bulk_writes(&self) -> Result<(), StoreError> {
-        self.lock()
-            .pragma_update(None, "wal_autocheckpoint", BULK_CHECKPOINT_PAGES)
-            .map_err(|e| db_error(&self.shown(), "setting the WAL checkpoint size", &e))
+        let conn = self.lock();
+        conn.pragma_update(None, "wal_autocheckpoint", BULK_CHECKPOINT_PAGES)
+            .map_err(|e| db_error(&self.shown(), "setting the WAL checkpoint size", &e))?;
+        conn.pragma_update(None, "foreign_keys", false)
+            .map_err(|e| db_error(&self.shown(), "turning foreign-key checks off", &e))
     }
 
     /// Changes how long a write waits for another writer before failing as `Unavailable`.
@@ -222,6 +234,14 @@ impl SqliteStore {
         relaxed.restore().map_err(err)?;
         trace::trace_committed();
         Ok(out)
+    }
+
+    /// The steps known of the invocation last written (`trace::KnownSteps`); a panic
+    /// mid-batch leaves it at worst stale, which its event count check catches.
+    pub(crate) fn known_steps(&self) -> MutexGuard<'_, Option<trace::KnownSteps>> {
+        self.known_steps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The connection; a panic in another call never leaves it mid-transaction (an unfinished

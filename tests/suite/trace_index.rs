@@ -1,7 +1,7 @@
 //! The traces explorer's read side on a real SQLite file: the incremental index pages
 //! (`TraceStore::trace_index`) folded into `TraceIndex` (kinds, collaborator depth, figures,
 //! running invocations refreshed until they end), the full-text search (`search_steps`), and
-//! migrations 3-4 over a file written before them.
+//! migrations 3-4 and 7 over a file written before them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -286,10 +286,14 @@ fn migrations_3_and_4_index_what_an_older_file_holds() {
         .unwrap();
     }
     // Make it what version 2 wrote: no step kinds, no depth, no text index (and none of the
-    // later metrics columns either; the events' step index that 6 drops).
+    // later metrics columns either; the events' step index that 6 drops and the columns that 7
+    // drops).
     let raw = Connection::open(dir.path().join("deck.db")).unwrap();
     raw.execute_batch(
-        "CREATE INDEX trace_events_step ON trace_events (request_id, step, seq); \
+        "ALTER TABLE trace_events ADD COLUMN trace_id TEXT; \
+         ALTER TABLE trace_events ADD COLUMN event_time TEXT; \
+         ALTER TABLE trace_events ADD COLUMN summary TEXT NOT NULL DEFAULT ''; \
+         CREATE INDEX trace_events_step ON trace_events (request_id, step, seq); \
          DROP TABLE action_marks; DROP INDEX resumable_invocation; \
          ALTER TABLE invocations DROP COLUMN model; ALTER TABLE invocations DROP COLUMN model_ms; \
          ALTER TABLE invocations DROP COLUMN tool_ms; \
@@ -322,6 +326,126 @@ fn migrations_3_and_4_index_what_an_older_file_holds() {
             events: 2,
             invocations: 1
         }
+    );
+}
+
+#[test]
+fn migration_7_keeps_every_event_its_rowid_and_what_its_json_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = [
+        model_input("req-7-0", "seventh prompt", 1),
+        model_output("req-7-0", 2, 1200),
+        failure("req-7-1", 3),
+    ];
+    let before = {
+        let s = open(dir.path());
+        start(&s, "req-7", "s-7", 0);
+        s.append_trace("req-7", &events, &[]).unwrap();
+        // Indexes the text of every event so far (by rowid).
+        assert_eq!(
+            s.search_steps("seventh", 10).unwrap(),
+            vec![("req-7".to_owned(), 1)]
+        );
+        s.events("req-7", 0, 10).unwrap()
+    };
+    assert_eq!(before.len(), 3);
+    assert_eq!(before[2].summary, "[500] model timed out");
+    assert_eq!(
+        before[0].event_time.as_deref(),
+        Some("2026-03-02T09:00:01Z")
+    );
+    // Make the table what version 6 wrote: with traceId, time and summary copied into columns.
+    let raw = Connection::open(dir.path().join("deck.db")).unwrap();
+    raw.execute_batch(
+        "ALTER TABLE trace_events ADD COLUMN trace_id TEXT; \
+         ALTER TABLE trace_events ADD COLUMN event_time TEXT; \
+         ALTER TABLE trace_events ADD COLUMN summary TEXT NOT NULL DEFAULT ''; \
+         PRAGMA user_version = 6;",
+    )
+    .unwrap();
+    for e in &before {
+        raw.execute(
+            "UPDATE trace_events SET trace_id = ?3, event_time = ?4, summary = ?5 \
+             WHERE request_id = ?1 AND seq = ?2",
+            rusqlite::params![e.request_id, e.seq, e.trace_id, e.event_time, e.summary],
+        )
+        .unwrap();
+    }
+    let rowids = |c: &Connection| -> Vec<i64> {
+        c.prepare("SELECT rowid FROM trace_events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let old_rowids = rowids(&raw);
+    drop(raw);
+
+    let s = open(dir.path());
+    let raw = Connection::open(dir.path().join("deck.db")).unwrap();
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 7);
+    let columns: Vec<String> = raw
+        .prepare("SELECT name FROM pragma_table_info('trace_events')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(columns, ["request_id", "seq", "step", "kind", "raw"]);
+    assert_eq!(rowids(&raw), old_rowids);
+    // Every event reads back as it did, its traceId, time and summary now from its JSON.
+    assert_eq!(s.events("req-7", 0, 10).unwrap(), before);
+    // The search index (by rowid) still finds what it indexed, and indexes what follows.
+    assert_eq!(
+        s.search_steps("seventh", 10).unwrap(),
+        vec![("req-7".to_owned(), 1)]
+    );
+    s.append_trace("req-7", &[model_input("req-7-2", "eighth prompt", 4)], &[])
+        .unwrap();
+    assert_eq!(
+        s.search_steps("eighth", 10).unwrap(),
+        vec![("req-7".to_owned(), 3)]
+    );
+}
+
+#[test]
+fn a_step_continued_in_a_later_batch_is_found_whoever_wrote_between() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = open(dir.path());
+    let other = open(dir.path());
+    start(&one, "req-k", "s-k", 0);
+    one.append_trace("req-k", &[model_input("t-1", "first", 1)], &[])
+        .unwrap();
+    // Same handle, next batch: t-1 goes on, t-2 is new.
+    one.append_trace(
+        "req-k",
+        &[model_output("t-1", 2, 10), model_input("t-2", "second", 3)],
+        &[],
+    )
+    .unwrap();
+    // Another handle starts t-3; the first handle's next batch continues it.
+    other
+        .append_trace("req-k", &[model_input("t-3", "third", 4)], &[])
+        .unwrap();
+    one.append_trace(
+        "req-k",
+        &[model_output("t-3", 5, 30), model_output("t-2", 6, 20)],
+        &[],
+    )
+    .unwrap();
+    let steps: Vec<(String, u64)> = one
+        .steps("req-k", 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.trace_id, s.events))
+        .collect();
+    assert_eq!(
+        steps,
+        [("t-1".into(), 2), ("t-2".into(), 2), ("t-3".into(), 2)]
     );
 }
 

@@ -79,7 +79,10 @@ fn the_envelope_keeps_nanoseconds_caller_chain_and_collaborator() {
     ));
     let time = e.event_time.unwrap();
     assert_eq!(time.nanosecond(), 9_573_108);
-    assert_eq!(e.raw["eventTime"], json!("2025-03-14T18:17:14.009573108Z"));
+    assert_eq!(
+        e.raw.value()["eventTime"],
+        json!("2025-03-14T18:17:14.009573108Z")
+    );
     assert_eq!(
         e.caller_chain,
         vec![
@@ -598,7 +601,7 @@ fn observations_of_every_type() {
         }
     );
     assert_eq!(
-        kb.raw["trace"]["orchestrationTrace"]["observation"]["knowledgeBaseLookupOutput"]["retrievedReferences"]
+        kb.raw.value()["trace"]["orchestrationTrace"]["observation"]["knowledgeBaseLookupOutput"]["retrievedReferences"]
             [0]["metadata"],
         json!({"page": 4})
     );

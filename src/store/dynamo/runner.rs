@@ -601,15 +601,15 @@ impl DynamoStore {
             }
             next.doc.model_ms += timing.model_ms;
             next.doc.tool_ms += timing.tool_ms;
-            let raw = if let Some(text) = event.raw_text.as_str() {
-                text.to_owned()
-            } else {
-                serde_json::to_string(&event.raw).map_err(|e| {
+            let raw = event
+                .raw
+                .to_json()
+                .map_err(|e| {
                     StoreError::Corrupt(format!(
                         "invocation {request_id} event {seq}: cannot serialise it: {e}"
                     ))
                 })?
-            };
+                .into_owned();
             let meta = EventDoc {
                 step: step_no,
                 trace_id: event.trace_id().map(str::to_owned),

@@ -212,6 +212,22 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // first and last seq) over trace_events_seq, so the index by step, one more B-tree write per
     // event, goes.
     "DROP INDEX trace_events_step;",
+    // 7 (import speed): an event row keeps its raw JSON and kind (the kind of a non-trace event
+    // is not in its JSON) and no longer copies of what its JSON says (traceId, eventTime, the
+    // one-line summary): those are read from the JSON with the event, which is parsed anyway.
+    // Rowids are kept, so the search index (by rowid) stays valid.
+    "CREATE TABLE trace_events_v7 (
+        request_id     TEXT NOT NULL REFERENCES invocations (request_id),
+        seq            INTEGER NOT NULL CHECK (seq > 0),
+        step           INTEGER NOT NULL,
+        kind           TEXT NOT NULL,
+        raw            TEXT NOT NULL
+    ) STRICT;
+    INSERT INTO trace_events_v7 (rowid, request_id, seq, step, kind, raw)
+        SELECT rowid, request_id, seq, step, kind, raw FROM trace_events ORDER BY rowid;
+    DROP TABLE trace_events;
+    ALTER TABLE trace_events_v7 RENAME TO trace_events;
+    CREATE UNIQUE INDEX trace_events_seq ON trace_events (request_id, seq);",
 ];
 
 /// Brings the file at `path` up to the newest schema, in one transaction. A file written by a

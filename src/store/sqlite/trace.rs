@@ -3,6 +3,9 @@
 //! batch of events, its end, or any of them together) is one transaction, committed without an
 //! fsync (`SqliteStore::trace_write`); every read is a page.
 
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
 use chrono::SecondsFormat;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -83,26 +86,29 @@ fn invocation_row(row: &Row<'_>) -> Result<InvocationRecord, StoreError> {
     })
 }
 
-const EVENT_COLUMNS: &str = "request_id, seq, step, trace_id, kind, event_time, summary, raw";
+const EVENT_COLUMNS: &str = "request_id, seq, step, kind, raw";
 
 fn event_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     let get = |e: rusqlite::Error| StoreError::Corrupt(format!("reading a trace event: {e}"));
     let request_id: String = row.get(0).map_err(get)?;
     let seq: i64 = row.get(1).map_err(get)?;
-    let raw: String = row.get(7).map_err(get)?;
+    let raw: String = row.get(4).map_err(get)?;
+    let raw: serde_json::Value = serde_json::from_str(&raw).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "invocation {request_id} event {seq}: raw JSON does not parse: {e}"
+        ))
+    })?;
+    // What the JSON says is read from it, as it was when the event was written.
+    let event = TraceEvent::from_wire(raw);
     Ok(StoredEvent {
-        raw: serde_json::from_str(&raw).map_err(|e| {
-            StoreError::Corrupt(format!(
-                "invocation {request_id} event {seq}: raw JSON does not parse: {e}"
-            ))
-        })?,
         request_id,
         seq: count(seq),
         step: count(row.get(2).map_err(get)?),
-        trace_id: row.get(3).map_err(get)?,
-        kind: row.get(4).map_err(get)?,
-        event_time: row.get(5).map_err(get)?,
-        summary: row.get(6).map_err(get)?,
+        trace_id: event.trace_id().map(str::to_owned),
+        kind: row.get(3).map_err(get)?,
+        event_time: event_time_text(&event),
+        summary: event.summary(),
+        raw: event.raw.into_value(),
     })
 }
 
@@ -177,6 +183,27 @@ struct TouchedStep {
     depth: i64,
 }
 
+/// The steps of one invocation, by a hash of their traceId, known while every event of it was
+/// written through this handle since its row was inserted: a traceId its next batch brings that
+/// is not among them is a new step, with no read of `trace_steps` to find that out (a long
+/// import's batches are mostly new steps). It holds only while the invocation's event count is
+/// the one it left: anything else (another writer, a write that rolled back) drops it.
+#[derive(Debug)]
+pub(crate) struct KnownSteps {
+    request_id: String,
+    events: i64,
+    keys: HashSet<u64>,
+}
+
+/// Steps known at most (about 16 MB); past that, new steps are looked for in the table.
+const KNOWN_STEPS_MAX: usize = 1 << 20;
+
+fn step_hash(key: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
 /// The running counters of an invocation, as the batch finds and leaves them.
 #[derive(Debug, Default, Clone)]
 struct Counters {
@@ -242,6 +269,7 @@ fn append_batch(
     fresh: bool,
     events: &[TraceEvent],
     chunks: &[String],
+    known: &mut Option<KnownSteps>,
 ) -> Result<(), StoreError> {
     let doing = format!("recording the trace of invocation {request_id}");
     let err = |e: rusqlite::Error| db_error(shown, &doing, &e);
@@ -271,7 +299,22 @@ fn append_batch(
             .map_err(err)?;
         counters.ok_or_else(|| StoreError::NotFound(format!("invocation {request_id}")))?
     };
+    if fresh {
+        *known = Some(KnownSteps {
+            request_id: request_id.to_owned(),
+            events: 0,
+            keys: HashSet::new(),
+        });
+    } else if !known
+        .as_ref()
+        .is_some_and(|k| k.request_id == request_id && k.events == c.events)
+    {
+        *known = None;
+    }
     let mut touched: Vec<TouchedStep> = Vec::new();
+    // Where each touched step is in `touched`, by traceId: a batch of a long trace touches
+    // hundreds of steps, and scanning them for every event was quadratic in the batch.
+    let mut touched_at: HashMap<String, usize> = HashMap::new();
     // Prepared once for the batch (taking it from the cache per event costs more than the row).
     let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(err)?;
     for event in events {
@@ -286,16 +329,21 @@ fn append_batch(
         };
         let key = event.step_key();
         let kind = event.kind_name();
-        // From the end: a step's events mostly come together, so a long batch of many steps
-        // finds its step at once.
-        let at = if let Some(i) = touched.iter().rposition(|t| t.trace_id == key) {
+        // The last touched step first: a step's events mostly come together.
+        let at = if touched.last().is_some_and(|t| t.trace_id == key) {
+            touched.len() - 1
+        } else if let Some(&i) = touched_at.get(key) {
             i
         } else {
-            let existing = if fresh {
+            let hash = step_hash(key);
+            let existing = if fresh || known.as_ref().is_some_and(|k| !k.keys.contains(&hash)) {
                 None
             } else {
                 read_step(tx, request_id, key).map_err(event_err)?
             };
+            if let Some(k) = known.as_mut() {
+                k.keys.insert(hash);
+            }
             touched.push(existing.unwrap_or_else(|| {
                 c.steps += 1;
                 TouchedStep {
@@ -312,6 +360,7 @@ fn append_batch(
                     depth: i64::from(crate::store::run::collaborator_depth(event)),
                 }
             }));
+            touched_at.insert(key.to_owned(), touched.len() - 1);
             touched.len() - 1
         };
         let t = &mut touched[at];
@@ -338,6 +387,12 @@ fn append_batch(
     }
     for t in &touched {
         write_step(tx, request_id, t).map_err(err)?;
+    }
+    if let Some(k) = known.as_mut() {
+        k.events = c.events;
+        if k.keys.len() > KNOWN_STEPS_MAX {
+            *known = None;
+        }
     }
     for text in chunks {
         c.chunks += 1;
@@ -459,8 +514,15 @@ enum EventError {
     Json(serde_json::Error),
 }
 
-const INSERT_EVENT: &str = "INSERT INTO trace_events (request_id, seq, step, trace_id, kind, \
-                            event_time, summary, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+const INSERT_EVENT: &str =
+    "INSERT INTO trace_events (request_id, seq, step, kind, raw) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// An event's time as stored events give it: RFC 3339 with the nanoseconds Bedrock sent.
+pub(crate) fn event_time_text(event: &TraceEvent) -> Option<String> {
+    event
+        .event_time
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
 
 /// Writes one event row with its raw JSON.
 fn insert_event(
@@ -471,26 +533,9 @@ fn insert_event(
     kind: &str,
     event: &TraceEvent,
 ) -> Result<(), EventError> {
-    let serialised;
-    let raw = if let Some(text) = event.raw_text.as_str() {
-        text
-    } else {
-        serialised = serde_json::to_string(&event.raw).map_err(EventError::Json)?;
-        &serialised
-    };
+    let raw = event.raw.to_json().map_err(EventError::Json)?;
     insert
-        .execute(params![
-            request_id,
-            seq,
-            step,
-            event.trace_id(),
-            kind,
-            event
-                .event_time
-                .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-            event.summary(),
-            raw,
-        ])
+        .execute(params![request_id, seq, step, kind, raw,])
         .map_err(EventError::Db)?;
     Ok(())
 }
@@ -593,7 +638,17 @@ impl TraceStore for SqliteStore {
         let shown = self.shown();
         self.trace_write(
             &format!("recording the trace of invocation {request_id}"),
-            |tx| append_batch(tx, &shown, request_id, false, events, chunks),
+            |tx| {
+                append_batch(
+                    tx,
+                    &shown,
+                    request_id,
+                    false,
+                    events,
+                    chunks,
+                    &mut self.known_steps(),
+                )
+            },
         )
     }
 
@@ -623,6 +678,7 @@ impl TraceStore for SqliteStore {
                         w.start.is_some(),
                         w.events,
                         w.chunks,
+                        &mut self.known_steps(),
                     )?;
                 }
                 if let Some(end) = w.end {

@@ -432,7 +432,10 @@ impl Importer<'_> {
             end,
         })?;
         o.unwritten = false;
-        let done = std::mem::take(&mut o.events);
+        // The next batch at the size of this one: growing it event by event moved every event
+        // several times.
+        let size = o.events.len();
+        let done = std::mem::replace(&mut o.events, Vec::with_capacity(size));
         if let Some(w) = &self.written {
             // After the reader has gone (the file is read) they are freed here.
             let _ = w.send(done);

@@ -195,7 +195,8 @@ pub(crate) struct KnownSteps {
     keys: HashSet<u64>,
 }
 
-/// Steps known at most (about 16 MB); past that, new steps are looked for in the table.
+/// Steps known at most (about 20 MB of hashes, ~30 MB while the set grows); past that, new
+/// steps are looked for in the table.
 const KNOWN_STEPS_MAX: usize = 1 << 20;
 
 fn step_hash(key: &str) -> u64 {
@@ -518,7 +519,7 @@ const INSERT_EVENT: &str =
     "INSERT INTO trace_events (request_id, seq, step, kind, raw) VALUES (?1, ?2, ?3, ?4, ?5)";
 
 /// An event's time as stored events give it: RFC 3339 with the nanoseconds Bedrock sent.
-pub(crate) fn event_time_text(event: &TraceEvent) -> Option<String> {
+fn event_time_text(event: &TraceEvent) -> Option<String> {
     event
         .event_time
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))

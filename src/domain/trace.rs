@@ -386,12 +386,6 @@ impl PartialEq<RawJson> for Value {
     }
 }
 
-impl From<Value> for RawJson {
-    fn from(v: Value) -> Self {
-        Self::Value(v)
-    }
-}
-
 impl Serialize for RawJson {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.value().serialize(s)

@@ -7,10 +7,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use agentdeck::bedrock::runner::{BedrockRunner, InvokeRequest, SubmitSettings};
+use futures::StreamExt;
+
+use agentdeck::bedrock::TraceWriter;
+use agentdeck::bedrock::runner::{BedrockRunner, InvokeRequest, Recorder, SubmitSettings};
 use agentdeck::config::Config;
 use agentdeck::sim::{SimConfig, start};
 use agentdeck::store::sqlite::SqliteStore;
@@ -45,79 +49,107 @@ fn simulator() -> String {
     rx.recv().unwrap()
 }
 
-/// Runs `turns` invocations, `concurrency` at a time; returns (events, errors, wall time).
+/// Runs `turns` invocations, keeping `concurrency` in flight; returns (events, errors, wall
+/// time). Records through a `TraceWriter` (group commit), or with `AGENTDECK_INGEST_DIRECT=1`
+/// each turn's writes straight into the store (a transaction per write).
 fn run(endpoint: &str, turns: usize, concurrency: usize) -> (u64, u64, Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("ingest.db")).unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("ingest.db")).unwrap());
+    let direct = std::env::var_os("AGENTDECK_INGEST_DIRECT").is_some();
+    let writer = TraceWriter::spawn(store.clone()).unwrap();
+    let recorder = if direct {
+        Recorder::Direct(&*store)
+    } else {
+        Recorder::Grouped(&writer)
+    };
     let config = Config::defaults().unwrap();
     let runner = BedrockRunner::loopback(endpoint);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let local = tokio::task::LocalSet::new();
     let started = Instant::now();
-    let (events, errors) = local.block_on(&rt, async {
+    let (events, errors) = rt.block_on(async {
         let ttl = |_: &str| 600;
         let submit = SubmitSettings {
             policy: &config.policy,
             ttl_secs: &ttl,
             actor: "bench",
         };
+        let requests = (0..turns).map(|i| {
+            let (agent, alias, text) = ASKS[i % ASKS.len()];
+            InvokeRequest {
+                agent_id: agent.into(),
+                agent_alias_id: alias.into(),
+                session_id: format!("bench-{i:06}"),
+                input_text: text.into(),
+                session_attributes: BTreeMap::new(),
+            }
+        });
+        let runner = &runner;
+        let submit = &submit;
+        let mut results = futures::stream::iter(requests)
+            .map(|req| async move { runner.invoke_to(&req, recorder, submit, &mut |_| {}).await })
+            .buffer_unordered(concurrency);
         let mut events = 0_u64;
         let mut errors = 0_u64;
-        let mut next = 0_usize;
-        while next < turns {
-            let batch: Vec<_> = (next..turns.min(next + concurrency))
-                .map(|i| {
-                    let (agent, alias, text) = ASKS[i % ASKS.len()];
-                    InvokeRequest {
-                        agent_id: agent.into(),
-                        agent_alias_id: alias.into(),
-                        session_id: format!("bench-{i:06}"),
-                        input_text: text.into(),
-                        session_attributes: BTreeMap::new(),
-                    }
-                })
-                .collect();
-            next += batch.len();
-            let results = futures::future::join_all(
-                batch.iter().map(|req| one(&runner, req, &store, &submit)),
-            )
-            .await;
-            for r in results {
-                match r {
-                    Ok(s) => events += s.events,
-                    Err(_) => errors += 1,
-                }
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(s) => events += s.events,
+                Err(_) => errors += 1,
             }
         }
         (events, errors)
     });
-    (events, errors, started.elapsed())
+    let wall = started.elapsed();
+    writer.close();
+    (events, errors, wall)
 }
 
-async fn one(
-    runner: &BedrockRunner,
-    req: &InvokeRequest,
-    store: &SqliteStore,
-    submit: &SubmitSettings<'_>,
-) -> Result<agentdeck::bedrock::runner::InvocationSummary, agentdeck::bedrock::RunnerError> {
-    runner.invoke(req, store, submit, &mut |_| {}).await
+/// This process's CPU seconds (user+sys) and bytes written (`wchar`), from /proc (Linux).
+fn usage() -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th
+    // and 13th, in clock ticks (100 per second on Linux).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    let wchar = io
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar: "))?
+        .parse()
+        .ok()?;
+    Some((ticks / 100.0, wchar))
 }
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let endpoint = simulator();
-    let (turns, concurrency) = if full { (4_000, 32) } else { (40, 8) };
+    let (turns, mut concurrency) = if full { (4_000, 32) } else { (40, 8) };
+    if let Some(n) = std::env::var("AGENTDECK_INGEST_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        concurrency = n;
+    }
     // Warm up connections and the store's statement cache.
     run(&endpoint, 20, 4);
+    let before = usage();
     let (events, errors, wall) = run(&endpoint, turns, concurrency);
+    let after = usage();
     println!(
         "ingest: {events} trace events from {turns} turns ({concurrency} at a time) in {:.2} s = {:.0} events/s, {errors} errors",
         wall.as_secs_f64(),
         events as f64 / wall.as_secs_f64()
     );
+    if let (Some(b), Some(a)) = (before, after) {
+        println!(
+            "  cpu {:.1} us per event (user+sys, every thread: simulator, client, writer); {:.0} bytes written per event (files and sockets)",
+            (a.0 - b.0) * 1e6 / events as f64,
+            (a.1 - b.1) as f64 / events as f64
+        );
+    }
     assert_eq!(errors, 0);
     let sessions = if full { 200 } else { 20 };
     let (events, errors, wall) = run(&endpoint, sessions, sessions);

@@ -10,14 +10,17 @@ pub mod recording;
 pub mod runner;
 pub mod wire;
 pub mod worker;
+pub mod writer;
 
 use aws_sdk_bedrockagentruntime::error::{ProvideErrorMetadata, SdkError};
 
 pub use executor::{CommandExecutor, NoExecutor, ScriptedExecutor};
 pub use runner::{
-    BedrockRunner, InvocationSummary, InvokeRequest, LiveEvent, RunnerSettings, SubmitSettings,
+    BedrockRunner, InvocationSummary, InvokeRequest, LiveEvent, Recorder, RunnerSettings,
+    SubmitSettings,
 };
 pub use worker::{ResumeOutcome, ResumeReport, ResumeWorker};
+pub use writer::TraceWriter;
 
 use crate::domain::validate::SubmitError;
 use crate::store::StoreError;

@@ -3,6 +3,7 @@
 //! a `returnControl` is validated and queued as a resumable approval request.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -13,15 +14,13 @@ use aws_sdk_bedrockagentruntime::types::{self as sdk, ResponseStream};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
+use super::writer::{TraceWriter, TurnBatch, TurnState};
 use super::{RunnerError, classify, wire};
 use crate::domain::approval::{ApprovalId, ApprovalRequest};
 use crate::domain::policy::Policy;
 use crate::domain::trace::{StepAccumulator, StepFigures, TraceEvent};
 use crate::domain::validate::{self, SubmitContext};
-use crate::store::{
-    InvocationEnd, InvocationStart, OutboxStore, Outcome, RunnerLink, StoreError, TraceStore,
-    TurnWrite,
-};
+use crate::store::{InvocationEnd, InvocationStart, Outcome, RunnerLink, StoreError, TurnWrite};
 
 /// Events buffered before a write; a batch (and a turn's start) is also written at most
 /// `FLUSH_EVERY` after the last write, even while the stream is quiet.
@@ -116,9 +115,25 @@ pub struct BedrockRunner {
     endpoint: String,
 }
 
-/// The store the runner records into.
-pub trait RunnerStore: TraceStore + OutboxStore {}
-impl<T: TraceStore + OutboxStore> RunnerStore for T {}
+pub use crate::store::RunnerStore;
+
+/// Where a turn is recorded.
+#[derive(Clone, Copy)]
+pub enum Recorder<'a> {
+    /// Each write is a transaction of its own, made on the calling thread.
+    Direct(&'a dyn RunnerStore),
+    /// Through a `TraceWriter`, whose thread commits many turns' writes together.
+    Grouped(&'a TraceWriter),
+}
+
+impl std::fmt::Debug for Recorder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Direct(_) => "Recorder::Direct",
+            Self::Grouped(_) => "Recorder::Grouped",
+        })
+    }
+}
 
 /// A store with every port: approvals for the CLI and the console, traces and outbox for the
 /// runner (both adapters are).
@@ -202,6 +217,18 @@ impl BedrockRunner {
         submit: &SubmitSettings<'_>,
         observer: &mut dyn FnMut(&LiveEvent<'_>),
     ) -> Result<InvocationSummary, RunnerError> {
+        self.invoke_to(req, Recorder::Direct(store), submit, observer)
+            .await
+    }
+
+    /// `invoke`, recording through `recorder` (a `TraceWriter` for many turns at once).
+    pub async fn invoke_to(
+        &self,
+        req: &InvokeRequest,
+        recorder: Recorder<'_>,
+        submit: &SubmitSettings<'_>,
+        observer: &mut dyn FnMut(&LiveEvent<'_>),
+    ) -> Result<InvocationSummary, RunnerError> {
         let started_at = Utc::now();
         let attributes: HashMap<String, String> = req
             .session_attributes
@@ -234,14 +261,14 @@ impl BedrockRunner {
             started_at,
         };
         match sent {
-            Ok(output) => record_stream(output, &context, store, submit, observer).await,
+            Ok(output) => record_stream(output, &context, recorder, submit, observer).await,
             Err(e) => {
                 let error = classify(&e, &req.agent_id, &req.agent_alias_id);
                 let request_id = e
                     .as_service_error()
                     .and_then(RequestId::request_id)
                     .map_or_else(|| local_request_id(started_at), str::to_owned);
-                record_failed_call(store, &context, &request_id, &error)?;
+                record_failed_call(recorder, &context, &request_id, &error).await?;
                 Err(error)
             }
         }
@@ -275,16 +302,16 @@ pub(crate) struct Turn<'a> {
 }
 
 /// Records a call that failed before any stream: its invocation row, with the error.
-pub(crate) fn record_failed_call(
-    store: &dyn RunnerStore,
+pub(crate) async fn record_failed_call(
+    recorder: Recorder<'_>,
     turn: &Turn<'_>,
     request_id: &str,
     error: &RunnerError,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
-    store.write_turn(&TurnWrite {
-        request_id,
-        start: Some(&InvocationStart {
+    let batch = TurnBatch {
+        request_id: request_id.to_owned(),
+        start: Some(InvocationStart {
             request_id: request_id.to_owned(),
             agent_id: turn.agent_id.to_owned(),
             agent_alias_id: turn.agent_alias_id.to_owned(),
@@ -293,16 +320,24 @@ pub(crate) fn record_failed_call(
             resumes: turn.resumes.map(str::to_owned),
             started_at: turn.started_at,
         }),
-        events: &[],
-        chunks: &[],
-        end: Some(&InvocationEnd {
+        events: Vec::new(),
+        chunks: Vec::new(),
+        end: Some(InvocationEnd {
             outcome: Outcome::Exception,
             ended_at: now,
             error: Some(error.to_string()),
             final_response: None,
             latency_ms: Some((now - turn.started_at).num_milliseconds()),
         }),
-    })
+    };
+    match recorder {
+        Recorder::Direct(store) => store.write_turn(&batch.as_write()),
+        Recorder::Grouped(writer) => {
+            writer
+                .write(&Arc::new(TurnState::default()), batch, true)
+                .await
+        }
+    }
 }
 
 /// The step being streamed, for the live view.
@@ -345,9 +380,11 @@ impl OpenStep {
 }
 
 /// Buffers the turn's start, its events and chunks and writes them in batches: the start goes
-/// with the first batch, the last batch with the end, so a short turn is one transaction.
+/// with the first batch, the last batch with the end, so a short turn is one write.
 struct Batch<'s> {
-    store: &'s dyn RunnerStore,
+    recorder: Recorder<'s>,
+    /// The turn as the writer knows it (`Recorder::Grouped`).
+    state: Arc<TurnState>,
     request_id: String,
     /// The invocation row, until it is written.
     start: Option<InvocationStart>,
@@ -357,14 +394,29 @@ struct Batch<'s> {
 }
 
 impl Batch<'_> {
-    fn write(&mut self, end: Option<&InvocationEnd>) -> Result<(), StoreError> {
-        self.store.write_turn(&TurnWrite {
-            request_id: &self.request_id,
-            start: self.start.as_ref(),
-            events: &self.events,
-            chunks: &self.chunks,
-            end,
-        })?;
+    /// Writes what is buffered (and `end`); with `wait`, returns once it is committed (a
+    /// direct write always is).
+    async fn write(&mut self, end: Option<InvocationEnd>, wait: bool) -> Result<(), StoreError> {
+        match self.recorder {
+            Recorder::Direct(store) => store.write_turn(&TurnWrite {
+                request_id: &self.request_id,
+                start: self.start.as_ref(),
+                events: &self.events,
+                chunks: &self.chunks,
+                end: end.as_ref(),
+            })?,
+            Recorder::Grouped(writer) => {
+                let size = self.events.len();
+                let batch = TurnBatch {
+                    request_id: self.request_id.clone(),
+                    start: self.start.take(),
+                    events: std::mem::replace(&mut self.events, Vec::with_capacity(size)),
+                    chunks: std::mem::take(&mut self.chunks),
+                    end,
+                };
+                writer.write(&self.state, batch, wait).await?;
+            }
+        }
         self.start = None;
         self.events.clear();
         self.chunks.clear();
@@ -372,8 +424,22 @@ impl Batch<'_> {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), StoreError> {
-        self.write(None)
+    /// Writes what is buffered without waiting for the commit.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        self.write(None, false).await
+    }
+
+    /// Queues a return of control's approval request, after everything written before.
+    async fn submit(
+        &self,
+        request: &ApprovalRequest,
+        link: &RunnerLink,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        match self.recorder {
+            Recorder::Direct(store) => store.submit_resumable(request, link, actor),
+            Recorder::Grouped(writer) => writer.submit(&self.state, request, link, actor).await,
+        }
     }
 
     /// Something is waiting to be written.
@@ -386,11 +452,11 @@ impl Batch<'_> {
         self.last + FLUSH_EVERY
     }
 
-    fn maybe_flush(&mut self) -> Result<(), StoreError> {
+    async fn maybe_flush(&mut self) -> Result<(), StoreError> {
         if self.events.len() >= BATCH_EVENTS
             || (self.pending() && self.last.elapsed() >= FLUSH_EVERY)
         {
-            self.flush()?;
+            self.flush().await?;
         }
         Ok(())
     }
@@ -458,7 +524,7 @@ impl Seen {
 pub(crate) async fn record_stream(
     mut output: aws_sdk_bedrockagentruntime::operation::invoke_agent::InvokeAgentOutput,
     turn: &Turn<'_>,
-    store: &dyn RunnerStore,
+    recorder: Recorder<'_>,
     submit: &SubmitSettings<'_>,
     observer: &mut dyn FnMut(&LiveEvent<'_>),
 ) -> Result<InvocationSummary, RunnerError> {
@@ -485,7 +551,8 @@ pub(crate) async fn record_stream(
         session_id: &session_id,
     });
     let mut batch = Batch {
-        store,
+        recorder,
+        state: Arc::new(TurnState::default()),
         request_id: request_id.clone(),
         start: Some(start),
         events: Vec::new(),
@@ -508,7 +575,7 @@ pub(crate) async fn record_stream(
                 let due = tokio::time::Instant::from_std(batch.due());
                 match tokio::time::timeout_at(due, &mut recv).await {
                     Ok(next) => break next,
-                    Err(_) => batch.flush()?,
+                    Err(_) => batch.flush().await?,
                 }
             }
         };
@@ -527,7 +594,7 @@ pub(crate) async fn record_stream(
             }
             Ok(Some(ResponseStream::ReturnControl(rc))) => {
                 step.close(observer);
-                batch.flush()?;
+                batch.flush().await?;
                 let doc = submission_doc(turn, &session_id, &seen, &rc);
                 let request = validate::submission(
                     &doc,
@@ -549,7 +616,7 @@ pub(crate) async fn record_stream(
                     invocation: request_id.clone(),
                     trace_id: seen.rationale.as_ref().and_then(|(_, t)| t.clone()),
                 };
-                match store.submit_resumable(&request, &link, submit.actor) {
+                match batch.submit(&request, &link, submit.actor).await {
                     Ok(()) => {}
                     // The same returnControl seen twice (a replayed stream) is queued once.
                     Err(StoreError::Duplicate(_)) => {
@@ -578,7 +645,7 @@ pub(crate) async fn record_stream(
                 break;
             }
         }
-        batch.maybe_flush()?;
+        batch.maybe_flush().await?;
     }
     step.close(observer);
     let ended_at = Utc::now();
@@ -609,13 +676,18 @@ pub(crate) async fn record_stream(
     let latency_ms = seen
         .operation_ms
         .or(Some((ended_at - turn.started_at).num_milliseconds()));
-    batch.write(Some(&InvocationEnd {
-        outcome,
-        ended_at,
-        error: error.clone(),
-        final_response: seen.final_response.clone(),
-        latency_ms,
-    }))?;
+    batch
+        .write(
+            Some(InvocationEnd {
+                outcome,
+                ended_at,
+                error: error.clone(),
+                final_response: seen.final_response.clone(),
+                latency_ms,
+            }),
+            true,
+        )
+        .await?;
     if let Some(e) = stream_error {
         return Err(e);
     }

@@ -28,7 +28,9 @@ use aws_sdk_bedrockagentruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockagentruntime::types as sdk;
 use chrono::Utc;
 
-use super::runner::{RunnerStore, Turn, local_request_id, record_failed_call, record_stream};
+use super::runner::{
+    Recorder, RunnerStore, Turn, local_request_id, record_failed_call, record_stream,
+};
 use super::{
     BedrockRunner, CRASH_BEFORE_RESUME_ENV, InvocationSummary, LiveEvent, RunnerError, SendState,
     SubmitSettings, classify, wire,
@@ -209,9 +211,15 @@ impl ResumeWorker<'_> {
                     continuation.as_deref(),
                     None,
                 )?;
-                let recorded = record_stream(output, &turn, self.store, self.submit, observer)
-                    .await
-                    .map_err(|e| e.to_string());
+                let recorded = record_stream(
+                    output,
+                    &turn,
+                    Recorder::Direct(self.store),
+                    self.submit,
+                    observer,
+                )
+                .await
+                .map_err(|e| e.to_string());
                 Ok(ResumeOutcome::Acked {
                     continuation: recorded,
                 })
@@ -219,7 +227,9 @@ impl ResumeWorker<'_> {
             Err(e) => {
                 let error = classify(&e, &plan.agent_id, &plan.agent_alias_id);
                 let request_id = local_request_id(started_at);
-                if let Err(store_error) = record_failed_call(self.store, &turn, &request_id, &error)
+                if let Err(store_error) =
+                    record_failed_call(Recorder::Direct(self.store), &turn, &request_id, &error)
+                        .await
                 {
                     tracing::warn!(%store_error, "could not record the failed resume call");
                 }

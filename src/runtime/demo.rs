@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use crate::bedrock::executor::ScriptedExecutor;
 use crate::bedrock::runner::DeckStore;
-use crate::bedrock::runner::{BedrockRunner, InvokeRequest, SubmitSettings};
+use crate::bedrock::runner::{BedrockRunner, InvokeRequest, Recorder, RunnerStore, SubmitSettings};
 use crate::bedrock::worker::{ResumeWorker, worker_name};
+use crate::bedrock::writer::TraceWriter;
 use crate::config::Config;
 
 /// How the demo's traffic behaves.
@@ -166,6 +167,16 @@ async fn traffic(
     started: Arc<AtomicU64>,
 ) {
     let runner = Rc::new(BedrockRunner::loopback(&endpoint));
+    // The turns record through one writer thread, which commits what they queue together
+    // instead of taking the store's lock for a transaction per batch.
+    let deck: Arc<dyn RunnerStore> = store.clone();
+    let writer = match TraceWriter::spawn(deck) {
+        Ok(w) => Rc::new(w),
+        Err(e) => {
+            tracing::error!(error = %e, "demo traffic: cannot start the writer thread");
+            return;
+        }
+    };
     let config = Rc::new(config);
     tokio::task::spawn_local(resume_loop(
         Rc::clone(&runner),
@@ -197,7 +208,7 @@ async fn traffic(
             input_text: text,
             session_attributes: BTreeMap::from([("channel".to_owned(), "demo".to_owned())]),
         };
-        let (runner, store, config) = (Rc::clone(&runner), Arc::clone(&store), Rc::clone(&config));
+        let (runner, writer, config) = (Rc::clone(&runner), Rc::clone(&writer), Rc::clone(&config));
         tokio::task::spawn_local(async move {
             let ttl = |agent: &str| config.ttl_secs(agent);
             let submit = SubmitSettings {
@@ -205,7 +216,10 @@ async fn traffic(
                 ttl_secs: &ttl,
                 actor: "demo-traffic",
             };
-            if let Err(e) = runner.invoke(&request, &*store, &submit, &mut |_| {}).await {
+            let recorded = runner
+                .invoke_to(&request, Recorder::Grouped(&writer), &submit, &mut |_| {})
+                .await;
+            if let Err(e) = recorded {
                 tracing::info!(agent = %request.agent_id, error = %e, "demo turn ended in an error");
             }
             slot.set(slot.get().saturating_sub(1));

@@ -10,7 +10,8 @@ pub mod sqlite;
 pub use metrics::{FactBatch, MetricsStore};
 pub use run::{
     ActionMark, InvocationEnd, InvocationRecord, InvocationStart, OutboxRow, OutboxState,
-    OutboxStore, Outcome, RunnerLink, SessionRow, StepRow, StoredEvent, TraceStore, TurnWrite,
+    OutboxStore, Outcome, RunnerLink, RunnerStore, RunnerWrite, SessionRow, StepRow, StoredEvent,
+    TraceStore, TurnWrite, skipped_after_failure,
 };
 
 use chrono::{DateTime, Utc};

@@ -193,6 +193,80 @@ pub struct TurnWrite<'a> {
     pub end: Option<&'a InvocationEnd>,
 }
 
+impl TurnWrite<'_> {
+    /// Nothing to record.
+    pub fn is_empty(&self) -> bool {
+        self.start.is_none()
+            && self.end.is_none()
+            && self.events.is_empty()
+            && self.chunks.is_empty()
+    }
+}
+
+/// One of the writes a runner makes, as `RunnerStore::write_group` takes them.
+#[derive(Debug, Clone, Copy)]
+pub enum RunnerWrite<'a> {
+    /// Part of a turn's trace.
+    Turn(TurnWrite<'a>),
+    /// A return of control queued as a resumable approval request (`submit_resumable`).
+    Submit {
+        request: &'a ApprovalRequest,
+        link: &'a RunnerLink,
+        actor: &'a str,
+    },
+}
+
+impl RunnerWrite<'_> {
+    /// The invocation (request id) the write belongs to.
+    pub fn request_id(&self) -> &str {
+        match self {
+            Self::Turn(w) => w.request_id,
+            Self::Submit { link, .. } => &link.invocation,
+        }
+    }
+}
+
+/// The error of a write that was not made because an earlier write of the same turn failed
+/// (making it would leave a hole in the turn's trace).
+pub fn skipped_after_failure(request_id: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "the trace of invocation {request_id} was not written further: an earlier write of it failed"
+    ))
+}
+
+/// The store a runner records into: traces and the outbox, and both at once in groups.
+pub trait RunnerStore: TraceStore + OutboxStore {
+    /// Makes `writes` in order and answers each: a failed trace write fails only its own turn,
+    /// and that turn's later writes in the group are skipped (`skipped_after_failure`); a failed
+    /// submit fails only itself. A store that can commits them together (group commit), a
+    /// submit with an approval request's durability; this default makes them one by one.
+    fn write_group(&self, writes: &[RunnerWrite<'_>]) -> Vec<Result<(), StoreError>> {
+        let mut failed: Vec<&str> = Vec::new();
+        writes
+            .iter()
+            .map(|w| {
+                if failed.contains(&w.request_id()) {
+                    return Err(skipped_after_failure(w.request_id()));
+                }
+                match w {
+                    RunnerWrite::Turn(t) => {
+                        let r = self.write_turn(t);
+                        if r.is_err() {
+                            failed.push(t.request_id);
+                        }
+                        r
+                    }
+                    RunnerWrite::Submit {
+                        request,
+                        link,
+                        actor,
+                    } => self.submit_resumable(request, link, actor),
+                }
+            })
+            .collect()
+    }
+}
+
 /// An engineer's judgement of one executed step: was the action appropriate?
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionMark {

@@ -238,20 +238,42 @@ impl SqliteStore {
         doing: &str,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.runner_write(doing, true, f)
+    }
+
+    /// A transaction of the runner's writes: relaxed (no fsync at commit, as `trace_write`)
+    /// or, when it holds something that must be durable at once (an approval request), at
+    /// synchronous=FULL. Tells the trace-commit listeners.
+    pub(crate) fn runner_write<T>(
+        &self,
+        doing: &str,
+        relax: bool,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let shown = self.shown();
         let err = |e: rusqlite::Error| db_error(&shown, doing, &e);
         let mut conn = self.lock();
-        let mut relaxed = RelaxedSync::new(&mut conn).map_err(err)?;
-        let out = {
-            let tx = relaxed
-                .conn
+        let out = if relax {
+            let mut relaxed = RelaxedSync::new(&mut conn).map_err(err)?;
+            let out = {
+                let tx = relaxed
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(err)?;
+                let out = f(&tx)?;
+                tx.commit().map_err(err)?;
+                out
+            };
+            relaxed.restore().map_err(err)?;
+            out
+        } else {
+            let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(err)?;
             let out = f(&tx)?;
             tx.commit().map_err(err)?;
             out
         };
-        relaxed.restore().map_err(err)?;
         trace::trace_committed();
         Ok(out)
     }

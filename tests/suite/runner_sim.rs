@@ -521,3 +521,124 @@ async fn a_resume_worker_killed_before_sending_resumes_exactly_once_after_a_rest
     assert_eq!((row.state, row.attempts), (OutboxState::Acked, 1));
     assert!(store.audit_verify().unwrap().ok());
 }
+
+/// A JSON value with every string and number blanked: its shape (ids and times differ between
+/// two runs whose turns interleave differently).
+fn skeleton(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(_) => Value::String(String::new()),
+        Value::Number(_) => Value::from(0),
+        Value::Array(a) => Value::Array(a.iter().map(skeleton).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), skeleton(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// Many turns at once through the group-commit writer store what one-at-a-time direct writes
+/// store: per turn the same outcome, events (kinds, steps and JSON shape, in order), steps and
+/// chunks,
+/// and each return of control queued once, linked to a step its trace already holds.
+#[tokio::test]
+async fn turns_through_the_group_writer_store_what_direct_writes_store() {
+    use agentdeck::bedrock::{Recorder, TraceWriter};
+    use std::sync::Arc;
+
+    let asks = [
+        ("PAYAGENT01", "PRODALIAS", "pay 250 EUR to acct-7"),
+        ("PAYAGENT01", "PRODALIAS", "what is my balance"),
+        ("KBAGENT003", "LIVE", "what is the travel policy?"),
+        ("SUPERVISR1", "LIVE", "pay 90 GBP to acct-3"),
+    ];
+    let policy = Policy::default();
+    let submit = SubmitSettings {
+        policy: &policy,
+        ttl_secs: &ttl,
+        actor: "runner",
+    };
+    let requests: Vec<InvokeRequest> = (0..24)
+        .map(|i| {
+            let (agent, alias, text) = asks[i % asks.len()];
+            request(agent, alias, &format!("group-{i:02}"), text)
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Direct, one turn after another, against a simulator with the same seed.
+    let direct = SqliteStore::open(&dir.path().join("direct.db")).unwrap();
+    let sim_a = sim().await;
+    let runner_a = BedrockRunner::loopback(&sim_a.endpoint());
+    let mut direct_runs = Vec::new();
+    for req in &requests {
+        direct_runs.push(
+            runner_a
+                .invoke(req, &direct, &submit, &mut |_| {})
+                .await
+                .unwrap(),
+        );
+    }
+
+    // Grouped, all at once.
+    let grouped = Arc::new(SqliteStore::open(&dir.path().join("grouped.db")).unwrap());
+    let writer = TraceWriter::spawn(grouped.clone()).unwrap();
+    let sim_b = sim().await;
+    let runner_b = BedrockRunner::loopback(&sim_b.endpoint());
+    let grouped_runs = futures::future::join_all(requests.iter().map(|req| {
+        let (runner, writer, submit) = (&runner_b, &writer, &submit);
+        async move {
+            runner
+                .invoke_to(req, Recorder::Grouped(writer), submit, &mut |_| {})
+                .await
+        }
+    }))
+    .await;
+
+    let shape = |store: &SqliteStore, s: &agentdeck::bedrock::InvocationSummary| {
+        // Everything is committed when the turn returns: read at once, before the writer stops.
+        let inv = store.invocation(&s.request_id).unwrap().unwrap();
+        let steps = store.steps(&s.request_id, 0, 1000).unwrap();
+        let events: Vec<_> = store
+            .events(&s.request_id, 0, 10_000)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind, e.step, skeleton(&e.raw)))
+            .collect();
+        let queued: Vec<_> = s
+            .queued
+            .iter()
+            .map(|id| {
+                let link = store.runner_link(id).unwrap().unwrap();
+                assert_eq!(link.invocation, s.request_id);
+                let trace_id = link.trace_id.unwrap();
+                assert!(
+                    steps.iter().any(|st| st.trace_id == trace_id),
+                    "the request's step {trace_id} is stored with its trace"
+                );
+                store
+                    .get(id, &policy, Utc::now())
+                    .unwrap()
+                    .request
+                    .rationale
+            })
+            .collect();
+        (
+            inv.outcome,
+            inv.events,
+            steps.len(),
+            events,
+            store.chunk_text(&s.request_id).unwrap(),
+            queued,
+        )
+    };
+    let mut queued = 0;
+    for (d, g) in direct_runs.iter().zip(&grouped_runs) {
+        let g = g.as_ref().unwrap();
+        assert_eq!(shape(&direct, d), shape(&grouped, g), "{}", g.session_id);
+        queued += g.queued.len();
+    }
+    assert!(queued >= 12, "the pay asks return control: {queued}");
+    writer.close();
+    assert!(grouped.audit_verify().unwrap().ok());
+}

@@ -1733,6 +1733,9 @@ impl DynamoStore {
     }
 }
 
+/// One write at a time: DynamoDB has no transaction to share, and each write is already one call.
+impl crate::store::RunnerStore for DynamoStore {}
+
 impl OutboxStore for DynamoStore {
     fn submit_resumable(
         &self,

@@ -18,6 +18,24 @@ use crate::store::{OutboxRow, OutboxState, OutboxStore, RunnerLink, StoreError};
 
 pub(super) use crate::store::run::resumes_after;
 
+/// Inside a transaction: enqueues a request the runner raised, marked resumable and linked to
+/// its invocation, with its audit entry (`OutboxStore::submit_resumable`).
+pub(super) fn submit_in(
+    tx: &Connection,
+    shown: &str,
+    request: &ApprovalRequest,
+    link: &RunnerLink,
+    actor: &str,
+) -> Result<(), StoreError> {
+    insert_request(tx, shown, request, actor, to_ms(Utc::now()))?;
+    tx.prepare_cached(
+        "INSERT INTO resumable (request_id, invocation, trace_id) VALUES (?1, ?2, ?3)",
+    )
+    .and_then(|mut st| st.execute(params![request.id.as_str(), link.invocation, link.trace_id]))
+    .map_err(|e| db_error(shown, &format!("marking {} resumable", request.id), &e))?;
+    Ok(())
+}
+
 /// Inside `decide`'s transaction: when `request` has just become final and the runner raised it,
 /// adds its outbox row. Returns whether it did. The primary key makes a second row impossible.
 pub(super) fn queue_resume(
@@ -142,17 +160,11 @@ impl OutboxStore for SqliteStore {
         actor: &str,
     ) -> Result<(), StoreError> {
         let shown = self.shown();
-        let at_ms = to_ms(Utc::now());
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| db_error(&shown, "starting the submit", &e))?;
-        insert_request(&tx, &shown, request, actor, at_ms)?;
-        tx.execute(
-            "INSERT INTO resumable (request_id, invocation, trace_id) VALUES (?1, ?2, ?3)",
-            params![request.id.as_str(), link.invocation, link.trace_id],
-        )
-        .map_err(|e| db_error(&shown, &format!("marking {} resumable", request.id), &e))?;
+        submit_in(&tx, &shown, request, link, actor)?;
         tx.commit()
             .map_err(|e| db_error(&shown, "committing the submit", &e))
     }

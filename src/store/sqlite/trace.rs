@@ -16,8 +16,9 @@ use crate::domain::step_kind::StepKinds;
 use crate::domain::trace::{StepAccumulator, TraceEvent};
 use crate::store::run::{IndexCursor, IndexPage, IndexedStep, note_step_event};
 use crate::store::{
-    ActionMark, InvocationEnd, InvocationRecord, InvocationStart, Outcome, SessionRow, StepRow,
-    StoreError, StoredEvent, TraceStore, TurnWrite,
+    ActionMark, InvocationEnd, InvocationRecord, InvocationStart, Outcome, RunnerStore,
+    RunnerWrite, SessionRow, StepRow, StoreError, StoredEvent, TraceStore, TurnWrite,
+    skipped_after_failure,
 };
 
 /// Called after every trace write this process commits.
@@ -619,6 +620,99 @@ impl SqliteStore {
     }
 }
 
+/// A turn's start, batch and end, in that order, inside the caller's transaction.
+fn write_one(
+    store: &SqliteStore,
+    tx: &Connection,
+    shown: &str,
+    w: &TurnWrite<'_>,
+) -> Result<(), StoreError> {
+    if let Some(s) = w.start {
+        insert_invocation(tx, shown, s)?;
+    }
+    if w.start.is_some() || !w.events.is_empty() || !w.chunks.is_empty() {
+        append_batch(
+            tx,
+            shown,
+            w.request_id,
+            w.start.is_some(),
+            w.events,
+            w.chunks,
+            &mut store.known_steps(),
+        )?;
+    }
+    if let Some(end) = w.end {
+        finish(tx, shown, w.request_id, end)?;
+    }
+    Ok(())
+}
+
+/// Runs `sql` (a savepoint statement) through the statement cache.
+fn savepoint(tx: &Connection, sql: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Group commit: one transaction for all the writes, each inside its own savepoint so a failed
+/// one is rolled back alone. Relaxed (no fsync at commit) unless it holds a submit, whose
+/// approval request is durable when the answer says so.
+impl RunnerStore for SqliteStore {
+    fn write_group(&self, writes: &[RunnerWrite<'_>]) -> Vec<Result<(), StoreError>> {
+        if writes.is_empty() {
+            return Vec::new();
+        }
+        let shown = self.shown();
+        let doing = format!("recording a group of {} runner writes", writes.len());
+        let relax = writes.iter().all(|w| matches!(w, RunnerWrite::Turn(_)));
+        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(writes.len());
+        let committed = self.runner_write(&doing, relax, |tx| {
+            let sql = |e: rusqlite::Error| db_error(&shown, &doing, &e);
+            let mut failed: Vec<&str> = Vec::new();
+            for w in writes {
+                let id = w.request_id();
+                if failed.contains(&id) {
+                    results.push(Err(skipped_after_failure(id)));
+                    continue;
+                }
+                if let RunnerWrite::Turn(t) = w
+                    && t.is_empty()
+                {
+                    results.push(Ok(()));
+                    continue;
+                }
+                savepoint(tx, "SAVEPOINT runner_write").map_err(sql)?;
+                let r = match w {
+                    RunnerWrite::Turn(t) => write_one(self, tx, &shown, t),
+                    RunnerWrite::Submit {
+                        request,
+                        link,
+                        actor,
+                    } => super::outbox::submit_in(tx, &shown, request, link, actor),
+                };
+                if r.is_err() {
+                    if matches!(w, RunnerWrite::Turn(_)) {
+                        failed.push(id);
+                    }
+                    savepoint(tx, "ROLLBACK TO runner_write").map_err(sql)?;
+                }
+                savepoint(tx, "RELEASE runner_write").map_err(sql)?;
+                results.push(r);
+            }
+            Ok(())
+        });
+        match committed {
+            Ok(()) => results,
+            // Nothing landed: every write fails with the transaction's error.
+            Err(e) => {
+                let why = e.to_string();
+                writes
+                    .iter()
+                    .map(|_| Err(StoreError::Unavailable(why.clone())))
+                    .collect()
+            }
+        }
+    }
+}
+
 impl TraceStore for SqliteStore {
     fn begin_invocation(&self, s: &InvocationStart) -> Result<(), StoreError> {
         let shown = self.shown();
@@ -661,32 +755,13 @@ impl TraceStore for SqliteStore {
     }
 
     fn write_turn(&self, w: &TurnWrite<'_>) -> Result<(), StoreError> {
-        if w.start.is_none() && w.end.is_none() && w.events.is_empty() && w.chunks.is_empty() {
+        if w.is_empty() {
             return Ok(());
         }
         let shown = self.shown();
         self.trace_write(
             &format!("recording the trace of invocation {}", w.request_id),
-            |tx| {
-                if let Some(s) = w.start {
-                    insert_invocation(tx, &shown, s)?;
-                }
-                if w.start.is_some() || !w.events.is_empty() || !w.chunks.is_empty() {
-                    append_batch(
-                        tx,
-                        &shown,
-                        w.request_id,
-                        w.start.is_some(),
-                        w.events,
-                        w.chunks,
-                        &mut self.known_steps(),
-                    )?;
-                }
-                if let Some(end) = w.end {
-                    finish(tx, &shown, w.request_id, end)?;
-                }
-                Ok(())
-            },
+            |tx| write_one(self, tx, &shown, w),
         )
     }
 

@@ -1,0 +1,443 @@
+//! `TraceWriter`: the runner's writes on a thread of their own, with group commit. Turns hand
+//! their trace batches and approval requests to a bounded queue (a full queue makes them wait:
+//! back-pressure) and go on reading their streams. The thread takes everything queued, up to
+//! `GROUP_MAX` writes, and makes it in one transaction (`RunnerStore::write_group`); what arrives
+//! meanwhile forms the next group, so groups grow with the load and a quiet writer commits each
+//! write at once, with no waiting for company.
+//!
+//! A turn's last write, and an approval request, wait for their commit: a turn is in the store
+//! when `invoke` returns, and the queue order puts a return of control's trace before its
+//! request. A write that fails fails only its turn: the turn's later writes are not made and the
+//! turn hears the error at its next write. Closing or dropping the writer makes everything still
+//! queued first.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::approval::ApprovalRequest;
+use crate::domain::trace::TraceEvent;
+use crate::store::{
+    InvocationEnd, InvocationStart, RunnerLink, RunnerStore, RunnerWrite, StoreError, TurnWrite,
+    skipped_after_failure,
+};
+
+/// Writes queued before a turn waits for room.
+const QUEUE: usize = 1024;
+/// Writes committed together at most.
+const GROUP_MAX: usize = 256;
+
+/// Whether a write of a turn failed, and its error until the turn is told.
+#[derive(Debug, Default)]
+enum Failure {
+    #[default]
+    None,
+    Unreported(StoreError),
+    Reported,
+}
+
+/// What the writer knows of one turn: whether a write of it failed.
+#[derive(Debug, Default)]
+pub struct TurnState {
+    failed: Mutex<Failure>,
+}
+
+impl TurnState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Failure> {
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn has_failed(&self) -> bool {
+        !matches!(*self.lock(), Failure::None)
+    }
+
+    /// Records a failed write. With `told` (a caller waits for it) returns the error to give
+    /// that caller: the turn's first failure, if it was not told yet, else this one.
+    fn fail(&self, e: StoreError, told: bool) -> Option<StoreError> {
+        let mut f = self.lock();
+        let (state, tell) = match (std::mem::take(&mut *f), told) {
+            (Failure::None, false) => (Failure::Unreported(e), None),
+            (Failure::Unreported(first), false) => (Failure::Unreported(first), None),
+            (Failure::Reported, false) => (Failure::Reported, None),
+            (Failure::Unreported(first), true) => (Failure::Reported, Some(first)),
+            (Failure::None | Failure::Reported, true) => (Failure::Reported, Some(e)),
+        };
+        *f = state;
+        tell
+    }
+
+    /// Fails with the turn's first failed write (its own error the first time it is asked).
+    fn check(&self, request_id: &str) -> Result<(), StoreError> {
+        let mut f = self.lock();
+        match std::mem::replace(&mut *f, Failure::Reported) {
+            Failure::None => {
+                *f = Failure::None;
+                Ok(())
+            }
+            Failure::Unreported(e) => Err(e),
+            Failure::Reported => Err(skipped_after_failure(request_id)),
+        }
+    }
+}
+
+/// An owned `TurnWrite`: what a turn hands over.
+#[derive(Debug, Default)]
+pub struct TurnBatch {
+    pub request_id: String,
+    pub start: Option<InvocationStart>,
+    pub events: Vec<TraceEvent>,
+    pub chunks: Vec<String>,
+    pub end: Option<InvocationEnd>,
+}
+
+impl TurnBatch {
+    pub(crate) fn as_write(&self) -> TurnWrite<'_> {
+        TurnWrite {
+            request_id: &self.request_id,
+            start: self.start.as_ref(),
+            events: &self.events,
+            chunks: &self.chunks,
+            end: self.end.as_ref(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Work {
+    Turn(Box<TurnBatch>),
+    Submit {
+        request: Box<ApprovalRequest>,
+        link: RunnerLink,
+        actor: String,
+    },
+}
+
+impl Work {
+    fn as_write(&self) -> RunnerWrite<'_> {
+        match self {
+            Self::Turn(b) => RunnerWrite::Turn(b.as_write()),
+            Self::Submit {
+                request,
+                link,
+                actor,
+            } => RunnerWrite::Submit {
+                request,
+                link,
+                actor,
+            },
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+struct Job {
+    work: Work,
+    turn: Arc<TurnState>,
+    /// Told the write's own result once it is committed (or failed).
+    reply: Option<Reply>,
+}
+
+/// Makes the runner's writes on its own thread; see the module notes.
+pub struct TraceWriter {
+    tx: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for TraceWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceWriter").finish_non_exhaustive()
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the runner's writer thread has stopped".into())
+}
+
+impl TraceWriter {
+    /// Starts the writer thread for `store`.
+    pub fn spawn(store: Arc<dyn RunnerStore>) -> Result<Self, StoreError> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("agentdeck-writer".into())
+            .spawn(move || run(&*store, rx))
+            .map_err(|e| StoreError::Unavailable(format!("starting the writer thread: {e}")))?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    async fn send(&self, job: Job) -> Result<(), StoreError> {
+        let tx = self.tx.as_ref().ok_or_else(stopped)?;
+        tx.send(job).await.map_err(|_| stopped())
+    }
+
+    /// Queues a batch of `turn`; with `wait`, returns once it is committed. Fails with the
+    /// turn's first failed write, if one did.
+    pub async fn write(
+        &self,
+        turn: &Arc<TurnState>,
+        batch: TurnBatch,
+        wait: bool,
+    ) -> Result<(), StoreError> {
+        turn.check(&batch.request_id)?;
+        let (reply, answer) = if wait {
+            let (s, r) = oneshot::channel();
+            (Some(s), Some(r))
+        } else {
+            (None, None)
+        };
+        self.send(Job {
+            work: Work::Turn(Box::new(batch)),
+            turn: Arc::clone(turn),
+            reply,
+        })
+        .await?;
+        match answer {
+            Some(answer) => answer.await.map_err(|_| stopped())?,
+            None => Ok(()),
+        }
+    }
+
+    /// Queues a return of control of `turn` as a resumable approval request, after everything
+    /// the turn queued before, and returns once it is committed (durably) or refused.
+    pub async fn submit(
+        &self,
+        turn: &Arc<TurnState>,
+        request: &ApprovalRequest,
+        link: &RunnerLink,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        turn.check(&link.invocation)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Job {
+            work: Work::Submit {
+                request: Box::new(request.clone()),
+                link: link.clone(),
+                actor: actor.to_owned(),
+            },
+            turn: Arc::clone(turn),
+            reply: Some(reply),
+        })
+        .await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Makes everything queued, then stops the thread.
+    pub fn close(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        // Closing the queue lets the thread drain it and end.
+        self.tx = None;
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the runner's writer thread panicked");
+        }
+    }
+}
+
+impl Drop for TraceWriter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The writer thread: takes what is queued, makes it as one group, answers.
+fn run(store: &dyn RunnerStore, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(GROUP_MAX);
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        tracing::trace!(writes = jobs.len(), "runner writes: committing a group");
+        commit(store, &mut jobs);
+    }
+}
+
+fn commit(store: &dyn RunnerStore, jobs: &mut Vec<Job>) {
+    // A turn that failed in an earlier group writes nothing more (it would leave a hole).
+    let (live, dead): (Vec<Job>, Vec<Job>) = jobs.drain(..).partition(|j| !j.turn.has_failed());
+    for job in dead {
+        if let Some(reply) = job.reply {
+            let id = job.work.as_write().request_id().to_owned();
+            let _ = reply.send(Err(skipped_after_failure(&id)));
+        }
+    }
+    let writes: Vec<RunnerWrite<'_>> = live.iter().map(|j| j.work.as_write()).collect();
+    let results = store.write_group(&writes);
+    drop(writes);
+    for (job, result) in live.into_iter().zip(results) {
+        let result = match (result, &job.work) {
+            (Err(e), Work::Turn(b)) => {
+                tracing::warn!(request_id = %b.request_id, error = %e, "trace write failed");
+                match job.turn.fail(e, job.reply.is_some()) {
+                    Some(e) => Err(e),
+                    None => continue,
+                }
+            }
+            (r, _) => r,
+        };
+        if let Some(reply) = job.reply {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{Outcome, TraceStore};
+    use chrono::Utc;
+
+    fn start(id: &str) -> InvocationStart {
+        InvocationStart {
+            request_id: id.into(),
+            agent_id: "A".into(),
+            agent_alias_id: "L".into(),
+            session_id: format!("s-{id}"),
+            input_text: Some("hi".into()),
+            resumes: None,
+            started_at: Utc::now(),
+        }
+    }
+
+    fn end() -> InvocationEnd {
+        InvocationEnd {
+            outcome: Outcome::Finished,
+            ended_at: Utc::now(),
+            error: None,
+            final_response: Some("done".into()),
+            latency_ms: Some(5),
+        }
+    }
+
+    fn batch(id: &str, start_it: bool, chunk: &str) -> TurnBatch {
+        TurnBatch {
+            request_id: id.into(),
+            start: start_it.then(|| start(id)),
+            chunks: vec![chunk.into()],
+            ..TurnBatch::default()
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn closing_the_writer_writes_everything_still_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("deck.db")).unwrap());
+        let writer = TraceWriter::spawn(store.clone()).unwrap();
+        rt().block_on(async {
+            for i in 0..200 {
+                let turn = Arc::new(TurnState::default());
+                let id = format!("req-{i}");
+                writer
+                    .write(&turn, batch(&id, true, "a"), false)
+                    .await
+                    .unwrap();
+                writer
+                    .write(&turn, batch(&id, false, "b"), false)
+                    .await
+                    .unwrap();
+            }
+        });
+        // Nothing above waited for a commit.
+        writer.close();
+        for i in 0..200 {
+            let id = format!("req-{i}");
+            assert_eq!(store.chunk_text(&id).unwrap(), "ab", "{id}");
+        }
+    }
+
+    #[test]
+    fn a_failed_write_fails_its_turn_alone_and_its_later_writes_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("deck.db")).unwrap());
+        store.begin_invocation(&start("taken")).unwrap();
+        let writer = TraceWriter::spawn(store.clone()).unwrap();
+        rt().block_on(async {
+            let ok = Arc::new(TurnState::default());
+            let dup = Arc::new(TurnState::default());
+            // Queued together, so they are likely committed as one group.
+            writer
+                .write(&ok, batch("fine", true, "x"), false)
+                .await
+                .unwrap();
+            writer
+                .write(&dup, batch("taken", true, "y"), false)
+                .await
+                .unwrap();
+            let mut last = batch("taken", false, "z");
+            last.end = Some(end());
+            let failed = writer.write(&dup, last, true).await;
+            assert!(
+                matches!(failed, Err(StoreError::Duplicate(_))),
+                "the turn's own error comes back: {failed:?}"
+            );
+            let mut fine_end = batch("fine", false, "w");
+            fine_end.end = Some(end());
+            writer.write(&ok, fine_end, true).await.unwrap();
+            // Later writes of the failed turn are refused without reaching the store.
+            let again = writer.write(&dup, batch("taken", false, "v"), true).await;
+            assert!(
+                matches!(&again, Err(StoreError::Unavailable(m)) if m.contains("earlier write")),
+                "{again:?}"
+            );
+        });
+        assert_eq!(store.chunk_text("fine").unwrap(), "xw");
+        let fine = store.invocation("fine").unwrap().unwrap();
+        assert_eq!(fine.outcome, Outcome::Finished);
+        let taken = store.invocation("taken").unwrap().unwrap();
+        assert_eq!(
+            taken.outcome,
+            Outcome::Running,
+            "the first owner of the id is untouched"
+        );
+        assert_eq!(store.chunk_text("taken").unwrap(), "");
+    }
+
+    #[test]
+    fn a_group_keeps_good_writes_and_rolls_back_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("deck.db")).unwrap();
+        store.begin_invocation(&start("taken")).unwrap();
+        let writes = [
+            batch("a", true, "1"),
+            batch("taken", true, "2"),
+            batch("taken", false, "3"),
+            batch("b", true, "4"),
+            batch("a", false, "5"),
+        ];
+        let w: Vec<_> = writes
+            .iter()
+            .map(|b| RunnerWrite::Turn(b.as_write()))
+            .collect();
+        let results = store.write_group(&w);
+        assert!(results[0].is_ok() && results[3].is_ok() && results[4].is_ok());
+        assert!(matches!(results[1], Err(StoreError::Duplicate(_))));
+        assert!(
+            matches!(&results[2], Err(StoreError::Unavailable(m)) if m.contains("earlier write")),
+            "{:?}",
+            results[2]
+        );
+        assert_eq!(store.chunk_text("a").unwrap(), "15");
+        assert_eq!(store.chunk_text("b").unwrap(), "4");
+        assert_eq!(store.chunk_text("taken").unwrap(), "");
+    }
+}

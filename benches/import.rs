@@ -197,9 +197,8 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let dir = tempfile::tempdir().unwrap();
-                let store = SqliteStore::open(&dir.path().join("import.db")).unwrap();
-                // As `agentdeck import` sets its store up.
-                store.prefer_bulk_writes().unwrap();
+                // As `agentdeck import` opens its store.
+                let store = SqliteStore::open_for_import(&dir.path().join("import.db")).unwrap();
                 (dir, store)
             },
             |(dir, store)| {
@@ -224,8 +223,7 @@ fn writer_only() -> usize {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("import.db")).unwrap();
-    store.prefer_bulk_writes().unwrap();
+    let store = SqliteStore::open_for_import(&dir.path().join("import.db")).unwrap();
     let start = InvocationStart {
         request_id: "bench-1".into(),
         agent_id: "BENCHAGT01".into(),
@@ -289,7 +287,7 @@ fn main() {
             "array-map" => read_all(&arr, Format::JsonArray),
             "sqlite" => {
                 let dir = tempfile::tempdir().unwrap();
-                let store = SqliteStore::open(&dir.path().join("import.db")).unwrap();
+                let store = SqliteStore::open_for_import(&dir.path().join("import.db")).unwrap();
                 import_into(&store, &lines).events as usize
             }
             "writer" => writer_only(),

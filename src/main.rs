@@ -282,7 +282,13 @@ fn run(cli: &Cli) -> Result<(), CliError> {
         }
         Some(cmd) => {
             let spec = StoreSpec::parse(config.store.as_deref())?;
-            let opened = open_store(&spec, g.store_endpoint.as_deref())?;
+            let opened = match (&spec, cmd) {
+                // A store an import creates is laid out for bulk loads.
+                (StoreSpec::Sqlite(path), Command::Import(_)) => {
+                    Opened::Sqlite(SqliteStore::open_for_import(path)?)
+                }
+                _ => open_store(&spec, g.store_endpoint.as_deref())?,
+            };
             let mut config = config.clone();
             team_reviewer(&mut config, &opened)?;
             let config = config;
@@ -328,17 +334,12 @@ fn run(cli: &Cli) -> Result<(), CliError> {
                 Command::Traces(args) => {
                     agentdeck::cli::traces::run(opened.deck(), args, &config.reviewer, &mut stdout)
                 }
-                Command::Import(args) => {
-                    if let Opened::Sqlite(s) = &opened {
-                        s.prefer_bulk_writes()?;
-                    }
-                    agentdeck::cli::import::run(
-                        opened.deck(),
-                        args,
-                        &mut stdout,
-                        &mut std::io::stderr(),
-                    )
-                }
+                Command::Import(args) => agentdeck::cli::import::run(
+                    opened.deck(),
+                    args,
+                    &mut stdout,
+                    &mut std::io::stderr(),
+                ),
                 Command::Metrics(agentdeck::cli::metrics::MetricsArgs {
                     command: Some(agentdeck::cli::metrics::MetricsCommand::Publish(opts)),
                     ..

@@ -52,8 +52,17 @@ const AUDIT_PAGE: i64 = 512;
 const CHECKPOINT_BYTES: i64 = 1000 * 4096;
 /// ... during a bulk load.
 const BULK_CHECKPOINT_BYTES: i64 = 32 << 20;
-/// The page size of a new store file, in bytes.
-const PAGE_SIZE: i64 = 16_384;
+/// The page size of a new store file, in bytes: SQLite's default, for the runner's many small
+/// writes. Each turn adds rows to a dozen indexes whose keys (request ids, session ids) land
+/// anywhere in them, so every commit rewrites a leaf page per index however little it adds;
+/// smaller pages make that cheaper. Measured on the ingest bench (group commit): 16 KiB pages
+/// wrote 2.28 GB to the WAL and database for 34,000 events, 8 KiB 1.40 GB, 4 KiB 0.88 GB, and
+/// the runs took about half the time.
+const PAGE_SIZE: i64 = 4096;
+/// ... of a store file `agentdeck import` creates, laid out for bulk loads: a load appends
+/// along its indexes, and a WAL frame is two writes whatever its size. Measured on the import
+/// bench: 4 KiB pages 168-177 MiB/s, 16 KiB 200-207 MiB/s.
+const BULK_PAGE_SIZE: i64 = 16_384;
 
 /// The approvals store on a local SQLite file. Each process or thread that wants its own
 /// connection opens its own `SqliteStore` on the same path; within one value, calls are
@@ -109,6 +118,19 @@ impl SqliteStore {
     /// `synchronous=FULL` so a commit is on disk when it returns, a 5 s busy timeout, foreign
     /// keys, and the schema migrated to this binary's version.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_paged(path, PAGE_SIZE)
+    }
+
+    /// `open` for `agentdeck import`: a file it creates gets 16 KiB pages (`BULK_PAGE_SIZE`),
+    /// and the connection is set up for a bulk load (`prefer_bulk_writes`). An existing file
+    /// keeps its page size.
+    pub fn open_for_import(path: &Path) -> Result<Self, StoreError> {
+        let store = Self::open_paged(path, BULK_PAGE_SIZE)?;
+        store.prefer_bulk_writes()?;
+        Ok(store)
+    }
+
+    fn open_paged(path: &Path, page_size: i64) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
@@ -122,12 +144,8 @@ impl SqliteStore {
             Connection::open(path).map_err(|e| db_error(&shown, "opening the database", &e))?;
         conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)
             .map_err(|e| db_error(&shown, "setting the busy timeout", &e))?;
-        // A new file gets 16 KiB pages (SQLite's default is 4 KiB): a WAL frame is two writes
-        // whatever its size, and trace writes are most of what a store writes. Measured: the
-        // import bench 170-176 -> 189-195 MiB/s; a decision's commit 236 -> 304-320 us (its
-        // target is a 5 ms median). An existing file keeps its page size (the pragma does
-        // nothing once a file has pages).
-        conn.pragma_update(None, "page_size", PAGE_SIZE)
+        // An existing file keeps its page size (the pragma does nothing once a file has pages).
+        conn.pragma_update(None, "page_size", page_size)
             .map_err(|e| db_error(&shown, "setting the page size", &e))?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))

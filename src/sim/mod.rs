@@ -241,6 +241,12 @@ impl SimHandle {
         self.shared.clock.advance(by);
     }
 
+    /// Stop the simulator's wall clock at `at` (trace timestamps, metric times; `advance_clock`
+    /// still moves it): a test hook that makes whole streams reproducible.
+    pub fn freeze_wall_clock(&self, at: chrono::DateTime<chrono::Utc>) {
+        self.shared.clock.freeze_wall(at);
+    }
+
     /// The CloudWatch stand-in's metric store (what `agentdeck sim` answers on its port under
     /// `/service/GraniteServiceVersion20100801/...`): record or inspect metrics directly.
     pub fn with_metrics<T>(&self, f: impl FnOnce(&mut cw::store::MetricStore) -> T) -> T {

@@ -145,10 +145,7 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         }
     }
     let faults = faults.merged(&config.faults);
-    let world = World {
-        agents,
-        shared: shared_scripts,
-    };
+    let world = World::new(agents, shared_scripts);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port))
         .await
         .map_err(|source| SimError::Bind {

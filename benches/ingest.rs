@@ -3,6 +3,8 @@
 //! sessions the simulator sustains.
 //!
 //! Run: `cargo bench --bench ingest` (under `cargo test` it runs a small smoke pass).
+//! `AGENTDECK_INGEST_PASS=sim` runs only the simulator against bare HTTP/1.1 clients that read
+//! the bytes (no SDK, no store), and reports the simulator thread's CPU time per trace event.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -26,12 +28,19 @@ const ASKS: [(&str, &str, &str); 4] = [
     ("SUPERVISR1", "LIVE", "pay 90 GBP to acct-3"),
 ];
 
-/// Starts a simulator on its own thread and runtime; returns its endpoint.
-fn simulator() -> String {
+/// Starts a simulator on its own thread and runtime; returns its endpoint and where its worker
+/// thread's CPU times are (`/proc/PID/task/TID/stat`).
+fn simulator() -> (String, std::path::PathBuf) {
     let (tx, rx) = mpsc::channel();
+    let (tid_tx, tid_rx) = mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
+            .on_thread_start(move || {
+                if let Ok(task) = std::fs::read_link("/proc/thread-self") {
+                    let _ = tid_tx.send(std::path::Path::new("/proc").join(task).join("stat"));
+                }
+            })
             .enable_all()
             .build()
             .unwrap();
@@ -46,7 +55,120 @@ fn simulator() -> String {
             std::future::pending::<()>().await;
         });
     });
-    rx.recv().unwrap()
+    (rx.recv().unwrap(), tid_rx.recv().unwrap())
+}
+
+/// User plus system CPU time of a thread, from its `/proc/.../stat` (clock ticks of 10 ms).
+fn cpu_secs(stat: &std::path::Path) -> f64 {
+    let text = std::fs::read_to_string(stat).unwrap();
+    let after = &text[text.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// One InvokeAgent call over a kept-alive connection; the number of trace frames it returned.
+async fn raw_turn(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, i: usize) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (agent, alias, text) = ASKS[i % ASKS.len()];
+    let body = format!(r#"{{"inputText":"{text}","enableTrace":true}}"#);
+    let req = format!(
+        "POST /agents/{agent}/agentAliases/{alias}/sessions/raw-{i:06}/text HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/bedrock/aws4_request, Signature=00\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    buf.clear();
+    let mut body = Vec::new();
+    let mut at = None;
+    loop {
+        if at.is_none() {
+            at = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+        }
+        if let Some(pos) = at {
+            // Chunks: size line, data, CRLF; a zero size ends the body.
+            let mut p = pos;
+            let mut done = false;
+            body.clear();
+            while let Some(eol) = buf[p..].windows(2).position(|w| w == b"\r\n") {
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&buf[p..p + eol]).unwrap(), 16)
+                        .unwrap();
+                if size == 0 {
+                    done = true;
+                    break;
+                }
+                if buf.len() < p + eol + 2 + size + 2 {
+                    break;
+                }
+                body.extend_from_slice(&buf[p + eol + 2..p + eol + 2 + size]);
+                p += eol + 2 + size + 2;
+            }
+            if done {
+                break;
+            }
+        }
+        buf.reserve(65536);
+        let n = s.read_buf(buf).await.unwrap();
+        assert!(n > 0, "the simulator closed the connection mid-response");
+    }
+    // Count trace frames: each frame's headers name its :event-type.
+    let mut traces = 0;
+    let mut rest = &body[..];
+    while rest.len() >= 12 {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        let headers = u32::from_be_bytes(rest[4..8].try_into().unwrap()) as usize;
+        if rest[12..12 + headers].windows(5).any(|w| w == b"trace") {
+            traces += 1;
+        }
+        rest = &rest[len..];
+    }
+    traces
+}
+
+/// The simulator alone: `turns` calls over `concurrency` kept-alive connections.
+fn sim_pass(endpoint: &str, stat: &std::path::Path, turns: usize, concurrency: usize) {
+    let addr = endpoint.trim_start_matches("http://").to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cpu0 = cpu_secs(stat);
+    let started = Instant::now();
+    let events: u64 = rt.block_on(async {
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let next = next.clone();
+                let addr = addr.clone();
+                tokio::spawn(async move {
+                    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                    s.set_nodelay(true).unwrap();
+                    let mut buf = Vec::new();
+                    let mut events = 0;
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= turns {
+                            return events;
+                        }
+                        events += raw_turn(&mut s, &mut buf, i).await;
+                    }
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        total
+    });
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_secs(stat) - cpu0;
+    println!(
+        "sim: {events} trace events from {turns} turns ({concurrency} connections) in {wall:.2} s = {:.0} events/s; simulator thread CPU {cpu:.2} s = {:.2} us per trace event",
+        events as f64 / wall,
+        cpu * 1e6 / events as f64
+    );
 }
 
 /// Runs `turns` invocations, keeping `concurrency` in flight; returns (events, errors, wall
@@ -106,26 +228,25 @@ fn run(endpoint: &str, turns: usize, concurrency: usize) -> (u64, u64, Duration)
     (events, errors, wall)
 }
 
-/// This process's CPU seconds (user+sys) and bytes written (`wchar`), from /proc (Linux).
+/// This process's CPU seconds (user+sys, every thread) and bytes written (`wchar`), from /proc.
 fn usage() -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which is in parentheses): utime and stime are the 12th
-    // and 13th, in clock ticks (100 per second on Linux).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     let io = std::fs::read_to_string("/proc/self/io").ok()?;
     let wchar = io
         .lines()
         .find_map(|l| l.strip_prefix("wchar: "))?
         .parse()
         .ok()?;
-    Some((ticks / 100.0, wchar))
+    Some((cpu_secs(std::path::Path::new("/proc/self/stat")), wchar))
 }
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let endpoint = simulator();
+    let (endpoint, stat) = simulator();
+    if std::env::var("AGENTDECK_INGEST_PASS").as_deref() == Ok("sim") {
+        sim_pass(&endpoint, &stat, 40, 4);
+        sim_pass(&endpoint, &stat, if full { 40_000 } else { 400 }, 32);
+        return;
+    }
     let (turns, mut concurrency) = if full { (4_000, 32) } else { (40, 8) };
     if let Some(n) = std::env::var("AGENTDECK_INGEST_CONCURRENCY")
         .ok()
@@ -136,17 +257,21 @@ fn main() {
     // Warm up connections and the store's statement cache.
     run(&endpoint, 20, 4);
     let before = usage();
+    let sim_before = cpu_secs(&stat);
     let (events, errors, wall) = run(&endpoint, turns, concurrency);
     let after = usage();
+    let sim_cpu = cpu_secs(&stat) - sim_before;
     println!(
         "ingest: {events} trace events from {turns} turns ({concurrency} at a time) in {:.2} s = {:.0} events/s, {errors} errors",
         wall.as_secs_f64(),
         events as f64 / wall.as_secs_f64()
     );
     if let (Some(b), Some(a)) = (before, after) {
+        let per_event = |secs: f64| secs * 1e6 / events as f64;
         println!(
-            "  cpu {:.1} us per event (user+sys, every thread: simulator, client, writer); {:.0} bytes written per event (files and sockets)",
-            (a.0 - b.0) * 1e6 / events as f64,
+            "  cpu {:.1} us per event (user+sys, every thread), of which the simulator's thread {:.1} us; {:.0} bytes written per event (files and sockets)",
+            per_event(a.0 - b.0),
+            per_event(sim_cpu),
             (a.1 - b.1) as f64 / events as f64
         );
     }

@@ -22,13 +22,77 @@ pub(crate) const ACCOUNT: &str = "123456789012";
 pub(crate) struct World {
     pub agents: BTreeMap<String, Arc<AgentDef>>,
     pub shared: Vec<Arc<ScriptDef>>,
+    /// Per agent id, its prompt heads by `ModelKind` (see `prompt_head`).
+    prompt_heads: BTreeMap<String, [String; 4]>,
+}
+
+impl World {
+    pub fn new(agents: BTreeMap<String, Arc<AgentDef>>, shared: Vec<Arc<ScriptDef>>) -> Self {
+        let prompt_heads = agents
+            .iter()
+            .map(|(id, a)| (id.clone(), ModelKind::ALL.map(|k| prompt_head(a, k))))
+            .collect();
+        Self {
+            agents,
+            shared,
+            prompt_heads,
+        }
+    }
+
+    /// The prompt text of a model call by `agent` for this user input.
+    fn prompt(&self, agent: &AgentDef, kind: ModelKind, input: &str) -> String {
+        match self.prompt_heads.get(&agent.id) {
+            Some(heads) => prompt(&heads[kind as usize], input),
+            None => prompt(&prompt_head(agent, kind), input),
+        }
+    }
 }
 
 /// What goes on the wire: an event frame or the exception that ends the stream.
 #[derive(Debug, Clone)]
 pub(crate) enum Out {
     Event(EventType, Value),
+    /// An event already encoded as its frame (trace events).
+    Encoded(bytes::Bytes),
     Exception(AwsError),
+}
+
+/// A trace event's payload. Field order is the sorted key order of a JSON object built as a
+/// `serde_json::Value` (what the simulator sent before it wrote traces directly).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TracePart<'a> {
+    agent_alias_id: &'a str,
+    agent_id: &'a str,
+    agent_version: &'a str,
+    caller_chain: CallerChain<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collaborator_name: Option<&'a str>,
+    event_time: &'a str,
+    session_id: &'a str,
+    trace: &'a Value,
+}
+
+/// `[{"agentAliasArn": ...}, ...]`.
+struct CallerChain<'a>(&'a [String]);
+
+impl serde::Serialize for CallerChain<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap as _, SerializeSeq as _};
+        struct Arn<'a>(&'a str);
+        impl serde::Serialize for Arn<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("agentAliasArn", self.0)?;
+                m.end()
+            }
+        }
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for arn in self.0 {
+            seq.serialize_element(&Arn(arn))?;
+        }
+        seq.end()
+    }
 }
 
 /// One planned frame, `at_ms` after the invocation started (scripted, virtual time).
@@ -149,6 +213,10 @@ pub(crate) struct Runner<'w> {
     pub pending: Option<Pending>,
     /// Every model call made, for the CloudWatch metrics Bedrock would publish.
     pub model_calls: Vec<super::cw::ModelCall>,
+    /// The last timestamp formatted (scaled ms, text): at time scale 0 every event has the same.
+    last_ts: Option<(u64, String)>,
+    /// The size of the last trace frame, to size the next one's buffer.
+    trace_size_hint: usize,
 }
 
 pub(crate) fn uuid(rng: &mut fastrand::Rng) -> String {
@@ -212,6 +280,8 @@ enum ModelKind {
 }
 
 impl ModelKind {
+    const ALL: [Self; 4] = [Self::Pre, Self::Orchestration, Self::Post, Self::Routing];
+
     fn trace_key(self) -> &'static str {
         match self {
             Self::Pre => "preProcessingTrace",
@@ -230,7 +300,9 @@ impl ModelKind {
     }
 }
 
-fn prompt(agent: &AgentDef, kind: ModelKind, input: &str, context: &str) -> String {
+/// An agent's prompt up to the user's input (`...,"messages":[{"content":"`): it depends on the
+/// agent's definition and the kind of call only, so the world builds it once per agent.
+fn prompt_head(agent: &AgentDef, kind: ModelKind) -> String {
     let mut p = String::with_capacity(4096);
     p.push_str("{\"system\":\"");
     p.push_str(&agent.instruction.replace('"', "'"));
@@ -285,14 +357,15 @@ fn prompt(agent: &AgentDef, kind: ModelKind, input: &str, context: &str) -> Stri
         ModelKind::Orchestration => "",
     });
     p.push_str("\",\"messages\":[{\"content\":\"");
+    p
+}
+
+/// The prompt text of a model call: the agent's head for this kind, then the user's input.
+fn prompt(head: &str, input: &str) -> String {
+    let mut p = String::with_capacity(head.len() + input.len() + 24);
+    p.push_str(head);
     p.push_str(&input.replace('"', "'"));
-    p.push_str("\",\"role\":\"user\"}");
-    if !context.is_empty() {
-        p.push_str(",{\"content\":\"");
-        p.push_str(&context.replace('"', "'"));
-        p.push_str("\",\"role\":\"assistant\"}");
-    }
-    p.push_str("]}");
+    p.push_str("\",\"role\":\"user\"}]}");
     p
 }
 
@@ -306,6 +379,8 @@ impl<'w> Runner<'w> {
             out: Vec::new(),
             pending: None,
             model_calls: Vec::new(),
+            last_ts: None,
+            trace_size_hint: 1024,
         }
     }
 
@@ -321,8 +396,20 @@ impl<'w> Runner<'w> {
         (ms as f64 * self.opts.time_scale.max(0.0)).floor() as u64
     }
 
-    fn ts(&self, ms: u64) -> String {
+    fn ts(&mut self, ms: u64) -> String {
         let ms = self.wall(ms);
+        if let Some((at, text)) = &self.last_ts {
+            if *at == ms {
+                return text.clone();
+            }
+        }
+        let text = self.format_ts(ms);
+        self.last_ts = Some((ms, text.clone()));
+        text
+    }
+
+    /// `ts` without the cache: the start plus `ms` (already scaled), with seeded nanoseconds.
+    fn format_ts(&self, ms: u64) -> String {
         let t = self.opts.start + chrono::Duration::milliseconds(ms as i64);
         // Nanosecond precision like real recordings: add seeded sub-millisecond digits.
         let nanos = (ms.wrapping_mul(2_654_435_761) % 1_000_000) as i64;
@@ -355,30 +442,28 @@ impl<'w> Runner<'w> {
         });
     }
 
+    /// A trace event, encoded as its frame here: the envelope is serialized straight from the
+    /// agent's state (no JSON tree for it), with the same keys in the same (sorted) order a
+    /// `serde_json::Value` object gives.
     #[allow(clippy::needless_pass_by_value)]
     fn trace(&mut self, act: &Act, trace: Value) {
         if !self.opts.trace {
             return;
         }
-        let chain: Vec<Value> = act
-            .st
-            .caller_chain
-            .iter()
-            .map(|arn| json!({ "agentAliasArn": arn }))
-            .collect();
-        let mut part = json!({
-            "agentId": act.st.agent.id,
-            "agentAliasId": act.st.alias,
-            "agentVersion": act.st.agent.version_for(&act.st.alias),
-            "sessionId": act.st.session_id,
-            "eventTime": self.ts(self.now_ms),
-            "callerChain": chain,
-            "trace": trace,
-        });
-        if let Some(name) = &act.st.collaborator_name {
-            part["collaboratorName"] = json!(name);
-        }
-        self.push(Out::Event(EventType::Trace, part));
+        let event_time = self.ts(self.now_ms);
+        let part = TracePart {
+            agent_alias_id: &act.st.alias,
+            agent_id: &act.st.agent.id,
+            agent_version: act.st.agent.version_for(&act.st.alias),
+            caller_chain: CallerChain(&act.st.caller_chain),
+            collaborator_name: act.st.collaborator_name.as_deref(),
+            event_time: &event_time,
+            session_id: &act.st.session_id,
+            trace: &trace,
+        };
+        let bytes = super::frame::event_json(EventType::Trace, &part, self.trace_size_hint);
+        self.trace_size_hint = bytes.len();
+        self.push(Out::Encoded(bytes));
     }
 
     fn begin_step(act: &mut Act) {
@@ -408,7 +493,7 @@ impl<'w> Runner<'w> {
             ModelKind::Post => format!("{}-post-0", act.request_id),
         };
         let input = act.st.vars.get("input").cloned().unwrap_or_default();
-        let text = prompt(&act.st.agent, kind, &input, "");
+        let text = self.world.prompt(&act.st.agent, kind, &input);
         let key = kind.trace_key();
         let input_tokens = (text.len() / 4) as u64 + self.rng.u64(0..40);
         self.trace(
@@ -1104,7 +1189,9 @@ impl<'w> Runner<'w> {
             Self::begin_step(act);
             let trace_id = act.trace_id.clone();
             let input = act.st.vars.get("input").cloned().unwrap_or_default();
-            let prompt_text = prompt(&act.st.agent, ModelKind::Orchestration, &input, "");
+            let prompt_text = self
+                .world
+                .prompt(&act.st.agent, ModelKind::Orchestration, &input);
             self.trace(
                 act,
                 json!({ "orchestrationTrace": { "modelInvocationInput": {
@@ -1317,7 +1404,7 @@ impl<'w> Runner<'w> {
             .into_iter()
             .find_map(|x| match x.out {
                 Out::Event(_, v) => Some(v),
-                Out::Exception(_) => None,
+                Out::Encoded(..) | Out::Exception(_) => None,
             })
             .unwrap_or(Value::Null)
     }

@@ -145,10 +145,7 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         }
     }
     let faults = faults.merged(&config.faults);
-    let world = World {
-        agents,
-        shared: shared_scripts,
-    };
+    let world = World::new(agents, shared_scripts);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port))
         .await
         .map_err(|source| SimError::Bind {
@@ -239,6 +236,12 @@ impl SimHandle {
     /// saves waiting out a real TTL.
     pub fn advance_clock(&self, by: Duration) {
         self.shared.clock.advance(by);
+    }
+
+    /// Stop the simulator's wall clock at `at` (trace timestamps, metric times; `advance_clock`
+    /// still moves it): a test hook that makes whole streams reproducible.
+    pub fn freeze_wall_clock(&self, at: chrono::DateTime<chrono::Utc>) {
+        self.shared.clock.freeze_wall(at);
     }
 
     /// The CloudWatch stand-in's metric store (what `agentdeck sim` answers on its port under

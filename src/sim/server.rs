@@ -538,7 +538,7 @@ fn record(shared: &Shared, route: &Route, region: &str, result: Result<&Prepared
             let failed = p.faults.exception.as_ref().map(|(_, e)| e).or_else(|| {
                 p.items.iter().find_map(|i| match &i.out {
                     Out::Exception(e) => Some(e),
-                    Out::Event(..) => None,
+                    Out::Event(..) | Out::Encoded(..) => None,
                 })
             });
             if let Some(e) = failed {
@@ -797,7 +797,8 @@ fn plan(
 
 fn encode(out: &Out) -> Bytes {
     match out {
-        Out::Event(kind, json) => frame::event(*kind, json.to_string().as_bytes()),
+        Out::Event(kind, json) => frame::event_json(*kind, json, 1024),
+        Out::Encoded(bytes) => bytes.clone(),
         Out::Exception(e) => frame::exception(&e.exception_type(), &e.message),
     }
 }

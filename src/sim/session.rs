@@ -10,11 +10,13 @@ use serde_json::{Map, Value};
 
 use super::engine::Pending;
 
-/// Real time plus an offset that tests can advance.
+/// Real time plus an offset that tests can advance; its wall clock can be stopped at an
+/// instant (tests that compare whole streams).
 #[derive(Debug)]
 pub(crate) struct Clock {
     base: Instant,
     offset: Mutex<Duration>,
+    frozen_wall: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Clock {
@@ -22,7 +24,16 @@ impl Clock {
         Self {
             base: Instant::now(),
             offset: Mutex::new(Duration::ZERO),
+            frozen_wall: Mutex::new(None),
         }
+    }
+
+    /// From now on `wall()` is `at` (plus any later `advance`), not the system's time.
+    pub fn freeze_wall(&self, at: DateTime<Utc>) {
+        *self
+            .frozen_wall
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(at);
     }
 
     fn offset(&self) -> Duration {
@@ -46,7 +57,12 @@ impl Clock {
     }
 
     pub fn wall(&self) -> DateTime<Utc> {
-        Utc::now() + chrono::Duration::from_std(self.offset()).unwrap_or_default()
+        let frozen = *self
+            .frozen_wall
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        frozen.unwrap_or_else(Utc::now)
+            + chrono::Duration::from_std(self.offset()).unwrap_or_default()
     }
 }
 

@@ -19,6 +19,7 @@ mod runner_loopback;
 mod runner_sim;
 mod sanitize;
 mod sim_frames;
+mod sim_golden;
 mod sim_scenarios;
 mod sim_sdk;
 mod store_contract;

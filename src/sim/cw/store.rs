@@ -197,6 +197,11 @@ pub struct DimensionFilter {
     pub value: Option<String>,
 }
 
+/// Points a metric keeps: the latest it received. The simulator records about two dozen points
+/// per invocation, so without a bound a long demo or a load test would grow without end; at
+/// ~60 bytes a point this is at most ~12 MB per metric, and hours of traffic at the demo's rate.
+pub const MAX_POINTS: usize = 100_000;
+
 /// The in-memory store.
 #[derive(Debug, Default)]
 pub struct MetricStore {
@@ -204,8 +209,14 @@ pub struct MetricStore {
 }
 
 impl MetricStore {
+    /// Adds a point; past `MAX_POINTS` for the metric, its earliest received ones are dropped
+    /// (in amortised batches, so a put stays cheap).
     pub fn put(&mut self, key: MetricKey, at_ms: i64, unit: &str, sample: Sample) {
-        self.series.entry(key).or_default().push(Point {
+        let points = self.series.entry(key).or_default();
+        if points.len() >= MAX_POINTS + MAX_POINTS / 4 {
+            points.drain(..points.len() - (MAX_POINTS - 1));
+        }
+        points.push(Point {
             at_ms,
             unit: unit.to_owned(),
             sample,
@@ -283,6 +294,21 @@ impl MetricStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metric_keeps_its_latest_points_only() {
+        let mut store = MetricStore::default();
+        let total = MAX_POINTS + MAX_POINTS / 2;
+        for i in 0..total {
+            store.put(key(), i as i64, "Count", Sample::Values(vec![(1.0, 1.0)]));
+            assert!(store.series[&key()].len() <= MAX_POINTS + MAX_POINTS / 4);
+        }
+        let points = &store.series[&key()];
+        assert!(points.len() >= MAX_POINTS, "{}", points.len());
+        // The newest is kept, the oldest went.
+        assert_eq!(points.last().map(|p| p.at_ms), Some(total as i64 - 1));
+        assert!(points[0].at_ms > 0);
+    }
 
     const NOW: i64 = 1_000_000;
 

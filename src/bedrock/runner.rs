@@ -14,7 +14,7 @@ use aws_sdk_bedrockagentruntime::types::{self as sdk, ResponseStream};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::writer::{TraceWriter, TurnBatch, TurnState};
+use super::writer::{Queued, TraceWriter, TurnBatch, TurnState};
 use super::{RunnerError, classify, wire};
 use crate::domain::approval::{ApprovalId, ApprovalRequest};
 use crate::domain::policy::Policy;
@@ -429,16 +429,21 @@ impl Batch<'_> {
         self.write(None, false).await
     }
 
-    /// Queues a return of control's approval request, after everything written before.
+    /// Queues a return of control's approval request, after everything written before. A
+    /// direct write is made at once; through the writer, the answer comes with the turn's end
+    /// (`Queued`), so the two usually share one commit.
     async fn submit(
         &self,
         request: &ApprovalRequest,
         link: &RunnerLink,
         actor: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Queued>, StoreError> {
         match self.recorder {
-            Recorder::Direct(store) => store.submit_resumable(request, link, actor),
-            Recorder::Grouped(writer) => writer.submit(&self.state, request, link, actor).await,
+            Recorder::Direct(store) => store.submit_resumable(request, link, actor).map(|()| None),
+            Recorder::Grouped(writer) => writer
+                .submit_queued(&self.state, request, link, actor)
+                .await
+                .map(Some),
         }
     }
 
@@ -563,6 +568,8 @@ pub(crate) async fn record_stream(
     let mut step = OpenStep::default();
     let mut stream_error: Option<RunnerError> = None;
     let mut unknown_events = 0_u64;
+    // Requests queued through the writer, answered with the turn's end.
+    let mut awaiting: Vec<(ApprovalRequest, Queued)> = Vec::new();
     loop {
         let next = {
             // Keeps the one receive going across flushes (cancelling it could lose a frame).
@@ -617,14 +624,19 @@ pub(crate) async fn record_stream(
                     trace_id: seen.rationale.as_ref().and_then(|(_, t)| t.clone()),
                 };
                 match batch.submit(&request, &link, submit.actor).await {
-                    Ok(()) => {}
+                    Ok(None) => observer(&LiveEvent::Queued(&request)),
+                    Ok(Some(queued)) => {
+                        seen.queued.push(request.id.clone());
+                        awaiting.push((request, queued));
+                        continue;
+                    }
                     // The same returnControl seen twice (a replayed stream) is queued once.
                     Err(StoreError::Duplicate(_)) => {
                         tracing::warn!(request = %request.id, "return of control already queued");
+                        observer(&LiveEvent::Queued(&request));
                     }
                     Err(e) => return Err(e.into()),
                 }
-                observer(&LiveEvent::Queued(&request));
                 seen.queued.push(request.id);
             }
             Ok(Some(ResponseStream::Files(files))) => {
@@ -676,7 +688,7 @@ pub(crate) async fn record_stream(
     let latency_ms = seen
         .operation_ms
         .or(Some((ended_at - turn.started_at).num_milliseconds()));
-    batch
+    let ended = batch
         .write(
             Some(InvocationEnd {
                 outcome,
@@ -687,7 +699,20 @@ pub(crate) async fn record_stream(
             }),
             true,
         )
-        .await?;
+        .await;
+    // A refused request fails its turn (the end above is then not written): its error is the
+    // one to tell.
+    for (request, queued) in awaiting {
+        match queued.answer().await {
+            Ok(()) => {}
+            Err(StoreError::Duplicate(_)) => {
+                tracing::warn!(request = %request.id, "return of control already queued");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        observer(&LiveEvent::Queued(&request));
+    }
+    ended?;
     if let Some(e) = stream_error {
         return Err(e);
     }

@@ -139,6 +139,16 @@ struct Job {
     reply: Option<Reply>,
 }
 
+/// A write queued without waiting: its answer, once it is committed or refused.
+#[derive(Debug)]
+pub struct Queued(oneshot::Receiver<Result<(), StoreError>>);
+
+impl Queued {
+    pub async fn answer(self) -> Result<(), StoreError> {
+        self.0.await.map_err(|_| stopped())?
+    }
+}
+
 /// Makes the runner's writes on its own thread; see the module notes.
 pub struct TraceWriter {
     tx: Option<mpsc::Sender<Job>>,
@@ -210,6 +220,22 @@ impl TraceWriter {
         link: &RunnerLink,
         actor: &str,
     ) -> Result<(), StoreError> {
+        self.submit_queued(turn, request, link, actor)
+            .await?
+            .answer()
+            .await
+    }
+
+    /// `submit` without waiting for the commit: the answer comes through the returned
+    /// `Queued`. A turn that goes on to queue its end can wait for both at once, so they
+    /// usually share one commit. A refused request (other than a duplicate) fails its turn.
+    pub async fn submit_queued(
+        &self,
+        turn: &Arc<TurnState>,
+        request: &ApprovalRequest,
+        link: &RunnerLink,
+        actor: &str,
+    ) -> Result<Queued, StoreError> {
         turn.check(&link.invocation)?;
         let (reply, answer) = oneshot::channel();
         self.send(Job {
@@ -222,7 +248,7 @@ impl TraceWriter {
             reply: Some(reply),
         })
         .await?;
-        answer.await.map_err(|_| stopped())?
+        Ok(Queued(answer))
     }
 
     /// Makes everything queued, then stops the thread.
@@ -283,6 +309,12 @@ fn commit(store: &dyn RunnerStore, jobs: &mut Vec<Job>) {
                     Some(e) => Err(e),
                     None => continue,
                 }
+            }
+            // A request already queued (a replayed stream) leaves its turn going.
+            (Err(e @ StoreError::Duplicate(_)), Work::Submit { .. }) => Err(e),
+            (Err(e), Work::Submit { link, .. }) => {
+                tracing::warn!(request_id = %link.invocation, error = %e, "queueing a request failed");
+                job.turn.fail(e, true).map_or(Ok(()), Err)
             }
             (r, _) => r,
         };

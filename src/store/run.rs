@@ -236,9 +236,9 @@ pub fn skipped_after_failure(request_id: &str) -> StoreError {
 
 /// The store a runner records into: traces and the outbox, and both at once in groups.
 pub trait RunnerStore: TraceStore + OutboxStore {
-    /// Makes `writes` in order and answers each: a failed trace write fails only its own turn,
-    /// and that turn's later writes in the group are skipped (`skipped_after_failure`); a failed
-    /// submit fails only itself. A store that can commits them together (group commit), a
+    /// Makes `writes` in order and answers each: a failed write fails only its own turn, and
+    /// that turn's later writes in the group are skipped (`skipped_after_failure`); a submit
+    /// refused as a duplicate fails only itself. A store that can commits them together (group commit), a
     /// submit with an approval request's durability; this default makes them one by one.
     fn write_group(&self, writes: &[RunnerWrite<'_>]) -> Vec<Result<(), StoreError>> {
         let mut failed: Vec<&str> = Vec::new();
@@ -260,7 +260,15 @@ pub trait RunnerStore: TraceStore + OutboxStore {
                         request,
                         link,
                         actor,
-                    } => self.submit_resumable(request, link, actor),
+                    } => {
+                        let r = self.submit_resumable(request, link, actor);
+                        if r.as_ref()
+                            .is_err_and(|e| !matches!(e, StoreError::Duplicate(_)))
+                        {
+                            failed.push(&link.invocation);
+                        }
+                        r
+                    }
                 }
             })
             .collect()

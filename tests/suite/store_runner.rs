@@ -311,3 +311,68 @@ fn the_audit_check_notices_a_lost_resume_and_a_resume_nobody_asked_for() {
     );
     assert!(text.contains("the runner did not raise it"), "{text}");
 }
+
+/// Through the group-commit writer: a turn's requests are answered with its end (one commit),
+/// a request queued twice (a replayed stream) is refused as a duplicate without failing the
+/// turn, and the turn's end still lands.
+#[test]
+fn the_writer_queues_requests_with_the_turns_end_and_a_duplicate_leaves_the_turn_going() {
+    use agentdeck::bedrock::writer::{TraceWriter, TurnBatch, TurnState};
+    use agentdeck::store::{InvocationEnd, InvocationStart, Outcome};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let writer = TraceWriter::spawn(store.clone()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let request = sample_request("inv-dup-1", RiskTier::High);
+    rt.block_on(async {
+        let turn = Arc::new(TurnState::default());
+        let start = TurnBatch {
+            request_id: "call-1".into(),
+            start: Some(InvocationStart {
+                request_id: "call-1".into(),
+                agent_id: "A".into(),
+                agent_alias_id: "L".into(),
+                session_id: "s-1".into(),
+                input_text: Some("pay".into()),
+                resumes: None,
+                started_at: at(0),
+            }),
+            ..TurnBatch::default()
+        };
+        writer.write(&turn, start, false).await.unwrap();
+        let first = writer
+            .submit_queued(&turn, &request, &link("call-1"), "runner")
+            .await
+            .unwrap();
+        let again = writer
+            .submit_queued(&turn, &request, &link("call-1"), "runner")
+            .await
+            .unwrap();
+        let end = TurnBatch {
+            request_id: "call-1".into(),
+            end: Some(InvocationEnd {
+                outcome: Outcome::WaitingForHuman,
+                ended_at: at(1),
+                error: None,
+                final_response: None,
+                latency_ms: Some(1000),
+            }),
+            ..TurnBatch::default()
+        };
+        writer.write(&turn, end, true).await.unwrap();
+        first.answer().await.unwrap();
+        let dup = again.answer().await;
+        assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
+    });
+    writer.close();
+    let inv = store.invocation("call-1").unwrap().unwrap();
+    assert_eq!(inv.outcome, Outcome::WaitingForHuman);
+    assert_eq!(
+        store.runner_link(&request.id).unwrap().unwrap().invocation,
+        "call-1"
+    );
+    assert!(store.audit_verify().unwrap().ok());
+}

@@ -688,8 +688,8 @@ impl RunnerStore for SqliteStore {
                         actor,
                     } => super::outbox::submit_in(tx, &shown, request, link, actor),
                 };
-                if r.is_err() {
-                    if matches!(w, RunnerWrite::Turn(_)) {
+                if let Err(e) = &r {
+                    if matches!(w, RunnerWrite::Turn(_)) || !matches!(e, StoreError::Duplicate(_)) {
                         failed.push(id);
                     }
                     savepoint(tx, "ROLLBACK TO runner_write").map_err(sql)?;

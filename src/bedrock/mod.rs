@@ -4,6 +4,7 @@
 //! same path as `agentdeck submit`; `ResumeWorker` sends decided requests back exactly once
 //! from the store's outbox. Errors are typed and say what to do.
 
+mod event;
 pub mod executor;
 pub mod import;
 pub mod recording;

@@ -2,7 +2,7 @@
 //! the SDK's accessors (`wire`) into the domain's types and recorded as it arrives, in batches;
 //! a `returnControl` is validated and queued as a resumable approval request.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -363,10 +363,10 @@ impl OpenStep {
     }
 
     fn add(&mut self, e: &TraceEvent, observer: &mut dyn FnMut(&LiveEvent<'_>)) {
-        if self.trace_id.as_deref().is_some_and(|t| t != e.step_key()) {
+        if self.trace_id.as_deref() != Some(e.step_key()) {
             self.close(observer);
+            self.trace_id = Some(e.step_key().to_owned());
         }
-        self.trace_id = Some(e.step_key().to_owned());
         let kind = e.kind_name();
         if !self.kinds.contains(&kind) {
             self.kinds.push(kind);
@@ -480,7 +480,8 @@ struct Seen {
     last_event_time: Option<DateTime<Utc>>,
     queued: Vec<ApprovalId>,
     events: u64,
-    steps: Vec<String>,
+    /// The step keys seen (a set: a turn of thousands of steps looked each one up in a list).
+    steps: HashSet<String>,
     input_tokens: i64,
     output_tokens: i64,
 }
@@ -488,9 +489,8 @@ struct Seen {
 impl Seen {
     fn note(&mut self, e: &TraceEvent, top_agent: &str) {
         self.events += 1;
-        let key = e.step_key().to_owned();
-        if !self.steps.contains(&key) {
-            self.steps.push(key);
+        if !self.steps.contains(e.step_key()) {
+            self.steps.insert(e.step_key().to_owned());
         }
         if let Some(m) = e.metadata() {
             self.input_tokens += m.input_tokens.unwrap_or(0);
@@ -588,7 +588,7 @@ pub(crate) async fn record_stream(
         };
         match next {
             Ok(Some(ResponseStream::Trace(part))) => {
-                let event = TraceEvent::from_wire(wire::trace_part(&part));
+                let event = wire::trace_event(&part);
                 seen.note(&event, turn.agent_id);
                 step.add(&event, observer);
                 batch.events.push(event);

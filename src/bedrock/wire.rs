@@ -11,6 +11,7 @@ use aws_smithy_types::{DateTime as SmithyTime, Document};
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
+pub use super::event::trace_event;
 use crate::domain::resume::{ConfirmationState, InvocationResult, ResponseState, ResultTarget};
 
 /// A JSON object that leaves out what is absent.
@@ -238,16 +239,19 @@ fn guardrail_assessment(a: &sdk::GuardrailAssessment) -> Value {
         .done()
 }
 
+/// `inferenceConfiguration` as sent.
+pub(crate) fn inference(c: &sdk::InferenceConfiguration) -> Value {
+    Obj::default()
+        .v("temperature", c.temperature().map(|n| json!(n)))
+        .v("topP", c.top_p().map(|n| json!(n)))
+        .v("topK", c.top_k().map(|n| json!(n)))
+        .v("maximumLength", c.maximum_length().map(|n| json!(n)))
+        .list("stopSequences", strings(c.stop_sequences()))
+        .done()
+}
+
 fn model_input(m: &sdk::ModelInvocationInput) -> Value {
-    let inference = m.inference_configuration().map(|c| {
-        Obj::default()
-            .v("temperature", c.temperature().map(|n| json!(n)))
-            .v("topP", c.top_p().map(|n| json!(n)))
-            .v("topK", c.top_k().map(|n| json!(n)))
-            .v("maximumLength", c.maximum_length().map(|n| json!(n)))
-            .list("stopSequences", strings(c.stop_sequences()))
-            .done()
-    });
+    let inference = m.inference_configuration().map(inference);
     Obj::default()
         .s("traceId", m.trace_id())
         .s("text", m.text())
@@ -300,7 +304,7 @@ fn model_output(
         .done()
 }
 
-fn request_body(b: &sdk::RequestBody) -> Value {
+pub(crate) fn request_body(b: &sdk::RequestBody) -> Value {
     let content: Map<String, Value> = b
         .content()
         .map(|c| {
@@ -321,7 +325,7 @@ fn request_body(b: &sdk::RequestBody) -> Value {
     json!({ "content": content })
 }
 
-fn invocation_input(i: &sdk::InvocationInput) -> Value {
+pub(crate) fn invocation_input(i: &sdk::InvocationInput) -> Value {
     let action = i.action_group_invocation_input().map(|a| {
         Obj::default()
             .s("actionGroupName", a.action_group_name())
@@ -511,7 +515,7 @@ fn retrieved_reference(r: &sdk::RetrievedReference) -> Value {
         .done()
 }
 
-fn observation(o: &sdk::Observation) -> Value {
+pub(crate) fn observation(o: &sdk::Observation) -> Value {
     let action = o.action_group_invocation_output().map(|a| {
         Obj::default()
             .s("text", a.text())

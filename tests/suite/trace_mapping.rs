@@ -49,8 +49,24 @@ fn part(trace: Trace) -> TracePart {
         .build()
 }
 
+/// Maps a part both ways and checks they agree: the runner's direct mapping
+/// (`wire::trace_event`: fields from the SDK structs, raw JSON written as text) against the
+/// reference (`wire::trace_part`'s value, read by `TraceEvent::from_wire`), field for field and
+/// byte for byte of the raw JSON.
 fn map(trace: Trace) -> TraceEvent {
-    TraceEvent::from_wire(wire::trace_part(&part(trace)))
+    mapped(&part(trace))
+}
+
+fn mapped(p: &TracePart) -> TraceEvent {
+    let reference = TraceEvent::from_wire(wire::trace_part(p));
+    let direct = wire::trace_event(p);
+    assert_eq!(direct, reference, "the direct mapping differs");
+    assert_eq!(
+        direct.raw.text().expect("the direct mapping keeps text"),
+        serde_json::to_string(&*reference.raw.value()).unwrap(),
+        "the raw JSON text differs"
+    );
+    reference
 }
 
 fn orch(o: OrchestrationTrace) -> TraceEvent {
@@ -819,4 +835,23 @@ fn chunks_are_text_and_invalid_utf8_is_replaced() {
         .bytes(aws_smithy_types::Blob::new(b"caf\xc3\xa9 \xff".to_vec()))
         .build();
     assert_eq!(wire::chunk_text(&p), "café \u{fffd}");
+}
+
+#[test]
+fn raw_json_text_escapes_as_serde_json_does() {
+    // Quotes, backslashes, every control character, DEL, non-ASCII and an emoji.
+    let mut text: String = (0_u8..0x20).map(char::from).collect();
+    text.push_str("\"q\" \\ / \u{7f} é ✓ 😀 </script>");
+    let e = orch(OrchestrationTrace::Rationale(
+        Rationale::builder().trace_id("t-1").text(&text).build(),
+    ));
+    assert_eq!(e.rationale(), Some(text.as_str()));
+    // A part with nothing set but the envelope's time, and one with nothing at all.
+    mapped(
+        &TracePart::builder()
+            .event_time(t("1970-01-01T00:00:00Z"))
+            .build(),
+    );
+    let bare = mapped(&TracePart::builder().build());
+    assert!(matches!(bare.kind, TraceKind::Unknown { key: None }));
 }

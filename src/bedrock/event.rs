@@ -1,0 +1,879 @@
+//! A stream's `TracePart` straight into the domain's `TraceEvent`, through the SDK's accessors:
+//! the typed fields are read from the SDK structs, and the raw JSON is written as text from
+//! them, with no `serde_json::Value` in between (building, reading, serialising and dropping
+//! that tree was most of the runner's CPU per event). It is the same JSON as `wire::trace_part`
+//! serialised (keys sorted, absent fields and empty lists left out), and the same event as
+//! `TraceEvent::from_wire` reads from it: tests/suite/trace_mapping.rs checks both, byte for
+//! byte, for every variant.
+
+use std::fmt::Write as _;
+
+use aws_sdk_bedrockagentruntime::types as sdk;
+use aws_smithy_types::DateTime as SmithyTime;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+
+use crate::domain::approval::Parameter;
+use crate::domain::trace::{
+    Guardrail, Invocation, InvocationDetail, Metadata, ModelInput, ModelOutput, Observation,
+    ObservationDetail, Phase, RawJson, Reasoning, Reference, StepEvent, TraceEvent, TraceKind,
+};
+
+/// How serde_json escapes each byte of a string: 0 not at all, `u` as `\\u00XX`, else a
+/// backslash and that character.
+static ESCAPE: [u8; 256] = {
+    let mut t = [0_u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Compact JSON written as it goes. Each object's keys must be written in sorted order (as
+/// serde_json's `Map` orders them), which every writer below does by hand.
+struct Out {
+    buf: String,
+    /// No member has been written in the object or array just opened.
+    first: bool,
+}
+
+impl Out {
+    fn sep(&mut self) {
+        if self.first {
+            self.first = false;
+        } else {
+            self.buf.push(',');
+        }
+    }
+
+    fn key(&mut self, k: &str) {
+        self.sep();
+        self.buf.push('"');
+        self.buf.push_str(k);
+        self.buf.push_str("\":");
+    }
+
+    /// A JSON string, escaped as serde_json escapes it.
+    fn string(&mut self, s: &str) {
+        self.buf.reserve(s.len() + 2);
+        self.buf.push('"');
+        let bytes = s.as_bytes();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let esc = ESCAPE[usize::from(b)];
+            if esc == 0 {
+                continue;
+            }
+            self.buf.push_str(&s[start..i]);
+            match esc {
+                b'u' => {
+                    let _ = write!(self.buf, "\\u{b:04x}");
+                }
+                e => {
+                    self.buf.push('\\');
+                    self.buf.push(char::from(e));
+                }
+            }
+            start = i + 1;
+        }
+        self.buf.push_str(&s[start..]);
+        self.buf.push('"');
+    }
+
+    fn s(&mut self, k: &str, v: Option<&str>) -> &mut Self {
+        if let Some(v) = v {
+            self.key(k);
+            self.string(v);
+        }
+        self
+    }
+
+    fn int(&mut self, k: &str, v: Option<i64>) -> &mut Self {
+        if let Some(v) = v {
+            self.key(k);
+            let _ = write!(self.buf, "{v}");
+        }
+        self
+    }
+
+    fn bool(&mut self, k: &str, v: Option<bool>) -> &mut Self {
+        if let Some(v) = v {
+            self.key(k);
+            self.buf.push_str(if v { "true" } else { "false" });
+        }
+        self
+    }
+
+    fn time(&mut self, k: &str, v: Option<&SmithyTime>) -> &mut Self {
+        if let Some(t) = v {
+            self.key(k);
+            match crate::bedrock::wire::time(t) {
+                serde_json::Value::String(s) => self.string(&s),
+                _ => self.buf.push_str("null"),
+            }
+        }
+        self
+    }
+
+    /// `{...}` under `k` when `v` is there, its members written by `f`.
+    fn obj<T>(&mut self, k: &str, v: Option<T>, f: impl FnOnce(&mut Self, T)) -> &mut Self {
+        if let Some(v) = v {
+            self.key(k);
+            self.object(|o| f(o, v));
+        }
+        self
+    }
+
+    fn object<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        self.buf.push('{');
+        self.first = true;
+        let read = f(self);
+        self.buf.push('}');
+        self.first = false;
+        read
+    }
+
+    /// `[...]` under `k`, left out when empty; each item an object written by `f`.
+    fn list<T>(&mut self, k: &str, items: &[T], f: impl Fn(&mut Self, &T)) -> &mut Self {
+        if items.is_empty() {
+            return self;
+        }
+        self.key(k);
+        self.buf.push('[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(',');
+            }
+            self.object(|o| f(o, item));
+        }
+        self.buf.push(']');
+        self.first = false;
+        self
+    }
+
+    /// A value built by `wire` (small, rare parts), serialised in place.
+    fn val(&mut self, k: &str, v: Option<&serde_json::Value>) -> &mut Self {
+        if let Some(v) = v {
+            self.key(k);
+            let _ = write!(self.buf, "{v}");
+        }
+        self
+    }
+}
+
+fn w_assessment(o: &mut Out, a: &sdk::GuardrailAssessment) {
+    o.obj("contentPolicy", a.content_policy(), |o, p| {
+        o.list("filters", p.filters(), |o, f| {
+            o.s(
+                "action",
+                f.action().map(sdk::GuardrailContentPolicyAction::as_str),
+            )
+            .s(
+                "confidence",
+                f.confidence()
+                    .map(sdk::GuardrailContentFilterConfidence::as_str),
+            )
+            .s(
+                "type",
+                f.r#type().map(sdk::GuardrailContentFilterType::as_str),
+            );
+        });
+    })
+    .obj(
+        "sensitiveInformationPolicy",
+        a.sensitive_information_policy(),
+        |o, p| {
+            o.list("piiEntities", p.pii_entities(), |o, e| {
+                o.s(
+                    "action",
+                    e.action()
+                        .map(sdk::GuardrailSensitiveInformationPolicyAction::as_str),
+                )
+                .s("match", e.r#match())
+                .s("type", e.r#type().map(sdk::GuardrailPiiEntityType::as_str));
+            })
+            .list("regexes", p.regexes(), |o, r| {
+                o.s(
+                    "action",
+                    r.action()
+                        .map(sdk::GuardrailSensitiveInformationPolicyAction::as_str),
+                )
+                .s("match", r.r#match())
+                .s("name", r.name())
+                .s("regex", r.regex());
+            });
+        },
+    )
+    .obj("topicPolicy", a.topic_policy(), |o, p| {
+        o.list("topics", p.topics(), |o, t| {
+            o.s(
+                "action",
+                t.action().map(sdk::GuardrailTopicPolicyAction::as_str),
+            )
+            .s("name", t.name())
+            .s("type", t.r#type().map(sdk::GuardrailTopicType::as_str));
+        });
+    })
+    .obj("wordPolicy", a.word_policy(), |o, p| {
+        o.list("customWords", p.custom_words(), |o, w| {
+            o.s(
+                "action",
+                w.action().map(sdk::GuardrailWordPolicyAction::as_str),
+            )
+            .s("match", w.r#match());
+        })
+        .list("managedWordLists", p.managed_word_lists(), |o, w| {
+            o.s(
+                "action",
+                w.action().map(sdk::GuardrailWordPolicyAction::as_str),
+            )
+            .s("match", w.r#match())
+            .s(
+                "type",
+                w.r#type().map(sdk::GuardrailManagedWordType::as_str),
+            );
+        });
+    });
+}
+
+fn chrono_time(t: Option<&SmithyTime>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+fn owned(s: Option<&str>) -> Option<String> {
+    s.map(str::to_owned)
+}
+
+fn read_metadata(m: &sdk::Metadata) -> Metadata {
+    let usage = m.usage();
+    Metadata {
+        start: chrono_time(m.start_time()),
+        end: chrono_time(m.end_time()),
+        total_time_ms: m.total_time_ms(),
+        operation_total_time_ms: m.operation_total_time_ms(),
+        input_tokens: usage.and_then(sdk::Usage::input_tokens).map(i64::from),
+        output_tokens: usage.and_then(sdk::Usage::output_tokens).map(i64::from),
+        client_request_id: owned(m.client_request_id()),
+    }
+}
+
+/// Writes `metadata` and reads it.
+fn metadata(o: &mut Out, m: Option<&sdk::Metadata>) -> Option<Metadata> {
+    let m = m?;
+    o.key("metadata");
+    o.object(|o| {
+        o.s("clientRequestId", m.client_request_id())
+            .time("endTime", m.end_time())
+            .int("operationTotalTimeMs", m.operation_total_time_ms())
+            .time("startTime", m.start_time())
+            .int("totalTimeMs", m.total_time_ms())
+            .obj("usage", m.usage(), |o, u| {
+                o.int("inputTokens", u.input_tokens().map(i64::from))
+                    .int("outputTokens", u.output_tokens().map(i64::from));
+            });
+    });
+    Some(read_metadata(m))
+}
+
+/// One finding line per policy entry, as `domain::trace` words them.
+fn findings(assessments: &[sdk::GuardrailAssessment]) -> Vec<String> {
+    let line = |parts: &[&str], rest: &[Option<&str>]| {
+        let mut out = parts.join(" ");
+        for p in rest.iter().flatten() {
+            out.push(' ');
+            out.push_str(p);
+        }
+        out
+    };
+    let mut out = Vec::new();
+    for a in assessments {
+        for t in a
+            .topic_policy()
+            .map_or(&[][..], sdk::GuardrailTopicPolicyAssessment::topics)
+        {
+            out.push(line(
+                &["topic"],
+                &[
+                    t.name(),
+                    t.r#type().map(sdk::GuardrailTopicType::as_str),
+                    t.action().map(sdk::GuardrailTopicPolicyAction::as_str),
+                ],
+            ));
+        }
+        for f in a
+            .content_policy()
+            .map_or(&[][..], sdk::GuardrailContentPolicyAssessment::filters)
+        {
+            out.push(line(
+                &["content"],
+                &[
+                    f.r#type().map(sdk::GuardrailContentFilterType::as_str),
+                    f.confidence()
+                        .map(sdk::GuardrailContentFilterConfidence::as_str),
+                    f.action().map(sdk::GuardrailContentPolicyAction::as_str),
+                ],
+            ));
+        }
+        let words = a.word_policy();
+        for w in words.map_or(&[][..], sdk::GuardrailWordPolicyAssessment::custom_words) {
+            out.push(line(
+                &["word"],
+                &[
+                    w.r#match(),
+                    w.action().map(sdk::GuardrailWordPolicyAction::as_str),
+                ],
+            ));
+        }
+        for w in words.map_or(
+            &[][..],
+            sdk::GuardrailWordPolicyAssessment::managed_word_lists,
+        ) {
+            out.push(line(
+                &["managed-word"],
+                &[
+                    w.r#type().map(sdk::GuardrailManagedWordType::as_str),
+                    w.r#match(),
+                    w.action().map(sdk::GuardrailWordPolicyAction::as_str),
+                ],
+            ));
+        }
+        let sensitive = a.sensitive_information_policy();
+        for p in sensitive.map_or(
+            &[][..],
+            sdk::GuardrailSensitiveInformationPolicyAssessment::pii_entities,
+        ) {
+            out.push(line(
+                &["pii"],
+                &[
+                    p.r#type().map(sdk::GuardrailPiiEntityType::as_str),
+                    p.r#match(),
+                    p.action()
+                        .map(sdk::GuardrailSensitiveInformationPolicyAction::as_str),
+                ],
+            ));
+        }
+        for r in sensitive.map_or(
+            &[][..],
+            sdk::GuardrailSensitiveInformationPolicyAssessment::regexes,
+        ) {
+            out.push(line(
+                &["regex"],
+                &[
+                    r.name(),
+                    r.r#match(),
+                    r.action()
+                        .map(sdk::GuardrailSensitiveInformationPolicyAction::as_str),
+                ],
+            ));
+        }
+    }
+    out
+}
+
+fn guardrail(o: &mut Out, g: &sdk::GuardrailTrace) -> Guardrail {
+    o.s("action", g.action().map(sdk::GuardrailAction::as_str))
+        .list("inputAssessments", g.input_assessments(), w_assessment);
+    let meta = metadata(o, g.metadata());
+    o.list("outputAssessments", g.output_assessments(), w_assessment)
+        .s("traceId", g.trace_id());
+    Guardrail {
+        trace_id: owned(g.trace_id()),
+        action: owned(g.action().map(sdk::GuardrailAction::as_str)),
+        input_assessments: findings(g.input_assessments()),
+        output_assessments: findings(g.output_assessments()),
+        metadata: meta,
+    }
+}
+
+fn model_input(o: &mut Out, m: &sdk::ModelInvocationInput) -> ModelInput {
+    let inference = m
+        .inference_configuration()
+        .map(crate::bedrock::wire::inference);
+    o.s("foundationModel", m.foundation_model())
+        .val("inferenceConfiguration", inference.as_ref())
+        .s("overrideLambda", m.override_lambda())
+        .s("parserMode", m.parser_mode().map(sdk::CreationMode::as_str))
+        .s(
+            "promptCreationMode",
+            m.prompt_creation_mode().map(sdk::CreationMode::as_str),
+        )
+        .s("text", m.text())
+        .s("traceId", m.trace_id())
+        .s("type", m.r#type().map(sdk::PromptType::as_str));
+    ModelInput {
+        trace_id: owned(m.trace_id()),
+        text: owned(m.text()),
+        prompt_type: owned(m.r#type().map(sdk::PromptType::as_str)),
+        foundation_model: owned(m.foundation_model()),
+        prompt_creation_mode: owned(m.prompt_creation_mode().map(sdk::CreationMode::as_str)),
+        parser_mode: owned(m.parser_mode().map(sdk::CreationMode::as_str)),
+        override_lambda: owned(m.override_lambda()),
+        inference_configuration: inference,
+    }
+}
+
+/// What a pre- or post-processing model output parsed.
+#[derive(Default)]
+struct Parsed<'a> {
+    /// The `parsedResponse` object was there.
+    present: bool,
+    rationale: Option<&'a str>,
+    is_valid: Option<bool>,
+    text: Option<&'a str>,
+}
+
+fn model_output(
+    o: &mut Out,
+    trace_id: Option<&str>,
+    parsed: &Parsed<'_>,
+    raw: Option<&sdk::RawResponse>,
+    meta: Option<&sdk::Metadata>,
+    reasoning: Option<&sdk::ReasoningContentBlock>,
+) -> ModelOutput {
+    let meta = metadata(o, meta);
+    if parsed.present {
+        o.key("parsedResponse");
+        o.object(|o| {
+            o.bool("isValid", parsed.is_valid)
+                .s("rationale", parsed.rationale)
+                .s("text", parsed.text);
+        });
+    }
+    o.obj("rawResponse", raw, |o, r| {
+        o.s("content", r.content());
+    });
+    // A reasoning member this SDK does not know is left out.
+    let mut read_reasoning = None;
+    if let Some(t) = reasoning.and_then(|r| r.as_reasoning_text().ok()) {
+        o.key("reasoningContent");
+        o.object(|o| {
+            o.obj("reasoningText", Some(t), |o, t| {
+                o.s("signature", t.signature()).s("text", Some(t.text()));
+            });
+        });
+        read_reasoning = Some(Reasoning::Text {
+            text: t.text().to_owned(),
+            signature: owned(t.signature()),
+        });
+    } else if let Some(b) = reasoning.and_then(|r| r.as_redacted_content().ok()) {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(b.as_ref());
+        o.key("reasoningContent");
+        o.object(|o| {
+            o.s("redactedContent", Some(&encoded));
+        });
+        read_reasoning = Some(Reasoning::Redacted {
+            bytes: encoded.len() / 4 * 3,
+        });
+    }
+    o.s("traceId", trace_id);
+    ModelOutput {
+        trace_id: owned(trace_id),
+        raw_content: owned(raw.and_then(sdk::RawResponse::content)),
+        parsed_rationale: owned(parsed.rationale),
+        is_valid: parsed.is_valid,
+        parsed_text: owned(parsed.text),
+        metadata: meta,
+        reasoning: read_reasoning,
+    }
+}
+
+fn parameters(ps: &[sdk::Parameter]) -> Vec<Parameter> {
+    ps.iter()
+        .map(|p| Parameter {
+            name: p.name().unwrap_or_default().to_owned(),
+            kind: p.r#type().unwrap_or_default().to_owned(),
+            value: p.value().unwrap_or_default().to_owned(),
+        })
+        .collect()
+}
+
+/// `invocationInput`: written from `wire`'s value (small), read from the SDK struct.
+fn invocation(o: &mut Out, i: &sdk::InvocationInput) -> Invocation {
+    let whole = crate::bedrock::wire::invocation_input(i);
+    if let serde_json::Value::Object(m) = &whole {
+        for (k, v) in m {
+            o.val(k, Some(v));
+        }
+    }
+    let detail = if let Some(a) = i.action_group_invocation_input() {
+        InvocationDetail::ActionGroup {
+            action_group: owned(a.action_group_name()),
+            function: owned(a.function()),
+            api_path: owned(a.api_path()),
+            verb: owned(a.verb()),
+            execution_type: owned(a.execution_type().map(sdk::ExecutionType::as_str)),
+            invocation_id: owned(a.invocation_id()),
+            parameters: parameters(a.parameters()),
+            request_body: a.request_body().map(crate::bedrock::wire::request_body),
+        }
+    } else if let Some(k) = i.knowledge_base_lookup_input() {
+        InvocationDetail::KnowledgeBase {
+            knowledge_base_id: owned(k.knowledge_base_id()),
+            text: owned(k.text()),
+        }
+    } else if let Some(c) = i.code_interpreter_invocation_input() {
+        InvocationDetail::CodeInterpreter {
+            code: owned(c.code()),
+            files: c.files().to_vec(),
+        }
+    } else if let Some(c) = i.agent_collaborator_invocation_input() {
+        InvocationDetail::AgentCollaborator {
+            name: owned(c.agent_collaborator_name()),
+            alias_arn: owned(c.agent_collaborator_alias_arn()),
+            text: owned(c.input().and_then(sdk::AgentCollaboratorInputPayload::text)),
+            returns_control_results: c
+                .input()
+                .is_some_and(|p| p.return_control_results().is_some()),
+        }
+    } else if i.invocation_type() == Some(&sdk::InvocationType::Finish) {
+        InvocationDetail::Finish
+    } else {
+        InvocationDetail::Other
+    };
+    Invocation {
+        trace_id: owned(i.trace_id()),
+        invocation_type: owned(i.invocation_type().map(sdk::InvocationType::as_str)),
+        detail,
+    }
+}
+
+/// The address of a retrieved passage: the first location member (in key order) that carries
+/// one, as `domain::trace` reads it from the wire.
+fn address(l: &sdk::RetrievalResultLocation) -> Option<String> {
+    [
+        l.confluence_location().and_then(|x| x.url()),
+        l.custom_document_location().and_then(|x| x.id()),
+        l.google_drive_location().and_then(|x| x.url()),
+        l.kendra_document_location().and_then(|x| x.uri()),
+        l.one_drive_location().and_then(|x| x.url()),
+        l.s3_location().and_then(|x| x.uri()),
+        l.salesforce_location().and_then(|x| x.url()),
+        l.share_point_location().and_then(|x| x.url()),
+        l.sql_location().and_then(|x| x.query()),
+        l.web_location().and_then(|x| x.url()),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .map(str::to_owned)
+}
+
+fn observation(o: &mut Out, ob: &sdk::Observation) -> Observation {
+    let action = ob.action_group_invocation_output();
+    let fin = ob.final_response();
+    let rare = ob.knowledge_base_lookup_output().is_some()
+        || ob.reprompt_response().is_some()
+        || ob.code_interpreter_invocation_output().is_some()
+        || ob.agent_collaborator_invocation_output().is_some()
+        || (action.is_some() && fin.is_some());
+    if rare {
+        // Rarer members: written from `wire`'s value (traceId and type included).
+        if let serde_json::Value::Object(m) = crate::bedrock::wire::observation(ob) {
+            for (k, v) in &m {
+                o.val(k, Some(v));
+            }
+        }
+    } else {
+        o.obj("actionGroupInvocationOutput", action, |o, a| {
+            metadata(o, a.metadata());
+            o.s("text", a.text());
+        })
+        .obj("finalResponse", fin, |o, f| {
+            metadata(o, f.metadata());
+            o.s("text", f.text());
+        })
+        .s("traceId", ob.trace_id())
+        .s("type", ob.r#type().map(sdk::Type::as_str));
+    }
+    Observation {
+        trace_id: owned(ob.trace_id()),
+        observation_type: owned(ob.r#type().map(sdk::Type::as_str)),
+        detail: observation_detail(ob),
+    }
+}
+
+/// The observation's detail, tried in the order `domain::trace` tries the wire's members.
+fn observation_detail(ob: &sdk::Observation) -> ObservationDetail {
+    let meta = |m: Option<&sdk::Metadata>| m.map(read_metadata);
+    if let Some(a) = ob.action_group_invocation_output() {
+        ObservationDetail::ActionGroup {
+            text: owned(a.text()),
+            metadata: meta(a.metadata()),
+        }
+    } else if let Some(k) = ob.knowledge_base_lookup_output() {
+        ObservationDetail::KnowledgeBase {
+            references: k
+                .retrieved_references()
+                .iter()
+                .map(|r| Reference {
+                    content: r.content().map(|c| c.text().to_owned()),
+                    location_type: r.location().map(|l| l.r#type().as_str().to_owned()),
+                    location: r.location().and_then(address),
+                })
+                .collect(),
+            metadata: meta(k.metadata()),
+        }
+    } else if let Some(f) = ob.final_response() {
+        ObservationDetail::FinalResponse {
+            text: owned(f.text()),
+            metadata: meta(f.metadata()),
+        }
+    } else if let Some(r) = ob.reprompt_response() {
+        ObservationDetail::Reprompt {
+            text: owned(r.text()),
+            source: owned(r.source().map(sdk::Source::as_str)),
+        }
+    } else if let Some(c) = ob.code_interpreter_invocation_output() {
+        ObservationDetail::CodeInterpreter {
+            output: owned(c.execution_output()),
+            error: owned(c.execution_error()),
+            files: c.files().to_vec(),
+            timed_out: c.execution_timeout(),
+            metadata: meta(c.metadata()),
+        }
+    } else if let Some(c) = ob.agent_collaborator_invocation_output() {
+        let output = c.output();
+        ObservationDetail::AgentCollaborator {
+            name: owned(c.agent_collaborator_name()),
+            alias_arn: owned(c.agent_collaborator_alias_arn()),
+            text: owned(output.and_then(sdk::AgentCollaboratorOutputPayload::text)),
+            return_control_invocation_id: owned(
+                output
+                    .and_then(sdk::AgentCollaboratorOutputPayload::return_control_payload)
+                    .and_then(sdk::ReturnControlPayload::invocation_id),
+            ),
+            metadata: meta(c.metadata()),
+        }
+    } else {
+        ObservationDetail::Bare
+    }
+}
+
+/// `{"<key>": {...}}`: a union member, written by `f`.
+fn member<T>(o: &mut Out, key: &str, f: impl FnOnce(&mut Out) -> T) -> T {
+    o.key(key);
+    o.object(f)
+}
+
+fn rationale(o: &mut Out, r: &sdk::Rationale) -> StepEvent {
+    member(o, "rationale", |o| {
+        o.s("text", r.text()).s("traceId", r.trace_id());
+    });
+    StepEvent::Rationale {
+        trace_id: owned(r.trace_id()),
+        text: owned(r.text()),
+    }
+}
+
+fn step(o: &mut Out, t: &sdk::Trace) -> Option<(Phase, StepEvent)> {
+    use sdk::Trace as T;
+    let no_parse = Parsed::default();
+    Some(match t {
+        T::PreProcessingTrace(p) => {
+            use sdk::PreProcessingTrace as P;
+            let event = member(o, Phase::PreProcessing.wire_key(), |o| match p {
+                P::ModelInvocationInput(m) => {
+                    StepEvent::ModelInput(member(o, "modelInvocationInput", |o| model_input(o, m)))
+                }
+                P::ModelInvocationOutput(m) => {
+                    let parsed = m
+                        .parsed_response()
+                        .map_or_else(Parsed::default, |p| Parsed {
+                            present: true,
+                            rationale: p.rationale(),
+                            is_valid: p.is_valid(),
+                            text: None,
+                        });
+                    StepEvent::ModelOutput(member(o, "modelInvocationOutput", |o| {
+                        model_output(
+                            o,
+                            m.trace_id(),
+                            &parsed,
+                            m.raw_response(),
+                            m.metadata(),
+                            m.reasoning_content(),
+                        )
+                    }))
+                }
+                _ => StepEvent::Unknown { key: None },
+            });
+            (Phase::PreProcessing, event)
+        }
+        T::OrchestrationTrace(t) => {
+            use sdk::OrchestrationTrace as Or;
+            let event = member(o, Phase::Orchestration.wire_key(), |o| match t {
+                Or::Rationale(r) => rationale(o, r),
+                Or::InvocationInput(i) => {
+                    StepEvent::InvocationInput(member(o, "invocationInput", |o| invocation(o, i)))
+                }
+                Or::Observation(ob) => {
+                    StepEvent::Observation(member(o, "observation", |o| observation(o, ob)))
+                }
+                Or::ModelInvocationInput(m) => {
+                    StepEvent::ModelInput(member(o, "modelInvocationInput", |o| model_input(o, m)))
+                }
+                Or::ModelInvocationOutput(m) => {
+                    StepEvent::ModelOutput(member(o, "modelInvocationOutput", |o| {
+                        model_output(
+                            o,
+                            m.trace_id(),
+                            &no_parse,
+                            m.raw_response(),
+                            m.metadata(),
+                            m.reasoning_content(),
+                        )
+                    }))
+                }
+                _ => StepEvent::Unknown { key: None },
+            });
+            (Phase::Orchestration, event)
+        }
+        T::PostProcessingTrace(p) => {
+            use sdk::PostProcessingTrace as P;
+            let event = member(o, Phase::PostProcessing.wire_key(), |o| match p {
+                P::ModelInvocationInput(m) => {
+                    StepEvent::ModelInput(member(o, "modelInvocationInput", |o| model_input(o, m)))
+                }
+                P::ModelInvocationOutput(m) => {
+                    let parsed = m
+                        .parsed_response()
+                        .map_or_else(Parsed::default, |p| Parsed {
+                            present: true,
+                            rationale: None,
+                            is_valid: None,
+                            text: p.text(),
+                        });
+                    StepEvent::ModelOutput(member(o, "modelInvocationOutput", |o| {
+                        model_output(
+                            o,
+                            m.trace_id(),
+                            &parsed,
+                            m.raw_response(),
+                            m.metadata(),
+                            m.reasoning_content(),
+                        )
+                    }))
+                }
+                _ => StepEvent::Unknown { key: None },
+            });
+            (Phase::PostProcessing, event)
+        }
+        T::RoutingClassifierTrace(r) => {
+            use sdk::RoutingClassifierTrace as R;
+            let event = member(o, Phase::RoutingClassifier.wire_key(), |o| match r {
+                R::InvocationInput(i) => {
+                    StepEvent::InvocationInput(member(o, "invocationInput", |o| invocation(o, i)))
+                }
+                R::Observation(ob) => {
+                    StepEvent::Observation(member(o, "observation", |o| observation(o, ob)))
+                }
+                R::ModelInvocationInput(m) => {
+                    StepEvent::ModelInput(member(o, "modelInvocationInput", |o| model_input(o, m)))
+                }
+                R::ModelInvocationOutput(m) => {
+                    StepEvent::ModelOutput(member(o, "modelInvocationOutput", |o| {
+                        model_output(
+                            o,
+                            m.trace_id(),
+                            &no_parse,
+                            m.raw_response(),
+                            m.metadata(),
+                            None,
+                        )
+                    }))
+                }
+                _ => StepEvent::Unknown { key: None },
+            });
+            (Phase::RoutingClassifier, event)
+        }
+        _ => return None,
+    })
+}
+
+fn trace(o: &mut Out, t: &sdk::Trace) -> TraceKind {
+    use sdk::Trace as T;
+    if let Some((phase, event)) = step(o, t) {
+        return TraceKind::Step { phase, event };
+    }
+    match t {
+        T::GuardrailTrace(g) => {
+            TraceKind::Guardrail(member(o, "guardrailTrace", |o| guardrail(o, g)))
+        }
+        T::FailureTrace(f) => member(o, "failureTrace", |o| {
+            o.int("failureCode", f.failure_code().map(i64::from))
+                .s("failureReason", f.failure_reason());
+            let meta = metadata(o, f.metadata());
+            o.s("traceId", f.trace_id());
+            TraceKind::Failure {
+                trace_id: owned(f.trace_id()),
+                reason: owned(f.failure_reason()),
+                code: f.failure_code().map(i64::from),
+                metadata: meta,
+            }
+        }),
+        T::CustomOrchestrationTrace(c) => member(o, "customOrchestrationTrace", |o| {
+            o.obj("event", c.event(), |o, e| {
+                o.s("text", e.text());
+            })
+            .s("traceId", c.trace_id());
+            TraceKind::CustomOrchestration {
+                trace_id: owned(c.trace_id()),
+                text: owned(c.event().and_then(sdk::CustomOrchestrationTraceEvent::text)),
+            }
+        }),
+        _ => TraceKind::Unknown { key: None },
+    }
+}
+
+/// A stream's TracePart as the domain's event, its raw JSON kept as text (see the module doc).
+pub fn trace_event(p: &sdk::TracePart) -> TraceEvent {
+    // Callers this SDK does not know are left out, as `wire::trace_part` leaves them.
+    let caller_chain: Vec<String> = p
+        .caller_chain()
+        .iter()
+        .filter_map(|c| c.as_agent_alias_arn().ok())
+        .cloned()
+        .collect();
+    let mut o = Out {
+        buf: String::with_capacity(512),
+        first: true,
+    };
+    o.buf.push('{');
+    o.s("agentAliasId", p.agent_alias_id())
+        .s("agentId", p.agent_id())
+        .s("agentVersion", p.agent_version())
+        .list("callerChain", &caller_chain, |o, arn| {
+            o.s("agentAliasArn", Some(arn.as_str()));
+        });
+    o.s("collaboratorName", p.collaborator_name())
+        .time("eventTime", p.event_time())
+        .s("sessionId", p.session_id());
+    let kind = match p.trace() {
+        Some(t) => {
+            o.key("trace");
+            o.object(|o| trace(o, t))
+        }
+        None => TraceKind::Unknown { key: None },
+    };
+    o.buf.push('}');
+    TraceEvent {
+        agent_id: owned(p.agent_id()),
+        agent_alias_id: owned(p.agent_alias_id()),
+        agent_version: owned(p.agent_version()),
+        session_id: owned(p.session_id()),
+        event_time: chrono_time(p.event_time()),
+        collaborator_name: owned(p.collaborator_name()),
+        caller_chain,
+        kind,
+        raw: RawJson::Text(o.buf.into_boxed_str()),
+    }
+}

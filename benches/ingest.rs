@@ -247,35 +247,39 @@ fn main() {
         sim_pass(&endpoint, &stat, if full { 40_000 } else { 400 }, 32);
         return;
     }
-    let (turns, mut concurrency) = if full { (4_000, 32) } else { (40, 8) };
+    let turns = if full { 4_000 } else { 40 };
+    // Turns in flight: a few dozen like a busy console's demo, and hundreds like a fleet.
+    let mut levels = if full { vec![32, 256] } else { vec![8] };
     if let Some(n) = std::env::var("AGENTDECK_INGEST_CONCURRENCY")
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        concurrency = n;
+        levels = vec![n];
     }
     // Warm up connections and the store's statement cache.
     run(&endpoint, 20, 4);
-    let before = usage();
-    let sim_before = cpu_secs(&stat);
-    let (events, errors, wall) = run(&endpoint, turns, concurrency);
-    let after = usage();
-    let sim_cpu = cpu_secs(&stat) - sim_before;
-    println!(
-        "ingest: {events} trace events from {turns} turns ({concurrency} at a time) in {:.2} s = {:.0} events/s, {errors} errors",
-        wall.as_secs_f64(),
-        events as f64 / wall.as_secs_f64()
-    );
-    if let (Some(b), Some(a)) = (before, after) {
-        let per_event = |secs: f64| secs * 1e6 / events as f64;
+    for concurrency in levels {
+        let before = usage();
+        let sim_before = cpu_secs(&stat);
+        let (events, errors, wall) = run(&endpoint, turns, concurrency);
+        let after = usage();
+        let sim_cpu = cpu_secs(&stat) - sim_before;
         println!(
-            "  cpu {:.1} us per event (user+sys, every thread), of which the simulator's thread {:.1} us; {:.0} bytes written per event (files and sockets)",
-            per_event(a.0 - b.0),
-            per_event(sim_cpu),
-            (a.1 - b.1) as f64 / events as f64
+            "ingest: {events} trace events from {turns} turns ({concurrency} at a time) in {:.2} s = {:.0} events/s, {errors} errors",
+            wall.as_secs_f64(),
+            events as f64 / wall.as_secs_f64()
         );
+        if let (Some(b), Some(a)) = (before, after) {
+            let per_event = |secs: f64| secs * 1e6 / events as f64;
+            println!(
+                "  cpu {:.1} us per event (user+sys, every thread), of which the simulator's thread {:.1} us; {:.0} bytes written per event (files and sockets)",
+                per_event(a.0 - b.0),
+                per_event(sim_cpu),
+                (a.1 - b.1) as f64 / events as f64
+            );
+        }
+        assert_eq!(errors, 0);
     }
-    assert_eq!(errors, 0);
     let sessions = if full { 200 } else { 20 };
     let (events, errors, wall) = run(&endpoint, sessions, sessions);
     println!(

@@ -422,6 +422,26 @@ fn model_input(o: &mut Out, m: &sdk::ModelInvocationInput) -> ModelInput {
 }
 
 /// What a pre- or post-processing model output parsed.
+/// A phase's `modelInvocationOutput` member: each phase has its own SDK type, with the same
+/// accessors (the routing classifier's has no reasoning content).
+macro_rules! model_output_of {
+    ($o:expr, $m:expr, $parsed:expr) => {
+        model_output_of!($o, $m, $parsed, $m.reasoning_content())
+    };
+    ($o:expr, $m:expr, $parsed:expr, $reasoning:expr) => {
+        StepEvent::ModelOutput(member($o, "modelInvocationOutput", |o| {
+            model_output(
+                o,
+                $m.trace_id(),
+                $parsed,
+                $m.raw_response(),
+                $m.metadata(),
+                $reasoning,
+            )
+        }))
+    };
+}
+
 #[derive(Default)]
 struct Parsed<'a> {
     /// The `parsedResponse` object was there.
@@ -693,16 +713,7 @@ fn step(o: &mut Out, t: &sdk::Trace) -> Option<(Phase, StepEvent)> {
                             is_valid: p.is_valid(),
                             text: None,
                         });
-                    StepEvent::ModelOutput(member(o, "modelInvocationOutput", |o| {
-                        model_output(
-                            o,
-                            m.trace_id(),
-                            &parsed,
-                            m.raw_response(),
-                            m.metadata(),
-                            m.reasoning_content(),
-                        )
-                    }))
+                    model_output_of!(o, m, &parsed)
                 }
                 _ => StepEvent::Unknown { key: None },
             });
@@ -722,16 +733,7 @@ fn step(o: &mut Out, t: &sdk::Trace) -> Option<(Phase, StepEvent)> {
                     StepEvent::ModelInput(member(o, "modelInvocationInput", |o| model_input(o, m)))
                 }
                 Or::ModelInvocationOutput(m) => {
-                    StepEvent::ModelOutput(member(o, "modelInvocationOutput", |o| {
-                        model_output(
-                            o,
-                            m.trace_id(),
-                            &no_parse,
-                            m.raw_response(),
-                            m.metadata(),
-                            m.reasoning_content(),
-                        )
-                    }))
+                    model_output_of!(o, m, &no_parse)
                 }
                 _ => StepEvent::Unknown { key: None },
             });
@@ -752,16 +754,7 @@ fn step(o: &mut Out, t: &sdk::Trace) -> Option<(Phase, StepEvent)> {
                             is_valid: None,
                             text: p.text(),
                         });
-                    StepEvent::ModelOutput(member(o, "modelInvocationOutput", |o| {
-                        model_output(
-                            o,
-                            m.trace_id(),
-                            &parsed,
-                            m.raw_response(),
-                            m.metadata(),
-                            m.reasoning_content(),
-                        )
-                    }))
+                    model_output_of!(o, m, &parsed)
                 }
                 _ => StepEvent::Unknown { key: None },
             });
@@ -780,16 +773,7 @@ fn step(o: &mut Out, t: &sdk::Trace) -> Option<(Phase, StepEvent)> {
                     StepEvent::ModelInput(member(o, "modelInvocationInput", |o| model_input(o, m)))
                 }
                 R::ModelInvocationOutput(m) => {
-                    StepEvent::ModelOutput(member(o, "modelInvocationOutput", |o| {
-                        model_output(
-                            o,
-                            m.trace_id(),
-                            &no_parse,
-                            m.raw_response(),
-                            m.metadata(),
-                            None,
-                        )
-                    }))
+                    model_output_of!(o, m, &no_parse, None)
                 }
                 _ => StepEvent::Unknown { key: None },
             });

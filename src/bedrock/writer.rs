@@ -294,8 +294,9 @@ fn commit(store: &dyn RunnerStore, jobs: &mut Vec<Job>) {
     let (live, dead): (Vec<Job>, Vec<Job>) = jobs.drain(..).partition(|j| !j.turn.has_failed());
     for job in dead {
         if let Some(reply) = job.reply {
-            let id = job.work.as_write().request_id().to_owned();
-            let _ = reply.send(Err(skipped_after_failure(&id)));
+            // The turn's first error if nobody was told it yet, else that this was skipped.
+            let skipped = skipped_after_failure(job.work.as_write().request_id());
+            let _ = reply.send(job.turn.fail(skipped, true).map_or(Ok(()), Err));
         }
     }
     let writes: Vec<RunnerWrite<'_>> = live.iter().map(|j| j.work.as_write()).collect();

@@ -10,8 +10,8 @@
 
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder, read_message_from};
 use aws_smithy_types::event_stream::{HeaderValue, Message};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::sim_support::{AUTH, raw};
 use agentdeck::sim::frame::{self, EventType};
 use agentdeck::sim::{Faults, SimConfig, SimHandle, start};
 
@@ -118,86 +118,6 @@ fn a_flipped_byte_fails_the_crc() {
     bytes[k] ^= 0x20;
     assert!(read_message_from(&bytes[..]).is_err());
 }
-
-/// A raw HTTP/1.1 exchange: status, headers (lower-cased names), body chunks as sent.
-struct Raw {
-    status: u16,
-    headers: Vec<(String, String)>,
-    chunks: Vec<Vec<u8>>,
-}
-
-impl Raw {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-    fn body(&self) -> Vec<u8> {
-        self.chunks.concat()
-    }
-}
-
-async fn raw(h: &SimHandle, path: &str, auth: Option<&str>, body: &str) -> Raw {
-    let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        h.addr,
-        body.len()
-    );
-    if let Some(a) = auth {
-        req.push_str(&format!("Authorization: {a}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).await.unwrap();
-    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8(all[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.trim().to_ascii_lowercase(), v.trim().to_owned())
-        })
-        .collect();
-    let mut rest = &all[split + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v == "chunked");
-    let mut chunks = Vec::new();
-    if chunked {
-        loop {
-            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size =
-                usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
-            rest = &rest[eol + 2..];
-            if size == 0 {
-                break;
-            }
-            chunks.push(rest[..size].to_vec());
-            rest = &rest[size + 2..];
-        }
-    } else {
-        chunks.push(rest.to_vec());
-    }
-    Raw {
-        status,
-        headers,
-        chunks,
-    }
-}
-
-const AUTH: &str = "AWS4-HMAC-SHA256 Credential=AKIDTEST/20250314/eu-west-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=00";
 
 async fn sim() -> SimHandle {
     start(SimConfig {

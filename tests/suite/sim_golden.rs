@@ -16,12 +16,10 @@ use aws_smithy_types::event_stream::HeaderValue;
 use chrono::TimeZone as _;
 use serde_json::{Value, json};
 use sha2::Digest as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::sim_support::{AUTH, raw};
 use agentdeck::sim::fault::{Chance, Corrupt, ExceptionFault};
 use agentdeck::sim::{Faults, SimConfig, SimHandle, start};
-
-const AUTH: &str = "AWS4-HMAC-SHA256 Credential=AKIDTEST/20250314/eu-west-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=00";
 
 const AGENTS: [(&str, &str); 6] = [
     ("PAYAGENT01", "PRODALIAS"),
@@ -65,52 +63,11 @@ struct Reply {
 }
 
 async fn post(h: &SimHandle, path: &str, body: &str) -> Reply {
-    let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAuthorization: {AUTH}\r\nConnection: close\r\n\r\n{body}",
-        h.addr,
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).await.unwrap();
-    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8(all[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
-    let headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.trim().to_ascii_lowercase(), v.trim().to_owned())
-        })
-        .collect();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
-    let mut rest = &all[split + 4..];
-    let mut body = Vec::new();
-    if header("transfer-encoding").as_deref() == Some("chunked") {
-        loop {
-            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size =
-                usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
-            rest = &rest[eol + 2..];
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&rest[..size]);
-            rest = &rest[size + 2..];
-        }
-    } else {
-        body.extend_from_slice(rest);
-    }
+    let r = raw(h, path, Some(AUTH), body).await;
     Reply {
-        status: status.parse().unwrap(),
-        request_id: header("x-amzn-requestid").unwrap_or_default(),
-        body,
+        status: r.status,
+        request_id: r.header("x-amzn-requestid").unwrap_or_default().to_owned(),
+        body: r.body(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Shared by the tests that drive the simulator from a synchronous test: a runtime with the
-//! simulator started (built-in scenarios, no waiting), and the Python that has boto3.
+//! simulator started (built-in scenarios, no waiting), the Python that has boto3, and a raw
+//! HTTP/1.1 exchange with the simulator.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use agentdeck::sim::{SimConfig, SimHandle, start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A runtime and the simulator running on it (built-in scenarios, time scale 0).
 pub fn started() -> (tokio::runtime::Runtime, SimHandle) {
@@ -57,3 +59,88 @@ pub fn python() -> PathBuf {
     );
     path
 }
+
+/// A raw HTTP/1.1 exchange: status, headers (lower-cased names), body chunks as sent.
+pub struct Raw {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub chunks: Vec<Vec<u8>>,
+}
+
+impl Raw {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn body(&self) -> Vec<u8> {
+        self.chunks.concat()
+    }
+}
+
+/// POSTs `body` to the simulator over a fresh connection, with `auth` as the Authorization
+/// header, and reads the whole reply.
+pub async fn raw(h: &SimHandle, path: &str, auth: Option<&str>, body: &str) -> Raw {
+    let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        h.addr,
+        body.len()
+    );
+    if let Some(a) = auth {
+        req.push_str("Authorization: ");
+        req.push_str(a);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).await.unwrap();
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(all[..split].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.trim().to_ascii_lowercase(), v.trim().to_owned())
+        })
+        .collect();
+    let mut rest = &all[split + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v == "chunked");
+    let mut chunks = Vec::new();
+    if chunked {
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+            rest = &rest[eol + 2..];
+            if size == 0 {
+                break;
+            }
+            chunks.push(rest[..size].to_vec());
+            rest = &rest[size + 2..];
+        }
+    } else {
+        chunks.push(rest.to_vec());
+    }
+    Raw {
+        status,
+        headers,
+        chunks,
+    }
+}
+
+/// A well-formed SigV4 Authorization header (the simulator checks the form, not the signature).
+pub const AUTH: &str = "AWS4-HMAC-SHA256 Credential=AKIDTEST/20250314/eu-west-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=00";

@@ -74,8 +74,9 @@ fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     // Every later migration runs too (3, 4: the trace explorer's step kinds and search; 5: the
-    // metrics columns and action marks; 6: the step index dropped; 7: event rows slimmed).
-    assert_eq!(version, 7);
+    // metrics columns and action marks; 6: the step index dropped; 7: event rows slimmed; 8:
+    // traces keyed by the invocation's integer id).
+    assert_eq!(version, 8);
     let got = s
         .get(&ApprovalId("inv-old".into()), &test_policy(), at(6))
         .unwrap();

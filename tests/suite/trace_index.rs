@@ -1,7 +1,7 @@
 //! The traces explorer's read side on a real SQLite file: the incremental index pages
 //! (`TraceStore::trace_index`) folded into `TraceIndex` (kinds, collaborator depth, figures,
 //! running invocations refreshed until they end), the full-text search (`search_steps`), and
-//! migrations 3-4 and 7 over a file written before them.
+//! migrations 3-4, 7 and 8 over a file written before them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -112,6 +112,67 @@ fn failure(tid: &str, second: u32) -> TraceEvent {
 }
 
 /// Reads every page there is into the index.
+/// Turns a file of the current schema back into what version 7 wrote: invocations keyed by
+/// request id (their `id` kept as the rowid), and events, steps, chunks and marks keyed by the
+/// request id. The older-file tests start from it.
+fn downgrade_to_v7(raw: &Connection) {
+    raw.execute_batch(
+        "PRAGMA foreign_keys = OFF;
+         CREATE TABLE inv7 (
+            request_id TEXT PRIMARY KEY NOT NULL, agent_id TEXT NOT NULL,
+            agent_alias_id TEXT NOT NULL, session_id TEXT NOT NULL, input_text TEXT,
+            resumes TEXT, started_at_ms INTEGER NOT NULL, ended_at_ms INTEGER,
+            outcome TEXT NOT NULL, error TEXT, final_response TEXT, latency_ms INTEGER,
+            input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
+            events INTEGER NOT NULL DEFAULT 0, steps INTEGER NOT NULL DEFAULT 0,
+            chunks INTEGER NOT NULL DEFAULT 0, model TEXT,
+            model_ms INTEGER NOT NULL DEFAULT 0, tool_ms INTEGER NOT NULL DEFAULT 0) STRICT;
+         INSERT INTO inv7 (rowid, request_id, agent_id, agent_alias_id, session_id, input_text,
+            resumes, started_at_ms, ended_at_ms, outcome, error, final_response, latency_ms,
+            input_tokens, output_tokens, events, steps, chunks, model, model_ms, tool_ms)
+            SELECT id, request_id, agent_id, agent_alias_id, session_id, input_text, resumes,
+            started_at_ms, ended_at_ms, outcome, error, final_response, latency_ms, input_tokens,
+            output_tokens, events, steps, chunks, model, model_ms, tool_ms FROM invocations;
+         CREATE TABLE steps7 (
+            request_id TEXT NOT NULL REFERENCES invocations (request_id),
+            step INTEGER NOT NULL, trace_id TEXT NOT NULL, kinds TEXT NOT NULL,
+            events INTEGER NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+            rationale TEXT, input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0, meta_start_ns INTEGER, meta_end_ns INTEGER,
+            total_time_ms INTEGER, first_time_ns INTEGER, last_time_ns INTEGER,
+            kind_set INTEGER NOT NULL DEFAULT 0, depth INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (request_id, step)) STRICT, WITHOUT ROWID;
+         INSERT INTO steps7 SELECT i.request_id, s.step, s.trace_id, s.kinds, s.events,
+            s.first_seq, s.last_seq, s.rationale, s.input_tokens, s.output_tokens,
+            s.meta_start_ns, s.meta_end_ns, s.total_time_ms, s.first_time_ns, s.last_time_ns,
+            s.kind_set, s.depth FROM trace_steps s JOIN invocations i ON i.id = s.inv;
+         CREATE TABLE events7 (
+            request_id TEXT NOT NULL REFERENCES invocations (request_id),
+            seq INTEGER NOT NULL, step INTEGER NOT NULL, kind TEXT NOT NULL, raw TEXT NOT NULL)
+            STRICT;
+         INSERT INTO events7 (rowid, request_id, seq, step, kind, raw)
+            SELECT e.id, i.request_id, e.seq, e.step, e.kind, e.raw
+            FROM trace_events e JOIN invocations i ON i.id = e.inv;
+         CREATE TABLE chunks7 (
+            request_id TEXT NOT NULL REFERENCES invocations (request_id),
+            seq INTEGER NOT NULL, text TEXT NOT NULL, PRIMARY KEY (request_id, seq)) STRICT;
+         INSERT INTO chunks7 SELECT i.request_id, c.seq, c.text
+            FROM chunks c JOIN invocations i ON i.id = c.inv;
+         DROP TABLE trace_steps; DROP TABLE trace_events; DROP TABLE chunks;
+         DROP TABLE invocations;
+         ALTER TABLE inv7 RENAME TO invocations;
+         ALTER TABLE steps7 RENAME TO trace_steps;
+         ALTER TABLE events7 RENAME TO trace_events;
+         ALTER TABLE chunks7 RENAME TO chunks;
+         CREATE INDEX invocations_session ON invocations (session_id, started_at_ms, request_id);
+         CREATE INDEX invocations_recent ON invocations (started_at_ms, request_id);
+         CREATE UNIQUE INDEX trace_steps_trace ON trace_steps (request_id, trace_id);
+         CREATE UNIQUE INDEX trace_events_seq ON trace_events (request_id, seq);
+         PRAGMA user_version = 7;",
+    )
+    .unwrap();
+}
+
 fn catch_up(s: &SqliteStore, ix: &mut TraceIndex, limit: usize) -> usize {
     let mut pages = 0;
     loop {
@@ -289,6 +350,7 @@ fn migrations_3_and_4_index_what_an_older_file_holds() {
     // later metrics columns either; the events' step index that 6 drops and the columns that 7
     // drops).
     let raw = Connection::open(dir.path().join("deck.db")).unwrap();
+    downgrade_to_v7(&raw);
     raw.execute_batch(
         "ALTER TABLE trace_events ADD COLUMN trace_id TEXT; \
          ALTER TABLE trace_events ADD COLUMN event_time TEXT; \
@@ -356,6 +418,7 @@ fn migration_7_keeps_every_event_its_rowid_and_what_its_json_says() {
     );
     // Make the table what version 6 wrote: with traceId, time and summary copied into columns.
     let raw = Connection::open(dir.path().join("deck.db")).unwrap();
+    downgrade_to_v7(&raw);
     raw.execute_batch(
         "ALTER TABLE trace_events ADD COLUMN trace_id TEXT; \
          ALTER TABLE trace_events ADD COLUMN event_time TEXT; \
@@ -387,7 +450,8 @@ fn migration_7_keeps_every_event_its_rowid_and_what_its_json_says() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 7);
+    // 7 slims the rows, then 8 keys them by the invocation's integer id (the rowid kept as id).
+    assert_eq!(version, 8);
     let columns: Vec<String> = raw
         .prepare("SELECT name FROM pragma_table_info('trace_events')")
         .unwrap()
@@ -395,7 +459,7 @@ fn migration_7_keeps_every_event_its_rowid_and_what_its_json_says() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(columns, ["request_id", "seq", "step", "kind", "raw"]);
+    assert_eq!(columns, ["id", "inv", "seq", "step", "kind", "raw"]);
     assert_eq!(rowids(&raw), old_rowids);
     // Every event reads back as it did, its traceId, time and summary now from its JSON.
     assert_eq!(s.events("req-7", 0, 10).unwrap(), before);
@@ -410,6 +474,166 @@ fn migration_7_keeps_every_event_its_rowid_and_what_its_json_says() {
         s.search_steps("eighth", 10).unwrap(),
         vec![("req-7".to_owned(), 3)]
     );
+}
+
+/// Everything the read side gives for one invocation.
+type Readback = (
+    Option<agentdeck::store::InvocationRecord>,
+    Vec<agentdeck::store::StepRow>,
+    Vec<agentdeck::store::StoredEvent>,
+    Vec<agentdeck::store::StoredEvent>,
+    String,
+    Vec<agentdeck::store::ActionMark>,
+);
+
+fn read_back(s: &SqliteStore, id: &str) -> Readback {
+    (
+        s.invocation(id).unwrap(),
+        s.steps(id, 0, 100).unwrap(),
+        s.events(id, 0, 100).unwrap(),
+        s.step_events(id, 1).unwrap(),
+        s.chunk_text(id).unwrap(),
+        s.action_marks(id).unwrap(),
+    )
+}
+
+fn ids(c: &Connection, sql: &str) -> Vec<(String, i64)> {
+    c.prepare(sql)
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn migration_8_keys_traces_by_the_invocations_id_and_every_read_gives_what_it_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deck.db");
+    let (before, old_ids, old_events, old_index, old_search) = {
+        let s = open(dir.path());
+        start(&s, "req-a", "s-8", 0);
+        start(&s, "req-b", "s-8", 1);
+        s.append_trace(
+            "req-a",
+            &[
+                model_input("req-a-0", "octave prompt", 1),
+                model_output("req-a-0", 2, 700),
+            ],
+            &["Hello ".into()],
+        )
+        .unwrap();
+        s.append_trace("req-b", &[kb_lookup("req-b-0", 3)], &[])
+            .unwrap();
+        // A later batch continues step 1 of req-a and opens step 2.
+        s.append_trace(
+            "req-a",
+            &[roc_call("req-a-0", 4), failure("req-a-1", 5)],
+            &["world".into()],
+        )
+        .unwrap();
+        finish(&s, "req-b", Outcome::Finished);
+        s.mark_action(&agentdeck::store::ActionMark {
+            request_id: "req-a".into(),
+            step: 1,
+            trace_id: "req-a-0".into(),
+            appropriate: true,
+            note: Some("fine".into()),
+            who: "dana".into(),
+            at: at(50),
+        })
+        .unwrap();
+        let search = s.search_steps("octave", 10).unwrap();
+        assert_eq!(search, vec![("req-a".to_owned(), 1)]);
+        let mut ix = TraceIndex::default();
+        catch_up(&s, &mut ix, 2);
+        let raw = Connection::open(&path).unwrap();
+        (
+            [read_back(&s, "req-a"), read_back(&s, "req-b")],
+            ids(&raw, "SELECT request_id, id FROM invocations ORDER BY id"),
+            ids(
+                &raw,
+                "SELECT i.request_id || '/' || e.seq, e.id FROM trace_events e \
+                 JOIN invocations i ON i.id = e.inv ORDER BY e.id",
+            ),
+            (ix.cursor, ix.invocation_by_request("req-a").is_some()),
+            search,
+        )
+    };
+    assert_eq!(before[0].1.len(), 2);
+    assert_eq!(before[0].2.len(), 4);
+    assert_eq!(before[0].4, "Hello world");
+    assert_eq!(before[0].5.len(), 1);
+
+    let raw = Connection::open(&path).unwrap();
+    downgrade_to_v7(&raw);
+    // The downgrade really made version 7's layout: events keyed by request id.
+    assert_eq!(
+        ids(
+            &raw,
+            "SELECT request_id || '/' || seq, rowid FROM trace_events ORDER BY rowid"
+        ),
+        old_events
+    );
+    drop(raw);
+
+    let s = open(dir.path());
+    let raw = Connection::open(&path).unwrap();
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 8);
+    // Each invocation keeps its old rowid as its id, each event its rowid (the search index's
+    // key) as its id.
+    assert_eq!(
+        ids(&raw, "SELECT request_id, id FROM invocations ORDER BY id"),
+        old_ids
+    );
+    assert_eq!(
+        ids(
+            &raw,
+            "SELECT i.request_id || '/' || e.seq, e.id FROM trace_events e \
+             JOIN invocations i ON i.id = e.inv ORDER BY e.id",
+        ),
+        old_events
+    );
+    let fk_problems: i64 = raw
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(fk_problems, 0);
+    let integrity: String = raw
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    // Every read gives what it gave before.
+    assert_eq!([read_back(&s, "req-a"), read_back(&s, "req-b")], before);
+    assert_eq!(s.search_steps("octave", 10).unwrap(), old_search);
+    let mut ix = TraceIndex::default();
+    catch_up(&s, &mut ix, 2);
+    assert_eq!(
+        (ix.cursor, ix.invocation_by_request("req-a").is_some()),
+        old_index
+    );
+    // Writing goes on where it left off: seq 5 of req-a, and a new invocation after the others.
+    s.append_trace("req-a", &[model_input("req-a-2", "nonet prompt", 6)], &[])
+        .unwrap();
+    assert_eq!(s.events("req-a", 4, 10).unwrap()[0].seq, 5);
+    assert_eq!(s.steps("req-a", 2, 10).unwrap()[0].step, 3);
+    assert_eq!(
+        s.search_steps("nonet", 10).unwrap(),
+        vec![("req-a".to_owned(), 3)]
+    );
+    start(&s, "req-c", "s-8", 9);
+    let c_id: i64 = raw
+        .query_row(
+            "SELECT id FROM invocations WHERE request_id = 'req-c'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(old_ids.iter().all(|(_, id)| *id < c_id));
 }
 
 #[test]

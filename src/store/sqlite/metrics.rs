@@ -14,7 +14,7 @@ use crate::domain::status::Status;
 use crate::store::metrics::{FactBatch, MetricsStore, end_to_end, handoff};
 use crate::store::{ActionMark, Outcome, StoreError};
 
-const INVOCATION_FACTS: &str = "SELECT i.rowid, i.request_id, i.agent_id, i.agent_alias_id, \
+const INVOCATION_FACTS: &str = "SELECT i.id, i.request_id, i.agent_id, i.agent_alias_id, \
      i.model, i.started_at_ms, i.ended_at_ms, i.outcome, \
      i.final_response IS NOT NULL OR i.chunks > 0, i.latency_ms, i.model_ms, i.tool_ms, \
      i.input_tokens, i.output_tokens, q.status, o.state, \
@@ -165,7 +165,7 @@ impl MetricsStore for SqliteStore {
     fn facts_after(&self, after: Cursor, n: usize) -> Result<FactBatch, StoreError> {
         let invocations = self.read_rows(
             "reading invocations for metrics",
-            &format!("{INVOCATION_FACTS} WHERE i.rowid > ?1 ORDER BY i.rowid LIMIT ?2"),
+            &format!("{INVOCATION_FACTS} WHERE i.id > ?1 ORDER BY i.id LIMIT ?2"),
             &[&after.invocations, &page(n)],
             invocation_fact,
         )?;
@@ -207,7 +207,7 @@ impl MetricsStore for SqliteStore {
             batch.invocations.extend(self.read_rows(
                 "re-reading invocations in flight for metrics",
                 &format!(
-                    "{INVOCATION_FACTS} WHERE i.request_id IN ({}) ORDER BY i.rowid",
+                    "{INVOCATION_FACTS} WHERE i.request_id IN ({}) ORDER BY i.id",
                     placeholders(rows.len())
                 ),
                 &args,
@@ -250,7 +250,8 @@ impl SqliteStore {
             .map_err(err)?;
         let stored: Option<String> = tx
             .query_row(
-                "SELECT trace_id FROM trace_steps WHERE request_id = ?1 AND step = ?2",
+                "SELECT s.trace_id FROM invocations i JOIN trace_steps s ON s.inv = i.id \
+                 WHERE i.request_id = ?1 AND s.step = ?2",
                 params![m.request_id, step],
                 |r| r.get(0),
             )

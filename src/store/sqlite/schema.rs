@@ -228,6 +228,116 @@ pub(super) const MIGRATIONS: &[&str] = &[
     DROP TABLE trace_events;
     ALTER TABLE trace_events_v7 RENAME TO trace_events;
     CREATE UNIQUE INDEX trace_events_seq ON trace_events (request_id, seq);",
+    // 8 (ingest speed): an invocation gets an integer key, `id` (its old rowid), and its events,
+    // steps and chunks are keyed by it instead of the request id. Request ids are random, so
+    // every turn in flight wrote its own leaf page of each of those indexes on every commit;
+    // ids grow with time, so the turns in flight now share the last few pages. Event rows get
+    // an explicit `id` too (their old rowid, which the search index points at), so a VACUUM
+    // cannot renumber them. Children are copied and dropped before the old invocations table,
+    // so dropping it orphans nothing; the action marks keep the request id, under the new
+    // table's unique index.
+    "CREATE TABLE invocations_v8 (
+        id             INTEGER PRIMARY KEY,
+        request_id     TEXT NOT NULL UNIQUE,
+        agent_id       TEXT NOT NULL,
+        agent_alias_id TEXT NOT NULL,
+        session_id     TEXT NOT NULL,
+        input_text     TEXT,
+        resumes        TEXT,
+        started_at_ms  INTEGER NOT NULL,
+        ended_at_ms    INTEGER,
+        outcome        TEXT NOT NULL CHECK (outcome IN
+                         ('running', 'finished', 'failed', 'waiting-for-human', 'exception')),
+        error          TEXT,
+        final_response TEXT,
+        latency_ms     INTEGER,
+        input_tokens   INTEGER NOT NULL DEFAULT 0,
+        output_tokens  INTEGER NOT NULL DEFAULT 0,
+        events         INTEGER NOT NULL DEFAULT 0,
+        steps          INTEGER NOT NULL DEFAULT 0,
+        chunks         INTEGER NOT NULL DEFAULT 0,
+        model          TEXT,
+        model_ms       INTEGER NOT NULL DEFAULT 0,
+        tool_ms        INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    INSERT INTO invocations_v8 (id, request_id, agent_id, agent_alias_id, session_id, input_text,
+        resumes, started_at_ms, ended_at_ms, outcome, error, final_response, latency_ms,
+        input_tokens, output_tokens, events, steps, chunks, model, model_ms, tool_ms)
+        SELECT rowid, request_id, agent_id, agent_alias_id, session_id, input_text, resumes,
+        started_at_ms, ended_at_ms, outcome, error, final_response, latency_ms, input_tokens,
+        output_tokens, events, steps, chunks, model, model_ms, tool_ms
+        FROM invocations ORDER BY rowid;
+    CREATE TABLE trace_steps_v8 (
+        inv            INTEGER NOT NULL REFERENCES invocations_v8 (id),
+        step           INTEGER NOT NULL CHECK (step > 0),
+        trace_id       TEXT NOT NULL,
+        kinds          TEXT NOT NULL,
+        events         INTEGER NOT NULL,
+        first_seq      INTEGER NOT NULL,
+        last_seq       INTEGER NOT NULL,
+        rationale      TEXT,
+        input_tokens   INTEGER NOT NULL DEFAULT 0,
+        output_tokens  INTEGER NOT NULL DEFAULT 0,
+        meta_start_ns  INTEGER,
+        meta_end_ns    INTEGER,
+        total_time_ms  INTEGER,
+        first_time_ns  INTEGER,
+        last_time_ns   INTEGER,
+        kind_set       INTEGER NOT NULL DEFAULT 0,
+        depth          INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (inv, step)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO trace_steps_v8 SELECT i.id, s.step, s.trace_id, s.kinds, s.events, s.first_seq,
+        s.last_seq, s.rationale, s.input_tokens, s.output_tokens, s.meta_start_ns,
+        s.meta_end_ns, s.total_time_ms, s.first_time_ns, s.last_time_ns, s.kind_set, s.depth
+        FROM trace_steps s JOIN invocations_v8 i ON i.request_id = s.request_id;
+    CREATE TABLE trace_events_v8 (
+        id             INTEGER PRIMARY KEY,
+        inv            INTEGER NOT NULL REFERENCES invocations_v8 (id),
+        seq            INTEGER NOT NULL CHECK (seq > 0),
+        step           INTEGER NOT NULL,
+        kind           TEXT NOT NULL,
+        raw            TEXT NOT NULL
+    ) STRICT;
+    INSERT INTO trace_events_v8 (id, inv, seq, step, kind, raw)
+        SELECT e.rowid, i.id, e.seq, e.step, e.kind, e.raw
+        FROM trace_events e JOIN invocations_v8 i ON i.request_id = e.request_id
+        ORDER BY e.rowid;
+    CREATE TABLE chunks_v8 (
+        inv            INTEGER NOT NULL REFERENCES invocations_v8 (id),
+        seq            INTEGER NOT NULL CHECK (seq > 0),
+        text           TEXT NOT NULL,
+        PRIMARY KEY (inv, seq)
+    ) STRICT;
+    INSERT INTO chunks_v8 (inv, seq, text) SELECT i.id, c.seq, c.text
+        FROM chunks c JOIN invocations_v8 i ON i.request_id = c.request_id;
+    CREATE TABLE action_marks_v8 (
+        seq            INTEGER PRIMARY KEY,
+        request_id     TEXT NOT NULL REFERENCES invocations_v8 (request_id),
+        step           INTEGER NOT NULL CHECK (step > 0),
+        trace_id       TEXT NOT NULL,
+        appropriate    INTEGER NOT NULL CHECK (appropriate IN (0, 1)),
+        note           TEXT,
+        who            TEXT NOT NULL,
+        at_ms          INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO action_marks_v8 SELECT seq, request_id, step, trace_id, appropriate, note, who,
+        at_ms FROM action_marks ORDER BY seq;
+    DROP TABLE trace_steps;
+    DROP TABLE trace_events;
+    DROP TABLE chunks;
+    DROP TABLE action_marks;
+    DROP TABLE invocations;
+    ALTER TABLE invocations_v8 RENAME TO invocations;
+    ALTER TABLE trace_steps_v8 RENAME TO trace_steps;
+    ALTER TABLE trace_events_v8 RENAME TO trace_events;
+    ALTER TABLE chunks_v8 RENAME TO chunks;
+    ALTER TABLE action_marks_v8 RENAME TO action_marks;
+    CREATE INDEX invocations_session ON invocations (session_id, started_at_ms, request_id);
+    CREATE INDEX invocations_recent ON invocations (started_at_ms, request_id);
+    CREATE UNIQUE INDEX trace_steps_trace ON trace_steps (inv, trace_id);
+    CREATE UNIQUE INDEX trace_events_seq ON trace_events (inv, seq);
+    CREATE INDEX action_marks_step ON action_marks (request_id, step, seq);",
 ];
 
 /// Brings the file at `path` up to the newest schema, in one transaction. A file written by a

@@ -1,7 +1,9 @@
 //! `TraceStore` on SQLite: sessions, invocations, trace events grouped into steps by traceId
 //! (running figures per step, raw JSON per event) and chunk text. A write (a turn's start, a
 //! batch of events, its end, or any of them together) is one transaction, committed without an
-//! fsync (`SqliteStore::trace_write`); every read is a page.
+//! fsync (`SqliteStore::trace_write`); every read is a page. Events, steps and chunks are keyed
+//! by their invocation's integer `id` (schema migration 8); the request id is only in
+//! `invocations`, so reads by request id join it.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -87,7 +89,8 @@ fn invocation_row(row: &Row<'_>) -> Result<InvocationRecord, StoreError> {
     })
 }
 
-const EVENT_COLUMNS: &str = "request_id, seq, step, kind, raw";
+/// An event row with its invocation's request id: `e` is `trace_events`, `i` `invocations`.
+const EVENT_COLUMNS: &str = "i.request_id, e.seq, e.step, e.kind, e.raw";
 
 fn event_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     let get = |e: rusqlite::Error| StoreError::Corrupt(format!("reading a trace event: {e}"));
@@ -113,9 +116,10 @@ fn event_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     })
 }
 
-const STEP_COLUMNS: &str = "request_id, step, trace_id, kinds, events, first_seq, last_seq, \
-     rationale, input_tokens, output_tokens, meta_start_ns, meta_end_ns, total_time_ms, \
-     first_time_ns, last_time_ns";
+/// A step row with its invocation's request id: `s` is `trace_steps`, `i` `invocations`.
+const STEP_COLUMNS: &str = "i.request_id, s.step, s.trace_id, s.kinds, s.events, s.first_seq, \
+     s.last_seq, s.rationale, s.input_tokens, s.output_tokens, s.meta_start_ns, s.meta_end_ns, \
+     s.total_time_ms, s.first_time_ns, s.last_time_ns";
 
 fn accumulator(row: &Row<'_>, from: usize) -> Result<StepAccumulator, rusqlite::Error> {
     Ok(StepAccumulator {
@@ -221,8 +225,8 @@ struct Counters {
     tool_ms: i64,
 }
 
-/// Inserts the invocation row and counts it in its session.
-fn insert_invocation(tx: &Connection, shown: &str, s: &InvocationStart) -> Result<(), StoreError> {
+/// Inserts the invocation row and counts it in its session. Gives the row's integer key.
+fn insert_invocation(tx: &Connection, shown: &str, s: &InvocationStart) -> Result<i64, StoreError> {
     let doing = format!("recording invocation {}", s.request_id);
     let err = |e: rusqlite::Error| db_error(shown, &doing, &e);
     let at = to_ms(s.started_at);
@@ -249,6 +253,7 @@ fn insert_invocation(tx: &Connection, shown: &str, s: &InvocationStart) -> Resul
             s.request_id.clone(),
         )));
     }
+    let id = tx.last_insert_rowid();
     tx.prepare_cached(
         "INSERT INTO sessions (agent_id, agent_alias_id, session_id, first_at_ms, last_at_ms, \
          invocations) VALUES (?1, ?2, ?3, ?4, ?4, 1) \
@@ -257,50 +262,54 @@ fn insert_invocation(tx: &Connection, shown: &str, s: &InvocationStart) -> Resul
     )
     .and_then(|mut st| st.execute(params![s.agent_id, s.agent_alias_id, s.session_id, at]))
     .map_err(err)?;
-    Ok(())
+    Ok(id)
 }
 
 /// Appends a batch inside a transaction: each event finds or opens its step (read once per
 /// step per batch), the event rows and chunks are written, then each touched step and the
-/// invocation's counters once. `fresh` says the invocation row was inserted in this same
+/// invocation's counters once. `fresh` is the key of an invocation row inserted in this same
 /// transaction, so it has no steps and zero counters yet and nothing needs reading.
 fn append_batch(
     tx: &Connection,
     shown: &str,
     request_id: &str,
-    fresh: bool,
+    fresh: Option<i64>,
     events: &[TraceEvent],
     chunks: &[String],
     known: &mut Option<KnownSteps>,
 ) -> Result<(), StoreError> {
     let doing = format!("recording the trace of invocation {request_id}");
     let err = |e: rusqlite::Error| db_error(shown, &doing, &e);
-    let mut c = if fresh {
-        Counters::default()
+    let (inv, mut c) = if let Some(inv) = fresh {
+        (inv, Counters::default())
     } else {
-        let counters: Option<Counters> = tx
+        let counters: Option<(i64, Counters)> = tx
             .prepare_cached(
-                "SELECT events, steps, chunks, input_tokens, output_tokens, model, model_ms, \
+                "SELECT id, events, steps, chunks, input_tokens, output_tokens, model, model_ms, \
                  tool_ms FROM invocations WHERE request_id = ?1",
             )
             .and_then(|mut st| {
                 st.query_row([request_id], |r| {
-                    Ok(Counters {
-                        events: r.get(0)?,
-                        steps: r.get(1)?,
-                        chunks: r.get(2)?,
-                        input_tokens: r.get(3)?,
-                        output_tokens: r.get(4)?,
-                        model: r.get(5)?,
-                        model_ms: r.get(6)?,
-                        tool_ms: r.get(7)?,
-                    })
+                    Ok((
+                        r.get(0)?,
+                        Counters {
+                            events: r.get(1)?,
+                            steps: r.get(2)?,
+                            chunks: r.get(3)?,
+                            input_tokens: r.get(4)?,
+                            output_tokens: r.get(5)?,
+                            model: r.get(6)?,
+                            model_ms: r.get(7)?,
+                            tool_ms: r.get(8)?,
+                        },
+                    ))
                 })
                 .optional()
             })
             .map_err(err)?;
         counters.ok_or_else(|| StoreError::NotFound(format!("invocation {request_id}")))?
     };
+    let fresh = fresh.is_some();
     if fresh {
         *known = Some(KnownSteps {
             request_id: request_id.to_owned(),
@@ -341,7 +350,7 @@ fn append_batch(
             let existing = if fresh || known.as_ref().is_some_and(|k| !k.keys.contains(&hash)) {
                 None
             } else {
-                read_step(tx, request_id, key).map_err(event_err)?
+                read_step(tx, inv, key).map_err(event_err)?
             };
             if let Some(k) = known.as_mut() {
                 k.keys.insert(hash);
@@ -380,7 +389,7 @@ fn append_batch(
         }
         c.model_ms += timing.model_ms;
         c.tool_ms += timing.tool_ms;
-        insert_event(&mut insert, request_id, seq, t.step, &kind, event).map_err(|e| match e {
+        insert_event(&mut insert, inv, seq, t.step, &kind, event).map_err(|e| match e {
             EventError::Db(e) => event_err(e),
             EventError::Json(e) => StoreError::Corrupt(format!(
                 "invocation {request_id} event {seq}: cannot serialise it: {e}"
@@ -388,7 +397,7 @@ fn append_batch(
         })?;
     }
     for t in &touched {
-        write_step(tx, request_id, t).map_err(err)?;
+        write_step(tx, inv, t).map_err(err)?;
     }
     if let Some(k) = known.as_mut() {
         k.events = c.events;
@@ -398,8 +407,8 @@ fn append_batch(
     }
     for text in chunks {
         c.chunks += 1;
-        tx.prepare_cached("INSERT INTO chunks (request_id, seq, text) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| st.execute(params![request_id, c.chunks, text]))
+        tx.prepare_cached("INSERT INTO chunks (inv, seq, text) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![inv, c.chunks, text]))
             .map_err(err)?;
     }
     if fresh && events.is_empty() && chunks.is_empty() {
@@ -407,11 +416,11 @@ fn append_batch(
     }
     tx.prepare_cached(
         "UPDATE invocations SET events = ?2, steps = ?3, chunks = ?4, input_tokens = ?5, \
-         output_tokens = ?6, model = ?7, model_ms = ?8, tool_ms = ?9 WHERE request_id = ?1",
+         output_tokens = ?6, model = ?7, model_ms = ?8, tool_ms = ?9 WHERE id = ?1",
     )
     .and_then(|mut st| {
         st.execute(params![
-            request_id,
+            inv,
             c.events,
             c.steps,
             c.chunks,
@@ -427,17 +436,13 @@ fn append_batch(
 }
 
 /// A step already in the table, by its traceId.
-fn read_step(
-    tx: &Connection,
-    request_id: &str,
-    key: &str,
-) -> Result<Option<TouchedStep>, rusqlite::Error> {
+fn read_step(tx: &Connection, inv: i64, key: &str) -> Result<Option<TouchedStep>, rusqlite::Error> {
     tx.prepare_cached(
         "SELECT step, kinds, rationale, input_tokens, output_tokens, meta_start_ns, \
          meta_end_ns, total_time_ms, first_time_ns, last_time_ns, first_seq, last_seq, \
-         kind_set, depth FROM trace_steps WHERE request_id = ?1 AND trace_id = ?2",
+         kind_set, depth FROM trace_steps WHERE inv = ?1 AND trace_id = ?2",
     )?
-    .query_row(params![request_id, key], |r| {
+    .query_row(params![inv, key], |r| {
         Ok(TouchedStep {
             step: r.get(0)?,
             trace_id: key.to_owned(),
@@ -456,17 +461,17 @@ fn read_step(
 }
 
 /// Writes a touched step: a new row, or the stored one brought up to date.
-fn write_step(tx: &Connection, request_id: &str, t: &TouchedStep) -> Result<(), rusqlite::Error> {
+fn write_step(tx: &Connection, inv: i64, t: &TouchedStep) -> Result<(), rusqlite::Error> {
     let a = &t.acc;
     if t.new {
         tx.prepare_cached(
-            "INSERT INTO trace_steps (request_id, step, trace_id, kinds, events, first_seq, \
+            "INSERT INTO trace_steps (inv, step, trace_id, kinds, events, first_seq, \
              last_seq, rationale, input_tokens, output_tokens, meta_start_ns, meta_end_ns, \
              total_time_ms, first_time_ns, last_time_ns, kind_set, depth) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?
         .execute(params![
-            request_id,
+            inv,
             t.step,
             t.trace_id,
             t.kinds,
@@ -489,10 +494,10 @@ fn write_step(tx: &Connection, request_id: &str, t: &TouchedStep) -> Result<(), 
             "UPDATE trace_steps SET kinds = ?3, events = events + ?4, last_seq = ?5, \
              rationale = ?6, input_tokens = ?7, output_tokens = ?8, meta_start_ns = ?9, \
              meta_end_ns = ?10, total_time_ms = ?11, first_time_ns = ?12, last_time_ns = ?13, \
-             kind_set = ?14 WHERE request_id = ?1 AND step = ?2",
+             kind_set = ?14 WHERE inv = ?1 AND step = ?2",
         )?
         .execute(params![
-            request_id,
+            inv,
             t.step,
             t.kinds,
             t.added,
@@ -517,7 +522,7 @@ enum EventError {
 }
 
 const INSERT_EVENT: &str =
-    "INSERT INTO trace_events (request_id, seq, step, kind, raw) VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO trace_events (inv, seq, step, kind, raw) VALUES (?1, ?2, ?3, ?4, ?5)";
 
 /// An event's time as stored events give it: RFC 3339 with the nanoseconds Bedrock sent.
 fn event_time_text(event: &TraceEvent) -> Option<String> {
@@ -529,7 +534,7 @@ fn event_time_text(event: &TraceEvent) -> Option<String> {
 /// Writes one event row with its raw JSON.
 fn insert_event(
     insert: &mut rusqlite::CachedStatement<'_>,
-    request_id: &str,
+    inv: i64,
     seq: i64,
     step: i64,
     kind: &str,
@@ -537,7 +542,7 @@ fn insert_event(
 ) -> Result<(), EventError> {
     let raw = event.raw.to_json().map_err(EventError::Json)?;
     insert
-        .execute(params![request_id, seq, step, kind, raw,])
+        .execute(params![inv, seq, step, kind, raw])
         .map_err(EventError::Db)?;
     Ok(())
 }
@@ -588,21 +593,19 @@ impl SqliteStore {
                     })
                     .map_err(err)?;
                 let last: i64 = tx
-                    .query_row(
-                        "SELECT coalesce(max(rowid), 0) FROM trace_events",
-                        [],
-                        |r| r.get(0),
-                    )
+                    .query_row("SELECT coalesce(max(id), 0) FROM trace_events", [], |r| {
+                        r.get(0)
+                    })
                     .map_err(err)?;
                 let upto = last.min(from.saturating_add(TEXT_CHUNK));
                 if upto <= from {
                     return Ok(false);
                 }
                 tx.execute(
-                    "INSERT INTO trace_text (rowid, body) SELECT rowid, \
+                    "INSERT INTO trace_text (rowid, body) SELECT id, \
                      (SELECT group_concat(value, ' ') FROM json_tree(trace_events.raw) \
                       WHERE type = 'text') \
-                     FROM trace_events WHERE rowid > ?1 AND rowid <= ?2",
+                     FROM trace_events WHERE id > ?1 AND id <= ?2",
                     params![from, upto],
                 )
                 .map_err(err)?;
@@ -627,15 +630,16 @@ fn write_one(
     shown: &str,
     w: &TurnWrite<'_>,
 ) -> Result<(), StoreError> {
-    if let Some(s) = w.start {
-        insert_invocation(tx, shown, s)?;
-    }
-    if w.start.is_some() || !w.events.is_empty() || !w.chunks.is_empty() {
+    let fresh = w
+        .start
+        .map(|s| insert_invocation(tx, shown, s))
+        .transpose()?;
+    if fresh.is_some() || !w.events.is_empty() || !w.chunks.is_empty() {
         append_batch(
             tx,
             shown,
             w.request_id,
-            w.start.is_some(),
+            fresh,
             w.events,
             w.chunks,
             &mut store.known_steps(),
@@ -717,7 +721,7 @@ impl TraceStore for SqliteStore {
     fn begin_invocation(&self, s: &InvocationStart) -> Result<(), StoreError> {
         let shown = self.shown();
         self.trace_write(&format!("recording invocation {}", s.request_id), |tx| {
-            insert_invocation(tx, &shown, s)
+            insert_invocation(tx, &shown, s).map(drop)
         })
     }
 
@@ -738,7 +742,7 @@ impl TraceStore for SqliteStore {
                     tx,
                     &shown,
                     request_id,
-                    false,
+                    None,
                     events,
                     chunks,
                     &mut self.known_steps(),
@@ -821,8 +825,8 @@ impl TraceStore for SqliteStore {
 
     fn steps(&self, request_id: &str, after: u64, lim: usize) -> Result<Vec<StepRow>, StoreError> {
         let sql = format!(
-            "SELECT {STEP_COLUMNS} FROM trace_steps WHERE request_id = ?1 AND step > ?2 \
-             ORDER BY step LIMIT ?3"
+            "SELECT {STEP_COLUMNS} FROM invocations i JOIN trace_steps s ON s.inv = i.id \
+             WHERE i.request_id = ?1 AND s.step > ?2 ORDER BY s.step LIMIT ?3"
         );
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         self.read_rows(
@@ -835,11 +839,10 @@ impl TraceStore for SqliteStore {
 
     fn step_events(&self, request_id: &str, step: u64) -> Result<Vec<StoredEvent>, StoreError> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM trace_events WHERE request_id = ?1 AND step = ?2 \
-             AND seq BETWEEN \
-             (SELECT first_seq FROM trace_steps WHERE request_id = ?1 AND step = ?2) \
-             AND (SELECT last_seq FROM trace_steps WHERE request_id = ?1 AND step = ?2) \
-             ORDER BY seq"
+            "SELECT {EVENT_COLUMNS} FROM invocations i \
+             JOIN trace_steps s ON s.inv = i.id AND s.step = ?2 \
+             JOIN trace_events e ON e.inv = i.id AND e.seq BETWEEN s.first_seq AND s.last_seq \
+             WHERE i.request_id = ?1 AND e.step = ?2 ORDER BY e.seq"
         );
         let step = i64::try_from(step).unwrap_or(i64::MAX);
         self.read_rows(
@@ -857,8 +860,8 @@ impl TraceStore for SqliteStore {
         lim: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM trace_events WHERE request_id = ?1 AND seq > ?2 \
-             ORDER BY seq LIMIT ?3"
+            "SELECT {EVENT_COLUMNS} FROM invocations i JOIN trace_events e ON e.inv = i.id \
+             WHERE i.request_id = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3"
         );
         let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
         self.read_rows(
@@ -881,8 +884,8 @@ impl TraceStore for SqliteStore {
         let (hi, n): (Option<i64>, i64) = self
             .read_rows(
                 "reading the trace index",
-                "SELECT max(r), count(*) FROM (SELECT rowid AS r FROM trace_events \
-                 WHERE rowid > ?1 ORDER BY rowid LIMIT ?2)",
+                "SELECT max(id), count(*) FROM (SELECT id FROM trace_events \
+                 WHERE id > ?1 ORDER BY id LIMIT ?2)",
                 &[&lo, &limit(lim)],
                 |r| {
                     let get = |e: rusqlite::Error| {
@@ -897,18 +900,19 @@ impl TraceStore for SqliteStore {
             None => Vec::new(),
             Some(hi) => self.read_rows(
                 "reading the trace index",
-                "SELECT request_id, step, kind_set, depth, kinds, input_tokens, output_tokens, \
-                 meta_start_ns, meta_end_ns, total_time_ms, first_time_ns, last_time_ns \
-                 FROM trace_steps WHERE (request_id, step) IN (SELECT DISTINCT request_id, step \
-                 FROM trace_events WHERE rowid > ?1 AND rowid <= ?2) ORDER BY request_id, step",
+                "SELECT i.request_id, s.step, s.kind_set, s.depth, s.kinds, s.input_tokens, \
+                 s.output_tokens, s.meta_start_ns, s.meta_end_ns, s.total_time_ms, \
+                 s.first_time_ns, s.last_time_ns \
+                 FROM trace_steps s JOIN invocations i ON i.id = s.inv \
+                 WHERE (s.inv, s.step) IN (SELECT DISTINCT inv, step FROM trace_events \
+                 WHERE id > ?1 AND id <= ?2) ORDER BY i.request_id, s.step",
                 &[&lo, &hi],
                 indexed_step,
             )?,
         };
         let inv_lo = i64::try_from(since.invocations).unwrap_or(i64::MAX);
-        let sql = format!(
-            "SELECT {INVOCATION_COLUMNS}, rowid FROM invocations WHERE rowid > ?1 ORDER BY rowid"
-        );
+        let sql =
+            format!("SELECT {INVOCATION_COLUMNS}, id FROM invocations WHERE id > ?1 ORDER BY id");
         let mut last_inv = since.invocations;
         let mut invocations = self.read_rows("reading the trace index", &sql, &[&inv_lo], |r| {
             let rowid: i64 = r
@@ -925,7 +929,7 @@ impl TraceStore for SqliteStore {
             let ids = serde_json::to_string(refresh)
                 .map_err(|e| StoreError::Corrupt(format!("listing invocations to refresh: {e}")))?;
             let sql = format!(
-                "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE rowid <= ?2 AND request_id IN \
+                "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE id <= ?2 AND request_id IN \
                  (SELECT value FROM json_each(?1))"
             );
             let upto = i64::try_from(since.invocations).unwrap_or(i64::MAX);
@@ -951,7 +955,8 @@ impl TraceStore for SqliteStore {
         Ok(self
             .read_rows(
                 "finding a step by its traceId",
-                "SELECT step FROM trace_steps WHERE request_id = ?1 AND trace_id = ?2",
+                "SELECT s.step FROM invocations i JOIN trace_steps s ON s.inv = i.id \
+                 WHERE i.request_id = ?1 AND s.trace_id = ?2",
                 &[&request_id, &trace_id],
                 |r| {
                     r.get::<_, i64>(0)
@@ -975,9 +980,9 @@ impl TraceStore for SqliteStore {
         let query = query.join(" ");
         self.read_rows(
             "searching the traces",
-            "SELECT request_id, step FROM trace_events WHERE rowid IN \
-             (SELECT rowid FROM trace_text WHERE trace_text MATCH ?1) \
-             GROUP BY request_id, step ORDER BY min(rowid) LIMIT ?2",
+            "SELECT i.request_id, e.step FROM trace_events e JOIN invocations i ON i.id = e.inv \
+             WHERE e.id IN (SELECT rowid FROM trace_text WHERE trace_text MATCH ?1) \
+             GROUP BY e.inv, e.step ORDER BY min(e.id) LIMIT ?2",
             &[&query, &limit(lim)],
             |r| {
                 let get =
@@ -991,7 +996,8 @@ impl TraceStore for SqliteStore {
         Ok(self
             .read_rows(
                 "reading chunks",
-                "SELECT text FROM chunks WHERE request_id = ?1 ORDER BY seq",
+                "SELECT c.text FROM invocations i JOIN chunks c ON c.inv = i.id \
+                 WHERE i.request_id = ?1 ORDER BY c.seq",
                 &[&request_id],
                 |r| {
                     r.get::<_, String>(0)

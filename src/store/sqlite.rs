@@ -15,6 +15,7 @@
 //! audit entry or an outbox row, and never a trace written before one of them.
 
 mod audit;
+mod checkpoint;
 mod metrics;
 mod outbox;
 mod schema;
@@ -23,7 +24,7 @@ pub use trace::on_trace_commit;
 mod verify;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -69,6 +70,10 @@ const BULK_PAGE_SIZE: i64 = 16_384;
 /// serialised by a mutex.
 pub struct SqliteStore {
     path: PathBuf,
+    /// The WAL checkpoint thread, started by the first group commit (`write_group`); `None`
+    /// inside when it could not start. Declared before `conn`, so it is stopped (and its
+    /// connection closed) first.
+    checkpointer: OnceLock<Option<checkpoint::Checkpointer>>,
     conn: Mutex<Connection>,
     /// The steps of the invocation this handle last wrote a trace batch of (taken after
     /// `conn`, never before it).
@@ -170,6 +175,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Self {
             path: path.to_path_buf(),
+            checkpointer: OnceLock::new(),
             conn: Mutex::new(conn),
             known_steps: Mutex::new(None),
         })
@@ -299,6 +305,25 @@ impl SqliteStore {
         };
         trace::trace_committed();
         Ok(out)
+    }
+
+    /// Moves WAL checkpoints to a thread of their own (`checkpoint`), once: for a store the
+    /// runner's group commit writes to.
+    pub(crate) fn checkpoint_in_background(&self) {
+        self.checkpointer.get_or_init(|| {
+            let c = checkpoint::Checkpointer::start(&self.path)?;
+            checkpoint::install(&self.lock());
+            Some(c)
+        });
+    }
+
+    /// After a commit on this thread: nudges the checkpoint thread when the WAL has grown enough.
+    pub(crate) fn nudge_checkpoint(&self) {
+        if let Some(Some(c)) = self.checkpointer.get()
+            && checkpoint::wants_checkpoint()
+        {
+            c.nudge();
+        }
     }
 
     /// The steps known of the invocation last written (`trace::KnownSteps`); a panic

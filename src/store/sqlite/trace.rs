@@ -667,6 +667,7 @@ impl RunnerStore for SqliteStore {
         let shown = self.shown();
         let doing = format!("recording a group of {} runner writes", writes.len());
         let relax = writes.iter().all(|w| matches!(w, RunnerWrite::Turn(_)));
+        self.checkpoint_in_background();
         let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(writes.len());
         let committed = self.runner_write(&doing, relax, |tx| {
             let sql = |e: rusqlite::Error| db_error(&shown, &doing, &e);
@@ -703,6 +704,7 @@ impl RunnerStore for SqliteStore {
             }
             Ok(())
         });
+        self.nudge_checkpoint();
         match committed {
             Ok(()) => results,
             // Nothing landed: every write fails with the transaction's error.

@@ -54,11 +54,12 @@ const CHECKPOINT_BYTES: i64 = 1000 * 4096;
 /// ... during a bulk load.
 const BULK_CHECKPOINT_BYTES: i64 = 32 << 20;
 /// The page size of a new store file, in bytes: SQLite's default, for the runner's many small
-/// writes. Each turn adds rows to a dozen indexes whose keys (request ids, session ids) land
-/// anywhere in them, so every commit rewrites a leaf page per index however little it adds;
-/// smaller pages make that cheaper. Measured on the ingest bench (group commit): 16 KiB pages
-/// wrote 2.28 GB to the WAL and database for 34,000 events, 8 KiB 1.40 GB, 4 KiB 0.88 GB, and
-/// the runs took about half the time.
+/// writes. Each turn adds rows to indexes whose keys (request ids, session ids) land anywhere
+/// in them, so every commit rewrites a leaf page per such index however little it adds; smaller
+/// pages make that cheaper. Measured on the ingest bench (group commit) while events, steps and
+/// chunks were still keyed by request id (before schema migration 8): 16 KiB pages wrote
+/// 2.28 GB to the WAL and database for 34,000 events, 8 KiB 1.40 GB, 4 KiB 0.88 GB, and the runs
+/// took about half the time.
 const PAGE_SIZE: i64 = 4096;
 /// ... of a store file `agentdeck import` creates, laid out for bulk loads: a load appends
 /// along its indexes, and a WAL frame is two writes whatever its size. Measured on the import

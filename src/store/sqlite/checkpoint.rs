@@ -40,7 +40,10 @@ thread_local! {
 /// the WAL's size for `wants_checkpoint`, and checkpoints at the backstop. It never fails:
 /// an error here would make the commit that ran it report failure though it committed, so a
 /// failed checkpoint is left to the next one, as SQLite's own hook does.
-#[allow(clippy::unnecessary_wraps, reason = "the signature rusqlite's wal_hook takes")]
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the signature rusqlite's wal_hook takes"
+)]
 fn on_commit(wal: &Wal, pages: c_int) -> rusqlite::Result<()> {
     WAL_PAGES.set(pages);
     if pages >= BACKSTOP_PAGES
@@ -117,7 +120,10 @@ impl Drop for Checkpointer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        tracing::debug!("checkpoint thread stopped after {} checkpoints", self.done());
+        tracing::debug!(
+            "checkpoint thread stopped after {} checkpoints",
+            self.done()
+        );
     }
 }
 

@@ -9,7 +9,8 @@
 //! without blocking the writer or any reader. The writer still checkpoints by itself at
 //! `BACKSTOP_PAGES`: SQLite restarts the WAL from its start only once every frame in it is
 //! copied, which a checkpoint racing the writer's commits rarely sees, and by then this thread
-//! has copied all but the last few frames.
+//! has copied all but the last few frames. If this thread is checkpointing just then, the
+//! writer waits for it to end rather than let the WAL grow past the backstop.
 
 use std::cell::Cell;
 use std::ffi::c_int;
@@ -46,12 +47,35 @@ thread_local! {
 )]
 fn on_commit(wal: &Wal, pages: c_int) -> rusqlite::Result<()> {
     WAL_PAGES.set(pages);
-    if pages >= BACKSTOP_PAGES
-        && let Err(e) = wal.checkpoint()
-    {
-        tracing::debug!("backstop checkpoint: {e}");
+    if pages >= BACKSTOP_PAGES {
+        backstop(|| wal.checkpoint());
     }
     Ok(())
+}
+
+/// The most the writer waits at the backstop for the thread's checkpoint to end.
+const BACKSTOP_WAIT: Duration = Duration::from_secs(10);
+
+/// Runs the writer's own checkpoint. While the thread's checkpoint holds SQLite's checkpoint
+/// lock, the writer's gets `SQLITE_BUSY` at once (no busy handler is consulted for that lock),
+/// and the WAL would grow a commit further on each try: so it retries until the thread's ends,
+/// as long as `BACKSTOP_WAIT`. Any other failure is left to the next commit.
+fn backstop(checkpoint: impl Fn() -> rusqlite::Result<()>) {
+    let until = Instant::now() + BACKSTOP_WAIT;
+    loop {
+        match checkpoint() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < until =>
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => {
+                tracing::warn!("backstop checkpoint: {e}");
+                return;
+            }
+            Ok(()) => return,
+        }
+    }
 }
 
 /// Puts the hook on the writer's connection.
@@ -229,6 +253,31 @@ mod tests {
             10 + 20 * 100 + 60 * 120
         );
         assert_eq!(other.invocation("t79").unwrap().unwrap().events, 120);
+    }
+
+    #[test]
+    fn the_backstop_waits_out_a_busy_checkpoint_lock_and_gives_up_on_other_errors() {
+        let busy = || {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                None,
+            )
+        };
+        let tries = Cell::new(0);
+        backstop(|| {
+            tries.set(tries.get() + 1);
+            if tries.get() < 4 { Err(busy()) } else { Ok(()) }
+        });
+        assert_eq!(tries.get(), 4);
+        tries.set(0);
+        backstop(|| {
+            tries.set(tries.get() + 1);
+            Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                None,
+            ))
+        });
+        assert_eq!(tries.get(), 1);
     }
 
     #[test]

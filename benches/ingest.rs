@@ -3,8 +3,14 @@
 //! sessions the simulator sustains.
 //!
 //! Run: `cargo bench --bench ingest` (under `cargo test` it runs a small smoke pass).
-//! `AGENTDECK_INGEST_PASS=sim` runs only the simulator against bare HTTP/1.1 clients that read
-//! the bytes (no SDK, no store), and reports the simulator thread's CPU time per trace event.
+//! - `AGENTDECK_INGEST_PASS=sim` runs only the simulator against bare HTTP/1.1 clients that read
+//!   the bytes (no SDK, no store), and reports the simulator thread's CPU time per trace event.
+//! - `AGENTDECK_INGEST_CONCURRENCY=N`: only this many turns in flight (else 32, then 256).
+//! - `AGENTDECK_INGEST_CLIENTS=N`: client threads (default 2).
+//! - `AGENTDECK_INGEST_ASK=K`: only the K-th kind of input of `ASKS` (else all four in turn).
+//! - `AGENTDECK_INGEST_FAULTS=SPEC`: the simulator's faults (`agentdeck sim --faults` syntax),
+//!   e.g. `split=0.25` to split a frame in four across two HTTP chunks.
+//! - `AGENTDECK_INGEST_DIRECT=1`: each turn writes straight into the store, no group commit.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -45,8 +51,10 @@ fn simulator() -> (String, std::path::PathBuf) {
             .build()
             .unwrap();
         rt.block_on(async {
+            let faults = std::env::var("AGENTDECK_INGEST_FAULTS").unwrap_or_default();
             let sim = start(SimConfig {
                 time_scale: 0.0,
+                faults: agentdeck::sim::Faults::parse(&faults).unwrap(),
                 ..SimConfig::builtin().unwrap()
             })
             .await
@@ -171,35 +179,53 @@ fn sim_pass(endpoint: &str, stat: &std::path::Path, turns: usize, concurrency: u
     );
 }
 
-/// Runs `turns` invocations, keeping `concurrency` in flight; returns (events, errors, wall
-/// time). Records through a `TraceWriter` (group commit), or with `AGENTDECK_INGEST_DIRECT=1`
-/// each turn's writes straight into the store (a transaction per write).
-fn run(endpoint: &str, turns: usize, concurrency: usize) -> (u64, u64, Duration) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("ingest.db")).unwrap());
-    let direct = std::env::var_os("AGENTDECK_INGEST_DIRECT").is_some();
-    let writer = TraceWriter::spawn(store.clone()).unwrap();
-    let recorder = if direct {
-        Recorder::Direct(&*store)
-    } else {
-        Recorder::Grouped(&writer)
-    };
-    let config = Config::defaults().unwrap();
-    let runner = BedrockRunner::loopback(endpoint);
+/// How the ingest passes run, from the environment (see the module's doc).
+struct Options {
+    /// Client threads, each a current-thread runtime with its share of the turns in flight
+    /// (`AGENTDECK_INGEST_CLIENTS`, default 2: one per core, as `agentdeck invoke` and the
+    /// console run two runtime workers).
+    clients: usize,
+    /// Only this kind of input (`AGENTDECK_INGEST_ASK`, an index into `ASKS`), else all four in
+    /// turn.
+    ask: Option<usize>,
+    /// Record each turn's writes straight into the store (`AGENTDECK_INGEST_DIRECT=1`).
+    direct: bool,
+}
+
+impl Options {
+    fn from_env() -> Self {
+        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+        Self {
+            clients: number("AGENTDECK_INGEST_CLIENTS").unwrap_or(2).max(1),
+            ask: number("AGENTDECK_INGEST_ASK").map(|k: usize| k % ASKS.len()),
+            direct: std::env::var_os("AGENTDECK_INGEST_DIRECT").is_some(),
+        }
+    }
+}
+
+/// Turns `t`, `t + clients`, ... of `turns`, on this thread's own runtime, keeping `in_flight` of
+/// them going; returns (events, errors).
+fn client(
+    runner: &BedrockRunner,
+    recorder: Recorder<'_>,
+    config: &Config,
+    opts: &Options,
+    (t, turns): (usize, usize),
+    in_flight: usize,
+) -> (u64, u64) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let started = Instant::now();
-    let (events, errors) = rt.block_on(async {
+    rt.block_on(async {
         let ttl = |_: &str| 600;
         let submit = SubmitSettings {
             policy: &config.policy,
             ttl_secs: &ttl,
             actor: "bench",
         };
-        let requests = (0..turns).map(|i| {
-            let (agent, alias, text) = ASKS[i % ASKS.len()];
+        let requests = (t..turns).step_by(opts.clients).map(|i| {
+            let (agent, alias, text) = ASKS[opts.ask.unwrap_or(i % ASKS.len())];
             InvokeRequest {
                 agent_id: agent.into(),
                 agent_alias_id: alias.into(),
@@ -208,11 +234,10 @@ fn run(endpoint: &str, turns: usize, concurrency: usize) -> (u64, u64, Duration)
                 session_attributes: BTreeMap::new(),
             }
         });
-        let runner = &runner;
         let submit = &submit;
         let mut results = futures::stream::iter(requests)
             .map(|req| async move { runner.invoke_to(&req, recorder, submit, &mut |_| {}).await })
-            .buffer_unordered(concurrency);
+            .buffer_unordered(in_flight);
         let mut events = 0_u64;
         let mut errors = 0_u64;
         while let Some(r) = results.next().await {
@@ -222,6 +247,39 @@ fn run(endpoint: &str, turns: usize, concurrency: usize) -> (u64, u64, Duration)
             }
         }
         (events, errors)
+    })
+}
+
+/// Runs `turns` invocations, keeping `concurrency` in flight (shared among the client
+/// threads); returns (events, errors, wall time). Records through a `TraceWriter` (group
+/// commit), or with `direct` each turn's writes straight into the store (a transaction per
+/// write).
+fn run(endpoint: &str, opts: &Options, turns: usize, concurrency: usize) -> (u64, u64, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("ingest.db")).unwrap());
+    let writer = TraceWriter::spawn(store.clone()).unwrap();
+    let recorder = if opts.direct {
+        Recorder::Direct(&*store)
+    } else {
+        Recorder::Grouped(&writer)
+    };
+    let config = Config::defaults().unwrap();
+    let runner = BedrockRunner::loopback(endpoint);
+    let clients = opts.clients.min(concurrency);
+    let opts = &Options { clients, ..*opts };
+    let started = Instant::now();
+    let (events, errors) = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..clients)
+            .map(|t| {
+                let (runner, config) = (&runner, &config);
+                let in_flight = concurrency / clients + usize::from(t < concurrency % clients);
+                scope.spawn(move || client(runner, recorder, config, opts, (t, turns), in_flight))
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     });
     let wall = started.elapsed();
     writer.close();
@@ -256,12 +314,13 @@ fn main() {
     {
         levels = vec![n];
     }
+    let opts = Options::from_env();
     // Warm up connections and the store's statement cache.
-    run(&endpoint, 20, 4);
+    run(&endpoint, &opts, 20, 4);
     for concurrency in levels {
         let before = usage();
         let sim_before = cpu_secs(&stat);
-        let (events, errors, wall) = run(&endpoint, turns, concurrency);
+        let (events, errors, wall) = run(&endpoint, &opts, turns, concurrency);
         let after = usage();
         let sim_cpu = cpu_secs(&stat) - sim_before;
         println!(
@@ -281,7 +340,7 @@ fn main() {
         assert_eq!(errors, 0);
     }
     let sessions = if full { 200 } else { 20 };
-    let (events, errors, wall) = run(&endpoint, sessions, sessions);
+    let (events, errors, wall) = run(&endpoint, &opts, sessions, sessions);
     println!(
         "concurrency: {sessions} sessions at once, {events} events in {:.2} s, {errors} errors",
         wall.as_secs_f64()

@@ -133,7 +133,7 @@ pub enum Command {
         /// Seed for timing jitter, amounts and ids: the same seed gives the same run.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Faults, e.g. throttle=0.1,exception=3,slow=20ms,stall=5s@0.2,drop=4,corrupt=flip.
+        /// Faults, e.g. throttle=0.1,exception=3,slow=20ms,stall=5s@0.2,drop=4,corrupt=flip,split=0.25.
         #[arg(long, value_name = "SPEC")]
         faults: Option<String>,
         /// Multiply scripted latencies (1 = real time, 0 = no waiting).

@@ -1,5 +1,5 @@
 //! Fault injection: what can go wrong on the wire (throttling, exception frames, slow frames,
-//! stalls, dropped connections, corrupt frames), parsed from `--faults` or a scenario's `faults`
+//! stalls, dropped connections, corrupt frames, frames split across HTTP chunks), parsed from `--faults` or a scenario's `faults`
 //! string, and drawn per invocation from the seeded generator.
 
 use std::fmt::Write as _;
@@ -45,6 +45,10 @@ pub struct Faults {
     /// Close the connection after this many frames, without ending the chunked body.
     pub drop: Option<Chance<u32>>,
     pub corrupt: Option<Chance<Corrupt>>,
+    /// Probability that an event frame is sent as two HTTP chunks, written apart, so a client
+    /// must reassemble it (the service's frames may be split so; by default each frame is one
+    /// chunk).
+    pub split: f64,
 }
 
 fn parse_duration(text: &str) -> Option<Duration> {
@@ -79,10 +83,10 @@ fn format_duration(d: Duration) -> String {
 }
 
 impl Faults {
-    /// Parse `throttle=0.1,exception=3:throttlingException@0.5,slow=20ms,stall=5s@0.2,drop=4,corrupt=flip`.
+    /// Parse `throttle=0.1,exception=3:throttlingException@0.5,slow=20ms,stall=5s@0.2,drop=4,corrupt=flip,split=0.25`.
     ///
     /// Keys: `throttle=P`; `exception=N[:type][@P]`; `slow=DUR`; `stall=DUR[@P]`; `drop=N[@P]`;
-    /// `corrupt=flip|truncate[@P]`. DUR is `250ms`, `5s`, `1.5s` or `2m`; P is in 0..=1.
+    /// `corrupt=flip|truncate[@P]`; `split=P` (per frame). DUR is `250ms`, `5s`, `1.5s` or `2m`; P is in 0..=1.
     pub fn parse(spec: &str) -> Result<Self, SimError> {
         let mut faults = Self::default();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -146,9 +150,14 @@ impl Faults {
                     };
                     faults.corrupt = Some(Chance { value, probability });
                 }
+                "split" => {
+                    faults.split = parse_probability(value)
+                        .filter(|_| !item.contains('@'))
+                        .ok_or_else(|| bad("split=P with P in 0..=1, per frame"))?;
+                }
                 _ => {
                     return Err(bad(
-                        "unknown fault (throttle, exception, slow, stall, drop, corrupt)",
+                        "unknown fault (throttle, exception, slow, stall, drop, corrupt, split)",
                     ));
                 }
             }
@@ -176,6 +185,9 @@ impl Faults {
         }
         if other.corrupt.is_some() {
             self.corrupt.clone_from(&other.corrupt);
+        }
+        if other.split > 0.0 {
+            self.split = other.split;
         }
         self
     }
@@ -231,6 +243,9 @@ impl Faults {
             );
             out.push(s);
         }
+        if self.split > 0.0 {
+            out.push(format!("split={}", self.split));
+        }
         out.join(",")
     }
 
@@ -268,6 +283,7 @@ impl Faults {
             stall: stall.map(|d| (spot(rng), d)),
             corrupt: corrupt.map(|c| (spot(rng), c)),
             slow: self.slow,
+            split: self.split,
         }
     }
 }
@@ -280,6 +296,8 @@ pub(crate) struct FaultPlan {
     pub stall: Option<(usize, Duration)>,
     pub corrupt: Option<(usize, Corrupt)>,
     pub slow: Option<Duration>,
+    /// `Faults::split`, drawn per frame as it is sent.
+    pub split: f64,
 }
 
 #[cfg(test)]
@@ -289,7 +307,7 @@ mod tests {
 
     #[test]
     fn parses_every_fault_and_describes_it_back() {
-        let spec = "throttle=0.1,exception=3:throttlingException@0.5,slow=20ms,stall=5s@0.2,drop=4,corrupt=flip";
+        let spec = "throttle=0.1,exception=3:throttlingException@0.5,slow=20ms,stall=5s@0.2,drop=4,corrupt=flip,split=0.25";
         let f = Faults::parse(spec).unwrap();
         assert!((f.throttle - 0.1).abs() < 1e-9);
         assert_eq!(f.exception.as_ref().unwrap().value.after_frames, 3);
@@ -297,6 +315,7 @@ mod tests {
         assert_eq!(f.stall.as_ref().unwrap().value, Duration::from_secs(5));
         assert_eq!(f.drop.as_ref().unwrap().value, 4);
         assert_eq!(f.corrupt.as_ref().unwrap().value, Corrupt::Flip);
+        assert!((f.split - 0.25).abs() < 1e-9);
         assert_eq!(f.describe(), spec);
         assert_eq!(Faults::parse(&f.describe()).unwrap(), f);
     }
@@ -310,6 +329,8 @@ mod tests {
             "exception=1:bogus",
             "drop",
             "corrupt=melt",
+            "split=2",
+            "split=0.5@0.5",
         ] {
             let e = Faults::parse(bad).unwrap_err().to_string();
             assert!(e.contains(bad.split(',').next().unwrap()), "{e}");

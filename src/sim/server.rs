@@ -840,7 +840,7 @@ async fn send_frames(
             if *at == i {
                 let bytes = frame::exception(&e.exception_type(), &e.message);
                 stats.errors.fetch_add(1, Ordering::Relaxed);
-                let _ = send(tx, bytes, &mut rng, stats).await;
+                let _ = send(tx, bytes, &mut rng, p.faults.split, stats).await;
                 return;
             }
         }
@@ -881,13 +881,16 @@ async fn send_frames(
                     }
                     Corrupt::Truncate => {
                         let cut = bytes.len() / 2;
-                        let _ = send(tx, bytes.slice(..cut), &mut rng, stats).await;
+                        let _ = send(tx, bytes.slice(..cut), &mut rng, p.faults.split, stats).await;
                         return;
                     }
                 }
             }
         }
-        if send(tx, bytes, &mut rng, stats).await.is_err() {
+        if send(tx, bytes, &mut rng, p.faults.split, stats)
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -898,6 +901,7 @@ async fn send_frames(
                 tx,
                 frame::exception(&e.exception_type(), &e.message),
                 &mut rng,
+                p.faults.split,
                 stats,
             )
             .await;
@@ -905,16 +909,18 @@ async fn send_frames(
     }
 }
 
-/// Send one frame, split across two HTTP chunks when a seeded coin says so.
+/// Send one frame; with the `split` fault, as two HTTP chunks written apart when a seeded coin
+/// says so.
 async fn send(
     tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
     bytes: Bytes,
     rng: &mut fastrand::Rng,
+    split: f64,
     stats: &Counters,
 ) -> Result<(), ()> {
     stats.frames.fetch_add(1, Ordering::Relaxed);
     stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    if bytes.len() > 16 && rng.u8(..4) == 0 {
+    if bytes.len() > 16 && split > 0.0 && rng.f64() < split {
         let cut = rng.usize(1..bytes.len());
         tx.send(Ok(bytes.slice(..cut))).await.map_err(|_| ())?;
         tokio::task::yield_now().await;

@@ -26,9 +26,11 @@ fn ttl(_: &str) -> u32 {
     600
 }
 
+/// A simulator that splits about one frame in four across two HTTP chunks.
 async fn sim() -> SimHandle {
     let mut config = SimConfig::builtin().unwrap();
     config.time_scale = 0.0;
+    config.faults = agentdeck::sim::Faults::parse("split=0.25").unwrap();
     start(config).await.unwrap()
 }
 

@@ -119,13 +119,68 @@ fn a_flipped_byte_fails_the_crc() {
     assert!(read_message_from(&bytes[..]).is_err());
 }
 
+/// A simulator that splits about one frame in four across two HTTP chunks (`split=0.25`).
 async fn sim() -> SimHandle {
+    sim_splitting("split=0.25").await
+}
+
+async fn sim_splitting(faults: &str) -> SimHandle {
     start(SimConfig {
         time_scale: 0.0,
+        faults: Faults::parse(faults).unwrap(),
         ..SimConfig::builtin().unwrap()
     })
     .await
     .unwrap()
+}
+
+/// Chunk ends that fall inside a frame, for a body read as `chunks`.
+fn splits(chunks: &[Vec<u8>], body: &[u8]) -> usize {
+    let mut ends = std::collections::BTreeSet::new();
+    let (mut offset, mut buf) = (0usize, body);
+    while buf.len() >= 4 {
+        let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+        offset += len;
+        ends.insert(offset);
+        buf = &buf[len..];
+    }
+    let mut at = 0;
+    chunks
+        .iter()
+        .filter(|c| {
+            at += c.len();
+            !ends.contains(&at)
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn without_the_split_fault_every_frame_is_one_chunk() {
+    for (faults, split) in [("", false), ("split=1", true)] {
+        let h = sim_splitting(faults).await;
+        let r = raw(
+            &h,
+            "/agents/KBAGENT003/agentAliases/LIVE/sessions/whole/text",
+            Some(AUTH),
+            r#"{"inputText":"what is the travel policy?","enableTrace":true}"#,
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let body = r.body();
+        let frames = decode_all(&body).len();
+        assert!(frames > 5, "{frames}");
+        if split {
+            assert_eq!(
+                splits(&r.chunks, &body),
+                frames,
+                "split=1 splits every frame"
+            );
+        } else {
+            assert_eq!(splits(&r.chunks, &body), 0, "{faults:?}");
+            assert_eq!(r.chunks.len(), frames);
+        }
+        h.shutdown().await;
+    }
 }
 
 fn decode_all(body: &[u8]) -> Vec<Message> {
@@ -171,23 +226,8 @@ async fn response_headers_and_chunked_frames_are_bedrock_shaped() {
         let rid = r.header("x-amzn-requestid").unwrap().to_owned();
         assert_eq!(rid.len(), 36);
         // some frame is split across two HTTP chunks
-        let mut offset = 0usize;
-        let mut boundaries = std::collections::BTreeSet::new();
         let body = r.body();
-        let mut buf = &body[..];
-        while buf.len() >= 4 {
-            let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
-            offset += len;
-            boundaries.insert(offset);
-            buf = &buf[len..];
-        }
-        let mut at = 0;
-        for c in &r.chunks {
-            at += c.len();
-            if !boundaries.contains(&at) {
-                split_seen = true;
-            }
-        }
+        split_seen |= splits(&r.chunks, &body) > 0;
         let messages = decode_all(&body);
         let traces: Vec<serde_json::Value> = messages
             .iter()

@@ -29,10 +29,11 @@ async fn sim() -> SimHandle {
     sim_with(Faults::default(), 0).await
 }
 
+/// Every test here reads streams whose frames are sometimes split across HTTP chunks.
 async fn sim_with(faults: Faults, seed: u64) -> SimHandle {
     let config = SimConfig {
         time_scale: 0.0,
-        faults,
+        faults: Faults::parse("split=0.25").unwrap().merged(&faults),
         seed,
         ..SimConfig::builtin().unwrap()
     };

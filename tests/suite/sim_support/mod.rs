@@ -16,6 +16,8 @@ pub fn started() -> (tokio::runtime::Runtime, SimHandle) {
     let sim = rt.block_on(async {
         start(SimConfig {
             time_scale: 0.0,
+            // Clients nobody here wrote reassemble frames split across HTTP chunks too.
+            faults: agentdeck::sim::Faults::parse("split=0.25").unwrap(),
             ..SimConfig::builtin().unwrap()
         })
         .await

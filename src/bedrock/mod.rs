@@ -75,6 +75,11 @@ pub enum RunnerError {
     Transport { detail: String, sent: SendState },
     #[error("the agent's event stream broke ({detail}); what arrived before is stored")]
     Stream { detail: String },
+    #[error(
+        "the agent's event stream stalled: no event for {idle_secs} s after {events} events; \
+         what arrived before is stored, the turn is recorded as cut short"
+    )]
+    Stalled { idle_secs: u64, events: u64 },
     #[error("the agent returned control, but the request is not valid ({0}); nothing was queued")]
     Submission(SubmitError),
     #[error(transparent)]
@@ -99,6 +104,7 @@ impl RunnerError {
             Self::Throttled { .. }
             | Self::Transport { .. }
             | Self::Stream { .. }
+            | Self::Stalled { .. }
             | Self::Store(StoreError::Unavailable(_)) => true,
             Self::Service { retryable, .. } => *retryable,
             _ => false,

@@ -113,7 +113,15 @@ pub struct BedrockRunner {
     client: Client,
     /// For messages: where requests go.
     endpoint: String,
+    /// `with_idle_timeout`.
+    idle_timeout: Duration,
 }
+
+/// How long a turn's stream may go without an event by default. The SDK's receiver waits for
+/// ever on a stream that stalls (its stalled-stream protection does not cover event streams:
+/// a 40 s stall of the simulator went by unnoticed), and an agent's own pauses (a model call,
+/// an action group's Lambda) are far shorter.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub use crate::store::RunnerStore;
 
@@ -186,6 +194,7 @@ impl BedrockRunner {
         Self {
             client: Client::from_conf(conf),
             endpoint,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 
@@ -205,6 +214,18 @@ impl BedrockRunner {
 
     pub(crate) fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Ends a turn whose stream goes `idle` without an event (`RunnerError::Stalled`), keeping
+    /// what arrived before. Default `DEFAULT_IDLE_TIMEOUT`.
+    #[must_use]
+    pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
     }
 
     /// Runs one turn: sends the text with tracing on, records every event, queues each return
@@ -259,6 +280,7 @@ impl BedrockRunner {
             resumes: None,
             session_attributes: &req.session_attributes,
             started_at,
+            idle_timeout: self.idle_timeout,
         };
         match sent {
             Ok(output) => record_stream(output, &context, recorder, submit, observer).await,
@@ -299,6 +321,8 @@ pub(crate) struct Turn<'a> {
     pub resumes: Option<&'a str>,
     pub session_attributes: &'a BTreeMap<String, String>,
     pub started_at: DateTime<Utc>,
+    /// How long the stream may go without an event before the turn ends as stalled.
+    pub idle_timeout: Duration,
 }
 
 /// Records a call that failed before any stream: its invocation row, with the error.
@@ -575,16 +599,25 @@ pub(crate) async fn record_stream(
             // Keeps the one receive going across flushes (cancelling it could lose a frame).
             let recv = output.completion.recv();
             tokio::pin!(recv);
+            let idle_until = tokio::time::Instant::now() + turn.idle_timeout;
             loop {
-                if !batch.pending() {
-                    break recv.await;
-                }
-                let due = tokio::time::Instant::from_std(batch.due());
+                let flush = batch
+                    .pending()
+                    .then(|| tokio::time::Instant::from_std(batch.due()));
+                let due = flush.map_or(idle_until, |f| f.min(idle_until));
                 match tokio::time::timeout_at(due, &mut recv).await {
-                    Ok(next) => break next,
-                    Err(_) => batch.flush().await?,
+                    Ok(next) => break Some(next),
+                    Err(_) if flush.is_some_and(|f| f <= due) => batch.flush().await?,
+                    Err(_) => break None,
                 }
             }
+        };
+        let Some(next) = next else {
+            stream_error = Some(RunnerError::Stalled {
+                idle_secs: turn.idle_timeout.as_secs(),
+                events: seen.events,
+            });
+            break;
         };
         match next {
             Ok(Some(ResponseStream::Trace(part))) => {

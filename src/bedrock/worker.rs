@@ -198,6 +198,7 @@ impl ResumeWorker<'_> {
             resumes: Some(&plan.invocation_id),
             session_attributes: &plan.session_attributes,
             started_at,
+            idle_timeout: self.runner.idle_timeout(),
         };
         match sent {
             Ok(output) => {

@@ -46,6 +46,10 @@ pub struct ConnectArgs {
     /// Seconds a resume worker holds an outbox row; a row whose worker died is retried after it.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub lease_secs: u64,
+    /// Seconds an agent's event stream may go without an event before the turn ends as
+    /// stalled (what arrived is kept).
+    #[arg(long, value_name = "SECS", default_value_t = crate::bedrock::runner::DEFAULT_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -120,6 +124,7 @@ async fn connect(args: &ConnectArgs) -> Result<BedrockRunner, RunnerError> {
         profile: args.profile.clone(),
     })
     .await
+    .map(|r| r.with_idle_timeout(std::time::Duration::from_secs(args.idle_timeout)))
 }
 
 /// Prints live events, one sanitised line per step.

@@ -359,6 +359,69 @@ async fn a_quiet_stream_is_listed_as_running_within_a_quarter_second() {
     }
 }
 
+/// A stream that stalls mid-way (the simulator's `stall` fault, 3 s of wall time) ends the
+/// turn after the runner's idle timeout, with what arrived before stored and the invocation
+/// recorded as cut short; with a longer timeout the same stall is waited out.
+#[tokio::test]
+async fn a_stalled_stream_ends_its_turn_after_the_idle_timeout_and_keeps_what_arrived() {
+    let mut config = SimConfig::builtin().unwrap();
+    config.time_scale = 0.0;
+    config.faults = agentdeck::sim::Faults::parse("stall=3s").unwrap();
+    let sim = start(config).await.unwrap();
+    let f = fixture();
+    let submit = SubmitSettings {
+        policy: &f.policy,
+        ttl_secs: &ttl,
+        actor: "runner",
+    };
+    let short = BedrockRunner::loopback(&sim.endpoint()).with_idle_timeout(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let err = short
+        .invoke(
+            &request("KBAGENT003", "LIVE", "sess-stall-1", "what is the policy?"),
+            &f.store,
+            &submit,
+            &mut |_| {},
+        )
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_millis(2900), "{waited:?}");
+    let agentdeck::bedrock::RunnerError::Stalled { idle_secs, events } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*idle_secs, 1);
+    assert!(*events > 0, "the stall comes after the first frame");
+    assert!(err.to_string().contains("no event for 1 s"), "{err}");
+    let rows = f.store.invocations("sess-stall-1", 0, 10).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].outcome, Outcome::Exception);
+    assert_eq!(rows[0].events, *events);
+    assert!(
+        rows[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stalled"),
+        "{:?}",
+        rows[0].error
+    );
+    // The same stall, waited out.
+    let patient =
+        BedrockRunner::loopback(&sim.endpoint()).with_idle_timeout(Duration::from_secs(10));
+    let summary = patient
+        .invoke(
+            &request("KBAGENT003", "LIVE", "sess-stall-2", "what is the policy?"),
+            &f.store,
+            &submit,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.outcome, Outcome::Finished);
+    assert!(summary.events > *events);
+}
+
 #[tokio::test]
 async fn a_supervisor_passes_the_collaborators_agent_id_through() {
     let sim = sim().await;

@@ -203,10 +203,12 @@ impl Options {
     }
 }
 
-/// Turns `t`, `t + clients`, ... of `turns`, on this thread's own runtime, keeping `in_flight` of
-/// them going; returns (events, errors).
+/// Turns `t`, `t + clients`, ... of `turns`, on this thread's own runtime and SDK client (a
+/// client's pooled connections belong to the runtime that opened them, so one client shared by
+/// two runtimes loses connections when either runtime stops), keeping `in_flight` of them
+/// going; returns (events, errors), printing the first error.
 fn client(
-    runner: &BedrockRunner,
+    endpoint: &str,
     recorder: Recorder<'_>,
     config: &Config,
     opts: &Options,
@@ -217,6 +219,7 @@ fn client(
         .enable_all()
         .build()
         .unwrap();
+    let runner = &BedrockRunner::loopback(endpoint);
     rt.block_on(async {
         let ttl = |_: &str| 600;
         let submit = SubmitSettings {
@@ -243,7 +246,12 @@ fn client(
         while let Some(r) = results.next().await {
             match r {
                 Ok(s) => events += s.events,
-                Err(_) => errors += 1,
+                Err(e) => {
+                    if errors == 0 {
+                        println!("  first error: {e}");
+                    }
+                    errors += 1;
+                }
             }
         }
         (events, errors)
@@ -264,16 +272,15 @@ fn run(endpoint: &str, opts: &Options, turns: usize, concurrency: usize) -> (u64
         Recorder::Grouped(&writer)
     };
     let config = Config::defaults().unwrap();
-    let runner = BedrockRunner::loopback(endpoint);
     let clients = opts.clients.min(concurrency);
     let opts = &Options { clients, ..*opts };
     let started = Instant::now();
     let (events, errors) = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..clients)
             .map(|t| {
-                let (runner, config) = (&runner, &config);
+                let config = &config;
                 let in_flight = concurrency / clients + usize::from(t < concurrency % clients);
-                scope.spawn(move || client(runner, recorder, config, opts, (t, turns), in_flight))
+                scope.spawn(move || client(endpoint, recorder, config, opts, (t, turns), in_flight))
             })
             .collect();
         threads

@@ -1,6 +1,7 @@
 //! Fault injection: what can go wrong on the wire (throttling, exception frames, slow frames,
-//! stalls, dropped connections, corrupt frames, frames split across HTTP chunks), parsed from `--faults` or a scenario's `faults`
-//! string, and drawn per invocation from the seeded generator.
+//! stalls, dropped connections, corrupt frames, frames split across HTTP chunks), parsed from
+//! `--faults` or a scenario's `faults` string, and drawn per invocation from the seeded
+//! generator.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -86,7 +87,8 @@ impl Faults {
     /// Parse `throttle=0.1,exception=3:throttlingException@0.5,slow=20ms,stall=5s@0.2,drop=4,corrupt=flip,split=0.25`.
     ///
     /// Keys: `throttle=P`; `exception=N[:type][@P]`; `slow=DUR`; `stall=DUR[@P]`; `drop=N[@P]`;
-    /// `corrupt=flip|truncate[@P]`; `split=P` (per frame). DUR is `250ms`, `5s`, `1.5s` or `2m`; P is in 0..=1.
+    /// `corrupt=flip|truncate[@P]`; `split=P` (per frame). DUR is `250ms`, `5s`, `1.5s` or
+    /// `2m`; P is in 0..=1.
     pub fn parse(spec: &str) -> Result<Self, SimError> {
         let mut faults = Self::default();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {

@@ -6,11 +6,17 @@
 //! - `AGENTDECK_INGEST_PASS=sim` runs only the simulator against bare HTTP/1.1 clients that read
 //!   the bytes (no SDK, no store), and reports the simulator thread's CPU time per trace event.
 //! - `AGENTDECK_INGEST_CONCURRENCY=N`: only this many turns in flight (else 32, then 256).
+//! - `AGENTDECK_INGEST_TURNS=N`: turns per pass (else 4,000; 40 in the smoke pass).
 //! - `AGENTDECK_INGEST_CLIENTS=N`: client threads (default 2).
 //! - `AGENTDECK_INGEST_ASK=K`: only the K-th kind of input of `ASKS` (else all four in turn).
 //! - `AGENTDECK_INGEST_FAULTS=SPEC`: the simulator's faults (`agentdeck sim --faults` syntax),
 //!   e.g. `split=0.25` to split a frame in four across two HTTP chunks.
 //! - `AGENTDECK_INGEST_DIRECT=1`: each turn writes straight into the store, no group commit.
+//! - `AGENTDECK_INGEST_KEEP=PATH`: keep the store an ingest pass wrote at PATH (replaced by the
+//!   next pass), to look inside it, e.g. with SQLite's `dbstat` table.
+//!
+//! Each pass prints its CPU per event for the whole process and by thread: the simulator, the
+//! client threads (SDK, runner), the store's writer and its checkpoint thread.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -42,6 +48,7 @@ fn simulator() -> (String, std::path::PathBuf) {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
+            .thread_name("ingest-sim")
             .on_thread_start(move || {
                 if let Ok(task) = std::fs::read_link("/proc/thread-self") {
                     let _ = tid_tx.send(std::path::Path::new("/proc").join(task).join("stat"));
@@ -190,6 +197,9 @@ struct Options {
     ask: Option<usize>,
     /// Record each turn's writes straight into the store (`AGENTDECK_INGEST_DIRECT=1`).
     direct: bool,
+    /// Keep the store of the last pass here, for a look inside (`AGENTDECK_INGEST_KEEP=PATH`;
+    /// each ingest pass overwrites it).
+    keep: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -199,6 +209,7 @@ impl Options {
             clients: number("AGENTDECK_INGEST_CLIENTS").unwrap_or(2).max(1),
             ask: number("AGENTDECK_INGEST_ASK").map(|k: usize| k % ASKS.len()),
             direct: std::env::var_os("AGENTDECK_INGEST_DIRECT").is_some(),
+            keep: std::env::var_os("AGENTDECK_INGEST_KEEP").map(Into::into),
         }
     }
 }
@@ -206,7 +217,7 @@ impl Options {
 /// Turns `t`, `t + clients`, ... of `turns`, on this thread's own runtime and SDK client (a
 /// client's pooled connections belong to the runtime that opened them, so one client shared by
 /// two runtimes loses connections when either runtime stops), keeping `in_flight` of them
-/// going; returns (events, errors), printing the first error.
+/// going; returns (events, errors, this thread's CPU seconds), printing the first error.
 fn client(
     endpoint: &str,
     recorder: Recorder<'_>,
@@ -214,7 +225,9 @@ fn client(
     opts: &Options,
     (t, turns): (usize, usize),
     in_flight: usize,
-) -> (u64, u64) {
+) -> (u64, u64, f64) {
+    let me = std::path::Path::new("/proc/thread-self/stat");
+    let cpu0 = cpu_secs(me);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -254,17 +267,26 @@ fn client(
                 }
             }
         }
-        (events, errors)
+        (events, errors, cpu_secs(me) - cpu0)
     })
 }
 
 /// Runs `turns` invocations, keeping `concurrency` in flight (shared among the client
-/// threads); returns (events, errors, wall time). Records through a `TraceWriter` (group
+/// threads); returns what it did (`Pass`). Records through a `TraceWriter` (group
 /// commit), or with `direct` each turn's writes straight into the store (a transaction per
 /// write).
-fn run(endpoint: &str, opts: &Options, turns: usize, concurrency: usize) -> (u64, u64, Duration) {
+fn run(endpoint: &str, opts: &Options, turns: usize, concurrency: usize) -> Pass {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("ingest.db")).unwrap());
+    let path = opts
+        .keep
+        .clone()
+        .unwrap_or_else(|| dir.path().join("ingest.db"));
+    for end in ["", "-wal", "-shm"] {
+        let mut file = path.clone().into_os_string();
+        file.push(end);
+        let _ = std::fs::remove_file(file);
+    }
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
     let writer = TraceWriter::spawn(store.clone()).unwrap();
     let recorder = if opts.direct {
         Recorder::Direct(&*store)
@@ -273,24 +295,95 @@ fn run(endpoint: &str, opts: &Options, turns: usize, concurrency: usize) -> (u64
     };
     let config = Config::defaults().unwrap();
     let clients = opts.clients.min(concurrency);
-    let opts = &Options { clients, ..*opts };
+    let opts = &Options {
+        clients,
+        keep: None,
+        ..*opts
+    };
+    let before = threads_cpu();
     let started = Instant::now();
-    let (events, errors) = std::thread::scope(|scope| {
+    let (events, errors, clients_cpu) = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..clients)
             .map(|t| {
                 let config = &config;
                 let in_flight = concurrency / clients + usize::from(t < concurrency % clients);
-                scope.spawn(move || client(endpoint, recorder, config, opts, (t, turns), in_flight))
+                std::thread::Builder::new()
+                    .name(format!("ingest-client{t}"))
+                    .spawn_scoped(scope, move || {
+                        client(endpoint, recorder, config, opts, (t, turns), in_flight)
+                    })
+                    .unwrap()
             })
             .collect();
         threads
             .into_iter()
             .map(|h| h.join().unwrap())
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+            .fold((0, 0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
     });
     let wall = started.elapsed();
+    // Every turn's end waited for its commit, so the writer's and checkpointer's work is done:
+    // read their CPU while the threads still exist.
+    let mut threads = spent_since(&before);
+    threads.insert("clients", clients_cpu);
     writer.close();
-    (events, errors, wall)
+    Pass {
+        events,
+        errors,
+        wall,
+        threads,
+    }
+}
+
+/// What one pass did.
+struct Pass {
+    events: u64,
+    errors: u64,
+    wall: Duration,
+    /// CPU seconds by thread role (see `role`), the client threads' read by themselves.
+    threads: BTreeMap<&'static str, f64>,
+}
+
+/// What a thread of this process does, by its name.
+fn role(comm: &str) -> &'static str {
+    if comm.starts_with("agentdeck-write") {
+        "writer"
+    } else if comm.starts_with("agentdeck-ckpt") {
+        "checkpoint"
+    } else if comm.starts_with("ingest-sim") {
+        "simulator"
+    } else {
+        "other"
+    }
+}
+
+/// Every thread of this process now: (name, CPU seconds), by thread id.
+fn threads_cpu() -> BTreeMap<u64, (String, f64)> {
+    let mut all = BTreeMap::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = task.path().join("stat");
+        if stat.exists() {
+            all.insert(tid, (comm.trim().to_owned(), cpu_secs(&stat)));
+        }
+    }
+    all
+}
+
+/// CPU seconds each role's threads spent since `before` (a thread started since counts from 0).
+fn spent_since(before: &BTreeMap<u64, (String, f64)>) -> BTreeMap<&'static str, f64> {
+    let mut by_role = BTreeMap::new();
+    for (tid, (comm, now)) in threads_cpu() {
+        let then = before.get(&tid).map_or(0.0, |b| b.1);
+        *by_role.entry(role(&comm)).or_insert(0.0) += now - then;
+    }
+    by_role
 }
 
 /// This process's CPU seconds (user+sys, every thread) and bytes written (`wchar`), from /proc.
@@ -312,7 +405,10 @@ fn main() {
         sim_pass(&endpoint, &stat, if full { 40_000 } else { 400 }, 32);
         return;
     }
-    let turns = if full { 4_000 } else { 40 };
+    let turns = std::env::var("AGENTDECK_INGEST_TURNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full { 4_000 } else { 40 });
     // Turns in flight: a few dozen like a busy console's demo, and hundreds like a fleet.
     let mut levels = if full { vec![32, 256] } else { vec![8] };
     if let Some(n) = std::env::var("AGENTDECK_INGEST_CONCURRENCY")
@@ -327,7 +423,12 @@ fn main() {
     for concurrency in levels {
         let before = usage();
         let sim_before = cpu_secs(&stat);
-        let (events, errors, wall) = run(&endpoint, &opts, turns, concurrency);
+        let Pass {
+            events,
+            errors,
+            wall,
+            threads,
+        } = run(&endpoint, &opts, turns, concurrency);
         let after = usage();
         let sim_cpu = cpu_secs(&stat) - sim_before;
         println!(
@@ -343,11 +444,25 @@ fn main() {
                 per_event(sim_cpu),
                 (a.1 - b.1) as f64 / events as f64
             );
+            // The simulator's thread was read above; the rest by the names of their threads. The
+            // store's close after the pass (its last checkpoint) is only in the total.
+            let split: Vec<String> = threads
+                .iter()
+                .filter(|(role, _)| **role != "simulator")
+                .map(|(role, secs)| format!("{role} {:.1}", per_event(*secs)))
+                .collect();
+            println!("  cpu us per event by thread: {}", split.join(", "));
         }
         assert_eq!(errors, 0);
     }
     let sessions = if full { 200 } else { 20 };
-    let (events, errors, wall) = run(&endpoint, &opts, sessions, sessions);
+    let opts = Options { keep: None, ..opts };
+    let Pass {
+        events,
+        errors,
+        wall,
+        ..
+    } = run(&endpoint, &opts, sessions, sessions);
     println!(
         "concurrency: {sessions} sessions at once, {events} events in {:.2} s, {errors} errors",
         wall.as_secs_f64()

@@ -75,12 +75,17 @@ fn simulator() -> (String, std::path::PathBuf) {
 
 /// User plus system CPU time of a thread, from its `/proc/.../stat` (clock ticks of 10 ms).
 fn cpu_secs(stat: &std::path::Path) -> f64 {
-    let text = std::fs::read_to_string(stat).unwrap();
-    let after = &text[text.rfind(')').unwrap() + 2..];
+    try_cpu_secs(stat).unwrap()
+}
+
+/// `cpu_secs`, or None when the thread is gone (or its stat does not parse).
+fn try_cpu_secs(stat: &std::path::Path) -> Option<f64> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    let after = text.get(text.rfind(')')? + 2..)?;
     let fields: Vec<&str> = after.split(' ').collect();
     // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 /// One InvokeAgent call over a kept-alive connection; the number of trace frames it returned.
@@ -367,10 +372,10 @@ fn threads_cpu() -> BTreeMap<u64, (String, f64)> {
         let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
             continue;
         };
+        // A thread may end while this reads (a runtime's idle blocking thread): skip it.
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let stat = task.path().join("stat");
-        if stat.exists() {
-            all.insert(tid, (comm.trim().to_owned(), cpu_secs(&stat)));
+        if let Some(secs) = try_cpu_secs(&task.path().join("stat")) {
+            all.insert(tid, (comm.trim().to_owned(), secs));
         }
     }
     all

@@ -947,7 +947,7 @@ fn put_metric_data(
         .map(|(i, v)| parse_datum(v, i, ns, now_ms))
         .collect::<Result<_, _>>()?;
     for d in data {
-        store.put(d.key, d.at_ms, &d.unit, d.sample);
+        store.put(d.key, d.at_ms, d.unit, d.sample);
     }
     Ok(obj(Vec::new()))
 }
@@ -984,72 +984,208 @@ pub struct Invocation {
     pub model_calls: Vec<ModelCall>,
 }
 
-/// (metric name, unit, values with counts).
-type Recorded = (&'static str, &'static str, Vec<(f64, f64)>);
+/// (metric, unit, values with counts).
+type Recorded = (InvocationMetric, &'static str, Vec<(f64, f64)>);
+
+/// Every metric `record_invocation` may write. Its number is its slot in the store's group for
+/// the call's alias and model, within each dimension set.
+#[derive(Debug, Clone, Copy)]
+enum InvocationMetric {
+    InvocationCount,
+    InvocationClientErrors,
+    InvocationServerErrors,
+    InvocationThrottles,
+    TotalTime,
+    Ttft,
+    ModelInvocationCount,
+    ModelLatency,
+    InputTokenCount,
+    OutputTokenCount,
+}
+
+impl InvocationMetric {
+    const ALL: usize = 10;
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::InvocationCount => "InvocationCount",
+            Self::InvocationClientErrors => "InvocationClientErrors",
+            Self::InvocationServerErrors => "InvocationServerErrors",
+            Self::InvocationThrottles => "InvocationThrottles",
+            Self::TotalTime => "TotalTime",
+            Self::Ttft => "TTFT",
+            Self::ModelInvocationCount => "ModelInvocationCount",
+            Self::ModelLatency => "ModelLatency",
+            Self::InputTokenCount => "InputTokenCount",
+            Self::OutputTokenCount => "OutputTokenCount",
+        }
+    }
+}
 
 /// Record the `AWS/Bedrock/Agents` metrics Bedrock publishes for one call, under each of its
 /// dimension sets: `Operation`; `Operation, ModelId`; `Operation, AgentAliasArn, ModelId`.
+/// The metrics of an alias and model are found once and then written by their place in the
+/// store (`MetricStore::put_in`): this runs for every simulated call.
 pub fn record_invocation(store: &mut MetricStore, inv: &Invocation) {
-    let op = ("Operation".to_owned(), "InvokeAgent".to_owned());
-    let mut sets = vec![vec![op.clone()]];
-    if let Some(model) = &inv.model_id {
-        let m = ("ModelId".to_owned(), model.clone());
-        sets.push(vec![op.clone(), m.clone()]);
-        sets.push(vec![
-            op,
-            ("AgentAliasArn".to_owned(), inv.alias_arn.clone()),
-            m,
-        ]);
-    }
-    let mut metrics: Vec<Recorded> = vec![("InvocationCount", "Count", vec![(1.0, 1.0)])];
+    use InvocationMetric as M;
+    let mut metrics: Vec<Recorded> = vec![(M::InvocationCount, "Count", vec![(1.0, 1.0)])];
     let err = match inv.outcome {
         Outcome::Ok => None,
-        Outcome::ClientError => Some("InvocationClientErrors"),
-        Outcome::ServerError => Some("InvocationServerErrors"),
-        Outcome::Throttled => Some("InvocationThrottles"),
+        Outcome::ClientError => Some(M::InvocationClientErrors),
+        Outcome::ServerError => Some(M::InvocationServerErrors),
+        Outcome::Throttled => Some(M::InvocationThrottles),
     };
     if let Some(e) = err {
         metrics.push((e, "Count", vec![(1.0, 1.0)]));
     }
     if let Some(t) = inv.total_ms {
-        metrics.push(("TotalTime", "Milliseconds", vec![(t as f64, 1.0)]));
+        metrics.push((M::TotalTime, "Milliseconds", vec![(t as f64, 1.0)]));
     }
     if let Some(t) = inv.ttft_ms {
-        metrics.push(("TTFT", "Milliseconds", vec![(t as f64, 1.0)]));
+        metrics.push((M::Ttft, "Milliseconds", vec![(t as f64, 1.0)]));
     }
     if !inv.model_calls.is_empty() {
         let calls = &inv.model_calls;
         metrics.push((
-            "ModelInvocationCount",
+            M::ModelInvocationCount,
             "Count",
             vec![(calls.len() as f64, 1.0)],
         ));
         metrics.push((
-            "ModelLatency",
+            M::ModelLatency,
             "Milliseconds",
             calls.iter().map(|c| (c.latency_ms as f64, 1.0)).collect(),
         ));
         let tokens = |f: fn(&ModelCall) -> u64| calls.iter().map(f).sum::<u64>() as f64;
         metrics.push((
-            "InputTokenCount",
+            M::InputTokenCount,
             "Count",
             vec![(tokens(|c| c.input_tokens), 1.0)],
         ));
         metrics.push((
-            "OutputTokenCount",
+            M::OutputTokenCount,
             "Count",
             vec![(tokens(|c| c.output_tokens), 1.0)],
         ));
     }
+    let op = || ("Operation".to_owned(), "InvokeAgent".to_owned());
+    let model = inv.model_id.as_deref();
+    // Without a model only the `Operation` set is written (`sets` of 1).
+    let sets = if model.is_some() { 3 } else { 1 };
+    let dims = |set: usize| match (set, model) {
+        (1, Some(m)) => vec![op(), ("ModelId".to_owned(), m.to_owned())],
+        (2, Some(m)) => vec![
+            op(),
+            ("AgentAliasArn".to_owned(), inv.alias_arn.clone()),
+            ("ModelId".to_owned(), m.to_owned()),
+        ],
+        _ => vec![op()],
+    };
+    let group = store.group(&inv.alias_arn, model.unwrap_or(""));
     let at_ms = inv.at.timestamp_millis();
-    for dims in &sets {
-        for (name, unit, values) in &metrics {
-            store.put(
-                MetricKey::new(BEDROCK_NAMESPACE, name, dims.clone()),
+    for set in 0..sets {
+        for (metric, unit, values) in &mut metrics {
+            // The last dimension set takes the values; the others copy them.
+            let values = if set + 1 == sets {
+                std::mem::take(values)
+            } else {
+                values.clone()
+            };
+            store.put_in(
+                (group, set * M::ALL + *metric as usize),
+                || MetricKey::new(BEDROCK_NAMESPACE, metric.name(), dims(set)),
                 at_ms,
                 unit,
-                Sample::Values(values.clone()),
+                Sample::Values(values),
             );
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::float_cmp)]
+mod tests {
+    use super::store::{MetricKey, MetricStore, Stat, Window};
+    use super::{Invocation, ModelCall, Outcome, record_invocation};
+
+    fn call(at_ms: i64, alias: &str, model: Option<&str>, outcome: Outcome) -> Invocation {
+        Invocation {
+            at: chrono::DateTime::from_timestamp_millis(at_ms).unwrap(),
+            alias_arn: format!("arn:aws:bedrock:us-east-1:1:agent-alias/AGENT/{alias}"),
+            model_id: model.map(str::to_owned),
+            outcome,
+            total_ms: Some(900),
+            ttft_ms: None,
+            model_calls: vec![
+                ModelCall {
+                    latency_ms: 300,
+                    input_tokens: 10,
+                    output_tokens: 4,
+                },
+                ModelCall {
+                    latency_ms: 500,
+                    input_tokens: 20,
+                    output_tokens: 6,
+                },
+            ],
+        }
+    }
+
+    fn sum(store: &MetricStore, name: &str, dims: &[(&str, &str)], stat: Stat) -> f64 {
+        let key = MetricKey::new(
+            "AWS/Bedrock/Agents",
+            name,
+            dims.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        let window = Window {
+            start_ms: 0,
+            end_ms: 600_000,
+            period_ms: 600_000,
+            now_ms: 600_000,
+        };
+        store
+            .series(&key, stat, &window, None)
+            .iter()
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Each call lands under all three dimension sets, each set's metrics apart, whatever
+    /// order the aliases and models come in.
+    #[test]
+    fn a_call_is_counted_under_each_dimension_set() {
+        let mut store = MetricStore::default();
+        record_invocation(&mut store, &call(1_000, "A", Some("m1"), Outcome::Ok));
+        record_invocation(&mut store, &call(2_000, "B", Some("m1"), Outcome::Ok));
+        record_invocation(
+            &mut store,
+            &call(3_000, "A", Some("m2"), Outcome::Throttled),
+        );
+        record_invocation(&mut store, &call(4_000, "A", Some("m1"), Outcome::Ok));
+        record_invocation(&mut store, &call(5_000, "A", None, Outcome::ClientError));
+        let op = ("Operation", "InvokeAgent");
+        let arn = |a: &str| format!("arn:aws:bedrock:us-east-1:1:agent-alias/AGENT/{a}");
+        let (a, b) = (arn("A"), arn("B"));
+        let count = |dims: &[(&str, &str)]| sum(&store, "InvocationCount", dims, Stat::Sum);
+        assert_eq!(count(&[op]), 5.0);
+        assert_eq!(count(&[op, ("ModelId", "m1")]), 3.0);
+        assert_eq!(count(&[op, ("ModelId", "m2")]), 1.0);
+        assert_eq!(count(&[op, ("AgentAliasArn", &a), ("ModelId", "m1")]), 2.0);
+        assert_eq!(count(&[op, ("AgentAliasArn", &b), ("ModelId", "m1")]), 1.0);
+        assert_eq!(count(&[op, ("AgentAliasArn", &a), ("ModelId", "m2")]), 1.0);
+        let only = |name: &str, dims: &[(&str, &str)]| sum(&store, name, dims, Stat::Sum);
+        assert_eq!(only("InvocationThrottles", &[op]), 1.0);
+        assert_eq!(only("InvocationThrottles", &[op, ("ModelId", "m2")]), 1.0);
+        assert_eq!(only("InvocationThrottles", &[op, ("ModelId", "m1")]), 0.0);
+        assert_eq!(only("InvocationClientErrors", &[op]), 1.0);
+        // Every model call's latency is a value of its own; tokens are summed per call.
+        let m1 = [op, ("AgentAliasArn", &a), ("ModelId", "m1")];
+        assert_eq!(sum(&store, "ModelLatency", &m1, Stat::SampleCount), 4.0);
+        assert_eq!(sum(&store, "ModelLatency", &m1, Stat::Sum), 1_600.0);
+        assert_eq!(only("InputTokenCount", &m1), 60.0);
+        assert_eq!(only("OutputTokenCount", &[op]), 50.0);
+        assert_eq!(sum(&store, "TotalTime", &m1, Stat::Maximum), 900.0);
     }
 }

@@ -11,7 +11,8 @@
 //!   statistic sets (`StatisticValues`) has no raw values, so it yields no percentile datapoint.
 //! - A query's `Unit`, when given, keeps only points published with that unit.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 /// One metric: what ListMetrics lists.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -50,7 +51,8 @@ pub enum Sample {
 #[derive(Debug, Clone, PartialEq)]
 struct Point {
     at_ms: i64,
-    unit: String,
+    /// Bedrock's own units are static; PutMetricData's are the caller's strings.
+    unit: Cow<'static, str>,
     sample: Sample,
 }
 
@@ -205,22 +207,94 @@ pub const MAX_POINTS: usize = 100_000;
 /// The in-memory store.
 #[derive(Debug, Default)]
 pub struct MetricStore {
-    series: BTreeMap<MetricKey, Vec<Point>>,
+    /// Each metric's place in `points`.
+    series: BTreeMap<MetricKey, usize>,
+    points: Vec<Vec<Point>>,
+    /// Groups of metrics a caller writes over and over (every simulated invocation writes
+    /// about two dozen), found by two strings (`group`), so it neither builds their keys nor
+    /// searches for them again: each group holds the places of its metrics by a caller-chosen
+    /// slot, filled on first use (`put_in`).
+    groups: Vec<Vec<Option<usize>>>,
+    group_ids: HashMap<String, HashMap<String, usize>>,
 }
 
 impl MetricStore {
     /// Adds a point; past `MAX_POINTS` for the metric, its earliest received ones are dropped
     /// (in amortised batches, so a put stays cheap).
-    pub fn put(&mut self, key: MetricKey, at_ms: i64, unit: &str, sample: Sample) {
-        let points = self.series.entry(key).or_default();
+    pub fn put(
+        &mut self,
+        key: MetricKey,
+        at_ms: i64,
+        unit: impl Into<Cow<'static, str>>,
+        sample: Sample,
+    ) {
+        let at = self.place(key);
+        self.push(at, at_ms, unit.into(), sample);
+    }
+
+    /// The group of metrics named by `outer` and `inner` (see `groups`), new if need be.
+    pub fn group(&mut self, outer: &str, inner: &str) -> usize {
+        if let Some(&id) = self.group_ids.get(outer).and_then(|m| m.get(inner)) {
+            return id;
+        }
+        let id = self.groups.len();
+        self.groups.push(Vec::new());
+        self.group_ids
+            .entry(outer.to_owned())
+            .or_default()
+            .insert(inner.to_owned(), id);
+        id
+    }
+
+    /// `put` to the metric in `slot` of `group`; `key` is built only the first time.
+    pub fn put_in(
+        &mut self,
+        (group, slot): (usize, usize),
+        key: impl FnOnce() -> MetricKey,
+        at_ms: i64,
+        unit: &'static str,
+        sample: Sample,
+    ) {
+        let known = self.groups[group].get(slot).copied().flatten();
+        let at = if let Some(at) = known {
+            at
+        } else {
+            let at = self.place(key());
+            let slots = &mut self.groups[group];
+            if slots.len() <= slot {
+                slots.resize(slot + 1, None);
+            }
+            slots[slot] = Some(at);
+            at
+        };
+        self.push(at, at_ms, Cow::Borrowed(unit), sample);
+    }
+
+    /// Where `key`'s points are, a new empty series if it has none yet.
+    fn place(&mut self, key: MetricKey) -> usize {
+        let next = self.points.len();
+        let at = *self.series.entry(key).or_insert(next);
+        if at == next {
+            self.points.push(Vec::new());
+        }
+        at
+    }
+
+    fn push(&mut self, at: usize, at_ms: i64, unit: Cow<'static, str>, sample: Sample) {
+        let points = &mut self.points[at];
         if points.len() >= MAX_POINTS + MAX_POINTS / 4 {
             points.drain(..points.len() - (MAX_POINTS - 1));
         }
         points.push(Point {
             at_ms,
-            unit: unit.to_owned(),
+            unit,
             sample,
         });
+    }
+
+    /// The points of the metric `key`, if it has any.
+    fn points_of(&self, key: &MetricKey) -> Option<&Vec<Point>> {
+        self.series.get(key).map(|&at| &self.points[at])
     }
 
     /// Metrics matching the filters, in key order; `recent_since_ms` keeps only metrics with a
@@ -234,7 +308,8 @@ impl MetricStore {
     ) -> Vec<&MetricKey> {
         self.series
             .iter()
-            .filter(|(k, points)| {
+            .filter(|&(k, &at)| {
+                let points = &self.points[at];
                 namespace.is_none_or(|n| k.namespace == n)
                     && name.is_none_or(|n| k.name == n)
                     && filters.iter().all(|f| {
@@ -262,7 +337,7 @@ impl MetricStore {
             period_ms,
             now_ms,
         } = *window;
-        let Some(points) = self.series.get(key) else {
+        let Some(points) = self.points_of(key) else {
             return Vec::new();
         };
         let period_ms = period_ms.max(1);
@@ -292,8 +367,45 @@ impl MetricStore {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_put_by_slot_lands_in_the_metric_its_key_names() {
+        let mut store = MetricStore::default();
+        let one = || Sample::Values(vec![(1.0, 1.0)]);
+        let g = store.group("arn:alias/A", "model-1");
+        assert_eq!(store.group("arn:alias/A", "model-1"), g);
+        assert_ne!(store.group("arn:alias/B", "model-1"), g);
+        assert_ne!(store.group("arn:alias/A", "model-2"), g);
+        store.put_in((g, 3), key, 1, "Count", one());
+        // The key is built on the slot's first use only.
+        let mut built = 0;
+        store.put_in(
+            (g, 3),
+            || {
+                built += 1;
+                key()
+            },
+            2,
+            "Count",
+            one(),
+        );
+        assert_eq!(built, 0);
+        // A plain put with the same key, and another group's slot, reach the same metric.
+        store.put(key(), 3, "Count", one());
+        let other = store.group("arn:alias/B", "model-1");
+        store.put_in((other, 0), key, 4, "Count", one());
+        assert_eq!(store.len(), 1);
+        let at: Vec<i64> = store
+            .points_of(&key())
+            .unwrap()
+            .iter()
+            .map(|p| p.at_ms)
+            .collect();
+        assert_eq!(at, [1, 2, 3, 4]);
+    }
 
     #[test]
     fn a_metric_keeps_its_latest_points_only() {
@@ -301,9 +413,9 @@ mod tests {
         let total = MAX_POINTS + MAX_POINTS / 2;
         for i in 0..total {
             store.put(key(), i as i64, "Count", Sample::Values(vec![(1.0, 1.0)]));
-            assert!(store.series[&key()].len() <= MAX_POINTS + MAX_POINTS / 4);
+            assert!(store.points_of(&key()).unwrap().len() <= MAX_POINTS + MAX_POINTS / 4);
         }
-        let points = &store.series[&key()];
+        let points = store.points_of(&key()).unwrap();
         assert!(points.len() >= MAX_POINTS, "{}", points.len());
         // The newest is kept, the oldest went.
         assert_eq!(points.last().map(|p| p.at_ms), Some(total as i64 - 1));

@@ -61,7 +61,7 @@ pub(crate) enum Out {
 /// `serde_json::Value` (what the simulator sent before it wrote traces directly).
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-struct TracePart<'a> {
+struct TracePart<'a, T: serde::Serialize + ?Sized> {
     agent_alias_id: &'a str,
     agent_id: &'a str,
     agent_version: &'a str,
@@ -70,7 +70,62 @@ struct TracePart<'a> {
     collaborator_name: Option<&'a str>,
     event_time: &'a str,
     session_id: &'a str,
-    trace: &'a Value,
+    trace: &'a T,
+}
+
+/// `{"outer": {"inner": value}}`, serialized straight from `value`: the hot trace events are
+/// written without building (and, through `json!`, copying) a `Value` tree around them.
+struct Nest<'a, T: ?Sized>(&'a str, &'static str, &'a T);
+
+impl<T: serde::Serialize + ?Sized> serde::Serialize for Nest<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        struct Inner<'a, T: ?Sized>(&'static str, &'a T);
+        impl<T: serde::Serialize + ?Sized> serde::Serialize for Inner<'_, T> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry(self.0, self.1)?;
+                m.end()
+            }
+        }
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(self.0, &Inner(self.1, self.2))?;
+        m.end()
+    }
+}
+
+/// A model call's `modelInvocationInput`, fields in sorted key order like every object the
+/// simulator sends.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModelInput<'a> {
+    foundation_model: &'a str,
+    inference_configuration: InferenceConfiguration,
+    parser_mode: &'static str,
+    prompt_creation_mode: &'static str,
+    text: &'a str,
+    trace_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// The inference settings every simulated prompt states.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InferenceConfiguration {
+    maximum_length: u32,
+    stop_sequences: [&'static str; 3],
+    temperature: f64,
+    top_k: u32,
+    top_p: f64,
+}
+
+/// An orchestration step's `rationale`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Rationale<'a> {
+    text: &'a str,
+    trace_id: &'a str,
 }
 
 /// `[{"agentAliasArn": ...}, ...]`.
@@ -447,6 +502,11 @@ impl<'w> Runner<'w> {
     /// `serde_json::Value` object gives.
     #[allow(clippy::needless_pass_by_value)]
     fn trace(&mut self, act: &Act, trace: Value) {
+        self.trace_as(act, &trace);
+    }
+
+    /// `trace` for any payload that serializes as the trace object.
+    fn trace_as<T: serde::Serialize + ?Sized>(&mut self, act: &Act, trace: &T) {
         if !self.opts.trace {
             return;
         }
@@ -459,7 +519,7 @@ impl<'w> Runner<'w> {
             collaborator_name: act.st.collaborator_name.as_deref(),
             event_time: &event_time,
             session_id: &act.st.session_id,
-            trace: &trace,
+            trace,
         };
         let bytes = super::frame::event_json(EventType::Trace, &part, self.trace_size_hint);
         self.trace_size_hint = bytes.len();
@@ -496,21 +556,22 @@ impl<'w> Runner<'w> {
         let text = self.world.prompt(&act.st.agent, kind, &input);
         let key = kind.trace_key();
         let input_tokens = (text.len() / 4) as u64 + self.rng.u64(0..40);
-        self.trace(
-            act,
-            json!({ key: { "modelInvocationInput": {
-                "traceId": trace_id,
-                "text": text,
-                "type": kind.prompt_type(),
-                "foundationModel": act.st.agent.foundation_model,
-                "inferenceConfiguration": {
-                    "temperature": 0.0, "topP": 1.0, "topK": 250, "maximumLength": 2048,
-                    "stopSequences": ["</invoke>", "</answer>", "</error>"]
-                },
-                "promptCreationMode": "DEFAULT",
-                "parserMode": "DEFAULT"
-            }}}),
-        );
+        let input = ModelInput {
+            foundation_model: &act.st.agent.foundation_model,
+            inference_configuration: InferenceConfiguration {
+                maximum_length: 2048,
+                stop_sequences: ["</invoke>", "</answer>", "</error>"],
+                temperature: 0.0,
+                top_k: 250,
+                top_p: 1.0,
+            },
+            parser_mode: "DEFAULT",
+            prompt_creation_mode: "DEFAULT",
+            text: &text,
+            trace_id: &trace_id,
+            kind: kind.prompt_type(),
+        };
+        self.trace_as(act, &Nest(key, "modelInvocationInput", &input));
         let [lo, hi] = act.st.agent.model_ms;
         let (start, end) = self.advance(lo, hi);
         let output_tokens = (raw.len() / 4) as u64 + self.rng.u64(5..60);
@@ -523,19 +584,20 @@ impl<'w> Runner<'w> {
         let mut output = json!({
             "traceId": trace_id,
             "rawResponse": { "content": raw },
-            "metadata": metadata,
         });
+        output["metadata"] = metadata;
         if let Some(p) = parsed {
             output["parsedResponse"] = p;
         }
-        self.trace(act, json!({ key: { "modelInvocationOutput": output } }));
+        self.trace_as(act, &Nest(key, "modelInvocationOutput", &output));
     }
 
     fn rationale(&mut self, act: &Act, text: &str) {
-        self.trace(
-            act,
-            json!({ "orchestrationTrace": { "rationale": { "traceId": act.trace_id, "text": text } } }),
-        );
+        let rationale = Rationale {
+            text,
+            trace_id: &act.trace_id,
+        };
+        self.trace_as(act, &Nest("orchestrationTrace", "rationale", &rationale));
     }
 
     fn think(&mut self, act: &mut Act, rationale: &str, call: &str) {
@@ -549,7 +611,7 @@ impl<'w> Runner<'w> {
         if let (Value::Object(dst), Value::Object(src)) = (&mut inv, body) {
             dst.extend(src);
         }
-        self.trace(act, json!({ key: { "invocationInput": inv } }));
+        self.trace_as(act, &Nest(key, "invocationInput", &inv));
     }
 
     fn observation(&mut self, act: &Act, key: &str, body: Value) {
@@ -557,7 +619,7 @@ impl<'w> Runner<'w> {
         if let (Value::Object(dst), Value::Object(src)) = (&mut obs, body) {
             dst.extend(src);
         }
-        self.trace(act, json!({ key: { "observation": obs } }));
+        self.trace_as(act, &Nest(key, "observation", &obs));
     }
 
     fn guardrail(&mut self, act: &Act, trace_id: &str, intervened: bool, input_side: bool) {

@@ -204,12 +204,54 @@ pub struct DimensionFilter {
 /// ~60 bytes a point this is at most ~12 MB per metric, and hours of traffic at the demo's rate.
 pub const MAX_POINTS: usize = 100_000;
 
+/// Points a series holds in one chunk.
+const CHUNK: usize = 4096;
+
+/// One metric's points, oldest first, in chunks of `CHUNK`: a push never moves the points
+/// before it (a single vector of 100,000 points was copied whole each time it grew), and the
+/// oldest chunk goes at once when the series passes `MAX_POINTS`.
+#[derive(Debug, Default)]
+struct Series {
+    chunks: std::collections::VecDeque<Vec<Point>>,
+    len: usize,
+}
+
+impl Series {
+    fn push(&mut self, p: Point) {
+        if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
+            if self.len >= MAX_POINTS + CHUNK {
+                // Reuse the oldest chunk's buffer for the newest points.
+                if let Some(mut oldest) = self.chunks.pop_front() {
+                    self.len -= oldest.len();
+                    oldest.clear();
+                    self.chunks.push_back(oldest);
+                }
+            } else {
+                self.chunks.push_back(Vec::with_capacity(CHUNK));
+            }
+        }
+        if let Some(last) = self.chunks.back_mut() {
+            last.push(p);
+            self.len += 1;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Point> {
+        self.chunks.iter().flatten()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
 /// The in-memory store.
 #[derive(Debug, Default)]
 pub struct MetricStore {
     /// Each metric's place in `points`.
     series: BTreeMap<MetricKey, usize>,
-    points: Vec<Vec<Point>>,
+    points: Vec<Series>,
     /// Groups of metrics a caller writes over and over (every simulated invocation writes
     /// about two dozen), found by two strings (`group`), so it neither builds their keys nor
     /// searches for them again: each group holds the places of its metrics by a caller-chosen
@@ -275,17 +317,13 @@ impl MetricStore {
         let next = self.points.len();
         let at = *self.series.entry(key).or_insert(next);
         if at == next {
-            self.points.push(Vec::new());
+            self.points.push(Series::default());
         }
         at
     }
 
     fn push(&mut self, at: usize, at_ms: i64, unit: Cow<'static, str>, sample: Sample) {
-        let points = &mut self.points[at];
-        if points.len() >= MAX_POINTS + MAX_POINTS / 4 {
-            points.drain(..points.len() - (MAX_POINTS - 1));
-        }
-        points.push(Point {
+        self.points[at].push(Point {
             at_ms,
             unit,
             sample,
@@ -293,7 +331,7 @@ impl MetricStore {
     }
 
     /// The points of the metric `key`, if it has any.
-    fn points_of(&self, key: &MetricKey) -> Option<&Vec<Point>> {
+    fn points_of(&self, key: &MetricKey) -> Option<&Series> {
         self.series.get(key).map(|&at| &self.points[at])
     }
 
@@ -343,7 +381,7 @@ impl MetricStore {
         let period_ms = period_ms.max(1);
         let start_ms = round_start(start_ms, period_ms, now_ms);
         let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
-        for p in points {
+        for p in points.iter() {
             if p.at_ms < start_ms || p.at_ms >= end_ms || unit.is_some_and(|u| u != p.unit) {
                 continue;
             }
@@ -413,13 +451,16 @@ mod tests {
         let total = MAX_POINTS + MAX_POINTS / 2;
         for i in 0..total {
             store.put(key(), i as i64, "Count", Sample::Values(vec![(1.0, 1.0)]));
-            assert!(store.points_of(&key()).unwrap().len() <= MAX_POINTS + MAX_POINTS / 4);
+            assert!(store.points_of(&key()).unwrap().len() <= MAX_POINTS + 2 * CHUNK);
         }
         let points = store.points_of(&key()).unwrap();
         assert!(points.len() >= MAX_POINTS, "{}", points.len());
-        // The newest is kept, the oldest went.
-        assert_eq!(points.last().map(|p| p.at_ms), Some(total as i64 - 1));
-        assert!(points[0].at_ms > 0);
+        // The newest is kept, the oldest went, and the order is the order received.
+        let at: Vec<i64> = points.iter().map(|p| p.at_ms).collect();
+        assert_eq!(at.len(), points.len());
+        assert_eq!(at.last(), Some(&(total as i64 - 1)));
+        assert!(at[0] > 0);
+        assert!(at.windows(2).all(|w| w[1] == w[0] + 1));
     }
 
     const NOW: i64 = 1_000_000;

@@ -473,4 +473,56 @@ mod tests {
         assert_eq!(store.chunk_text("b").unwrap(), "4");
         assert_eq!(store.chunk_text("taken").unwrap(), "");
     }
+
+    fn event(trace_id: &str, n: u32) -> crate::domain::trace::TraceEvent {
+        crate::domain::trace::TraceEvent::from_wire(serde_json::json!({
+            "agentId": "A", "sessionId": "s", "eventTime": format!("2026-03-02T09:00:{n:02}Z"),
+            "trace": {"orchestrationTrace": {"modelInvocationOutput": {
+                "traceId": trace_id, "rawResponse": {"content": format!("out {n}")},
+                "metadata": {"totalTimeMs": 10}}}}
+        }))
+    }
+
+    /// A group is first written without savepoints; when a write fails, that attempt is
+    /// rolled back whole and the group written again write by write: the good writes land
+    /// once, their steps counted once, as if the first attempt never happened.
+    #[test]
+    fn a_group_written_again_after_a_failed_write_keeps_its_steps_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("deck.db")).unwrap();
+        store.begin_invocation(&start("taken")).unwrap();
+        let steps = |store: &SqliteStore| -> Vec<(String, u64)> {
+            store
+                .steps("a", 0, 10)
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.trace_id, s.events))
+                .collect()
+        };
+        let mut first = batch("a", true, "1");
+        first.events = vec![event("a-1", 0), event("a-1", 1)];
+        let results = store.write_group(&[RunnerWrite::Turn(first.as_write())]);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+        // More of step a-1 and a new step a-2, in a group whose other write fails.
+        let mut more = batch("a", false, "2");
+        more.events = vec![event("a-1", 2), event("a-2", 3)];
+        let taken = batch("taken", true, "x");
+        let results = store.write_group(&[
+            RunnerWrite::Turn(more.as_write()),
+            RunnerWrite::Turn(taken.as_write()),
+        ]);
+        assert!(results[0].is_ok(), "{results:?}");
+        assert!(matches!(results[1], Err(StoreError::Duplicate(_))));
+        assert_eq!(steps(&store), [("a-1".into(), 3), ("a-2".into(), 1)]);
+
+        // The next group finds a-2 in the table: one step, not a second a-2.
+        let mut last = batch("a", false, "3");
+        last.events = vec![event("a-2", 4)];
+        let results = store.write_group(&[RunnerWrite::Turn(last.as_write())]);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(steps(&store), [("a-1".into(), 3), ("a-2".into(), 2)]);
+        assert_eq!(store.chunk_text("a").unwrap(), "123");
+        assert_eq!(store.chunk_text("taken").unwrap(), "");
+    }
 }

@@ -10,39 +10,50 @@ use super::approval::{ApprovalId, InvocationInput};
 /// JSON with object keys sorted at every depth and no insignificant whitespace, independent of
 /// how serde_json was built (`preserve_order` or not).
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(256);
     write_canonical(value, &mut out);
-    out
+    // Only serde_json's own output and ASCII punctuation went in: always UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Writes `value` canonically into `out`. Keys and scalars are written by serde_json straight
+/// into the buffer (a string or number built per key and per value cost more than the hash of
+/// the result on every approval request and audit entry).
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            // Already in order unless serde_json keeps insertion order (`preserve_order`).
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
+                scalar(k, out);
+                out.push(b':');
+                write_canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => scalar(other, out),
     }
+}
+
+/// A string, number, bool or null as serde_json writes it. Writing into a `Vec` cannot fail,
+/// nor can serialising these.
+fn scalar<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(out, v);
 }
 
 /// Lower-case hex SHA-256 of `bytes`.
@@ -82,6 +93,23 @@ mod tests {
             canonical_json(&a),
             r#"{"a":{"x":"s","y":[2,{"c":2,"d":1}]},"b":1}"#
         );
+    }
+
+    /// Keys and strings are escaped, and numbers, bools and null written, exactly as
+    /// serde_json writes them: stored hashes of request bodies and audit entries depend on it.
+    #[test]
+    fn canonical_writes_scalars_and_escaped_keys_as_serde_json_does() {
+        let v = json!({
+            "z\"q\\": "tab\tnl\n\u{1}\u{202e}é",
+            "n": [0, -7, 1.5, 1e300, u64::MAX, true, false, null],
+            "": {}
+        });
+        assert_eq!(
+            canonical_json(&v),
+            "{\"\":{},\"n\":[0,-7,1.5,1e+300,18446744073709551615,true,false,null],\
+             \"z\\\"q\\\\\":\"tab\\tnl\\n\\u0001\u{202e}é\"}"
+        );
+        assert_eq!(value_hash(&v), sha256_hex(canonical_json(&v).as_bytes()));
     }
 
     #[test]

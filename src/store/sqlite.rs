@@ -170,7 +170,8 @@ impl SqliteStore {
         }
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(|e| db_error(&shown, "setting synchronous=FULL and foreign keys", &e))?;
-        // Savepoint journals (one per write in a group commit) stay in memory. On disk, each
+        // Savepoint journals (one per write when a group commit is replayed after a failed
+        // write) stay in memory. On disk (when every write of a group had one), each
         // spilled to a temporary file past 64 KiB, and the ingest bench wrote 11 KB of them per
         // trace event, more than the WAL and the database together.
         conn.pragma_update(None, "temp_store", "MEMORY")

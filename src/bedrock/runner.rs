@@ -782,8 +782,9 @@ fn submission_doc(
         "agentAliasId": turn.agent_alias_id,
         "sessionId": session_id,
         "eventTime": now_rfc3339(seen.last_event_time.unwrap_or_else(Utc::now)),
-        "returnControl": wire::return_control(rc),
     });
+    // Moved in: inside `json!` the tree would be copied through serde_json's serializer.
+    doc["returnControl"] = wire::return_control(rc);
     if let Some(v) = &seen.agent_version {
         doc["agentVersion"] = json!(v);
     }

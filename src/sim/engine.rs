@@ -73,6 +73,17 @@ struct TracePart<'a, T: serde::Serialize + ?Sized> {
     trace: &'a T,
 }
 
+/// A JSON object of `members`, each value moved in: `json!` would copy every `Value` it is
+/// given through serde_json's serializer into a new tree.
+fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
+    Value::Object(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
+}
+
 /// `{"outer": {"inner": value}}`, serialized straight from `value`: the hot trace events are
 /// written without building (and, through `json!`, copying) a `Value` tree around them.
 struct Nest<'a, T: ?Sized>(&'a str, &'static str, &'a T);
@@ -657,15 +668,13 @@ impl<'w> Runner<'w> {
         } else {
             "outputAssessments"
         };
-        self.trace(
-            act,
-            json!({ "guardrailTrace": {
-                "traceId": trace_id,
-                "action": if intervened { "INTERVENED" } else { "NONE" },
-                side: assessment,
-                "metadata": metadata
-            }}),
-        );
+        let mut g = json!({
+            "traceId": trace_id,
+            "action": if intervened { "INTERVENED" } else { "NONE" },
+        });
+        g[side] = assessment;
+        g["metadata"] = metadata;
+        self.trace(act, object([("guardrailTrace", g)]));
     }
 
     fn chunk(&mut self, text: &str, attribution: Option<Value>) {
@@ -781,10 +790,14 @@ impl<'w> Runner<'w> {
                     .map(|(n, t, v)| json!({ "name": n, "type": t, "value": v }))
                     .collect();
                 let mut body = match &i.target {
-                    RocTarget::Function(f) => json!({
-                        "actionGroup": i.group, "function": f, "parameters": params,
-                        "actionInvocationType": i.invocation_type,
-                    }),
+                    RocTarget::Function(f) => {
+                        let mut b = json!({
+                            "actionGroup": i.group, "function": f,
+                            "actionInvocationType": i.invocation_type,
+                        });
+                        b["parameters"] = Value::Array(params);
+                        b
+                    }
                     RocTarget::Api {
                         method,
                         path,
@@ -792,16 +805,22 @@ impl<'w> Runner<'w> {
                     } => {
                         let mut b = json!({
                             "actionGroup": i.group, "httpMethod": method, "apiPath": path,
-                            "parameters": params, "actionInvocationType": i.invocation_type,
+                            "actionInvocationType": i.invocation_type,
                         });
+                        b["parameters"] = Value::Array(params);
                         if !i.body.is_empty() {
                             let props: Vec<Value> = i
                                 .body
                                 .iter()
                                 .map(|(n, t, v)| json!({ "name": n, "type": t, "value": v }))
                                 .collect();
-                            b["requestBody"] =
-                                json!({ "content": { media.as_str(): { "properties": props } } });
+                            b["requestBody"] = object([(
+                                "content",
+                                object([(
+                                    media.as_str(),
+                                    object([("properties", Value::Array(props))]),
+                                )]),
+                            )]);
                         }
                         b
                     }
@@ -813,14 +832,17 @@ impl<'w> Runner<'w> {
                     body["collaboratorName"] = json!(c);
                 }
                 match i.target {
-                    RocTarget::Function(_) => json!({ "functionInvocationInput": body }),
-                    RocTarget::Api { .. } => json!({ "apiInvocationInput": body }),
+                    RocTarget::Function(_) => object([("functionInvocationInput", body)]),
+                    RocTarget::Api { .. } => object([("apiInvocationInput", body)]),
                 }
             })
             .collect();
         self.push(Out::Event(
             EventType::ReturnControl,
-            json!({ "invocationId": p.invocation_id, "invocationInputs": inputs }),
+            object([
+                ("invocationId", json!(p.invocation_id)),
+                ("invocationInputs", Value::Array(inputs)),
+            ]),
         ));
     }
 
@@ -1019,11 +1041,17 @@ impl<'w> Runner<'w> {
             })
             .collect();
         let metadata = self.metadata(start, end, None);
+        let output = object([
+            ("retrievedReferences", Value::Array(refs.clone())),
+            ("metadata", metadata),
+        ]);
         self.observation(
             act,
             "orchestrationTrace",
-            json!({ "type": "KNOWLEDGE_BASE",
-                    "knowledgeBaseLookupOutput": { "retrievedReferences": refs, "metadata": metadata } }),
+            object([
+                ("type", json!("KNOWLEDGE_BASE")),
+                ("knowledgeBaseLookupOutput", output),
+            ]),
         );
         if let Some(first) = refs.first() {
             let text = first["content"]["text"]
@@ -1190,7 +1218,8 @@ impl<'w> Runner<'w> {
             .iter()
             .map(|(n, t, v)| json!({ "name": n, "type": t, "value": v }))
             .collect();
-        let mut agi = json!({ "actionGroupName": input.group, "parameters": params, "executionType": execution });
+        let mut agi = json!({ "actionGroupName": input.group, "executionType": execution });
+        agi["parameters"] = Value::Array(params);
         match &input.target {
             RocTarget::Function(f) => agi["function"] = json!(f),
             RocTarget::Api {
@@ -1206,14 +1235,18 @@ impl<'w> Runner<'w> {
                         .iter()
                         .map(|(n, t, v)| json!({ "name": n, "type": t, "value": v }))
                         .collect();
-                    agi["requestBody"] = json!({ "content": { media.as_str(): props } });
+                    agi["requestBody"] =
+                        object([("content", object([(media.as_str(), Value::Array(props))]))]);
                 }
             }
         }
         if let Some(id) = invocation_id {
             agi["invocationId"] = json!(id);
         }
-        json!({ "invocationType": "ACTION_GROUP", "actionGroupInvocationInput": agi })
+        object([
+            ("invocationType", json!("ACTION_GROUP")),
+            ("actionGroupInvocationInput", agi),
+        ])
     }
 
     /// The agent's Lambda runs: invocationInput (LAMBDA) and its observation.
@@ -1228,8 +1261,13 @@ impl<'w> Runner<'w> {
         self.observation(
             act,
             "orchestrationTrace",
-            json!({ "type": "ACTION_GROUP",
-                    "actionGroupInvocationOutput": { "text": input.lambda_output, "metadata": metadata } }),
+            object([
+                ("type", json!("ACTION_GROUP")),
+                (
+                    "actionGroupInvocationOutput",
+                    object([("text", json!(input.lambda_output)), ("metadata", metadata)]),
+                ),
+            ]),
         );
         act.st.done.push(input.label());
         act.st
@@ -1336,7 +1374,13 @@ impl<'w> Runner<'w> {
         self.observation(
             act,
             "orchestrationTrace",
-            json!({ "type": "FINISH", "finalResponse": { "text": text, "metadata": metadata } }),
+            object([
+                ("type", json!("FINISH")),
+                (
+                    "finalResponse",
+                    object([("text", json!(text)), ("metadata", metadata)]),
+                ),
+            ]),
         );
     }
 

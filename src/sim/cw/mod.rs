@@ -1004,7 +1004,9 @@ enum InvocationMetric {
 }
 
 impl InvocationMetric {
-    const ALL: usize = 10;
+    /// How many there are (the slots of one dimension set): one past the last variant's
+    /// number, so a metric added before it cannot share a slot with another set's.
+    const ALL: usize = Self::OutputTokenCount as usize + 1;
 
     fn name(self) -> &'static str {
         match self {

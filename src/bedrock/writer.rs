@@ -7,7 +7,11 @@
 //!
 //! A turn's last write, and an approval request, wait for their commit: a turn is in the store
 //! when `invoke` returns, and the queue order puts a return of control's trace before its
-//! request. A write that fails fails only its turn: the turn's later writes are not made and the
+//! request. An approval request must also be on disk before its answer: a group holding one is
+//! committed like the others (`RunnerStore::write_group_unsynced`), its trace writes answered
+//! at once, and its requests answered by a second thread once an fsync covers the commit
+//! (`RunnerStore::sync`). The writer meanwhile makes the next group: an fsync no longer holds
+//! up every turn's commit, and fsyncs owed meanwhile are made as one. A write that fails fails only its turn: the turn's later writes are not made and the
 //! turn hears the error at its next write. Closing or dropping the writer makes everything still
 //! queued first.
 
@@ -149,6 +153,9 @@ impl Queued {
     }
 }
 
+/// Answers owed once a sync covers their commit.
+type Owed = Vec<(Reply, Arc<TurnState>)>;
+
 /// Makes the runner's writes on its own thread; see the module notes.
 pub struct TraceWriter {
     tx: Option<mpsc::Sender<Job>>,
@@ -169,9 +176,22 @@ impl TraceWriter {
     /// Starts the writer thread for `store`.
     pub fn spawn(store: Arc<dyn RunnerStore>) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (owe, owed) = std::sync::mpsc::channel::<Owed>();
+        let syncing = store.clone();
+        let sync_thread = std::thread::Builder::new()
+            .name("agentdeck-sync".into())
+            .spawn(move || sync_run(|| syncing.sync(), &owed))
+            .map_err(|e| StoreError::Unavailable(format!("starting the sync thread: {e}")))?;
         let thread = std::thread::Builder::new()
             .name("agentdeck-writer".into())
-            .spawn(move || run(&*store, rx))
+            .spawn(move || {
+                run(&*store, rx, &owe);
+                // The sync thread answers what is still owed, then ends.
+                drop(owe);
+                if sync_thread.join().is_err() {
+                    tracing::error!("the runner's sync thread panicked");
+                }
+            })
             .map_err(|e| StoreError::Unavailable(format!("starting the writer thread: {e}")))?;
         Ok(Self {
             tx: Some(tx),
@@ -274,7 +294,7 @@ impl Drop for TraceWriter {
 }
 
 /// The writer thread: takes what is queued, makes it as one group, answers.
-fn run(store: &dyn RunnerStore, mut rx: mpsc::Receiver<Job>) {
+fn run(store: &dyn RunnerStore, mut rx: mpsc::Receiver<Job>, owe: &std::sync::mpsc::Sender<Owed>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(GROUP_MAX);
     while let Some(first) = rx.blocking_recv() {
         jobs.push(first);
@@ -285,11 +305,47 @@ fn run(store: &dyn RunnerStore, mut rx: mpsc::Receiver<Job>) {
             }
         }
         tracing::trace!(writes = jobs.len(), "runner writes: committing a group");
-        commit(store, &mut jobs);
+        let owed = commit(store, &mut jobs);
+        if !owed.is_empty()
+            && let Err(unsent) = owe.send(owed)
+        {
+            // The sync thread is gone (it panicked): nothing makes these durable.
+            for (reply, turn) in unsent.0 {
+                let _ = reply.send(turn.fail(stopped(), true).map_or(Ok(()), Err));
+            }
+        }
     }
 }
 
-fn commit(store: &dyn RunnerStore, jobs: &mut Vec<Job>) {
+/// The sync thread: takes the answers owed, those owed meanwhile too, makes one `sync` for
+/// them all and gives them. A failed sync fails each: its request is committed (the queue
+/// shows it) but may not survive a power loss, and its turn must not go on as if it would.
+fn sync_run(sync: impl Fn() -> Result<(), StoreError>, owed: &std::sync::mpsc::Receiver<Owed>) {
+    while let Ok(mut answers) = owed.recv() {
+        while let Ok(more) = owed.try_recv() {
+            answers.extend(more);
+        }
+        let synced = sync();
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, "approval requests committed but not synced to disk");
+        }
+        for (reply, turn) in answers {
+            let answer = match &synced {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let e = StoreError::Unavailable(format!(
+                        "the approval request was committed but not synced to disk: {e}"
+                    ));
+                    turn.fail(e, true).map_or(Ok(()), Err)
+                }
+            };
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// Makes one group and answers it; returns the answers owed a sync (`RunnerStore::sync`).
+fn commit(store: &dyn RunnerStore, jobs: &mut Vec<Job>) -> Owed {
     // A turn that failed in an earlier group writes nothing more (it would leave a hole).
     let (live, dead): (Vec<Job>, Vec<Job>) = jobs.drain(..).partition(|j| !j.turn.has_failed());
     for job in dead {
@@ -300,8 +356,9 @@ fn commit(store: &dyn RunnerStore, jobs: &mut Vec<Job>) {
         }
     }
     let writes: Vec<RunnerWrite<'_>> = live.iter().map(|j| j.work.as_write()).collect();
-    let results = store.write_group(&writes);
+    let (results, sync_owed) = store.write_group_unsynced(&writes);
     drop(writes);
+    let mut owed = Owed::new();
     for (job, result) in live.into_iter().zip(results) {
         let result = match (result, &job.work) {
             (Err(e), Work::Turn(b)) => {
@@ -320,9 +377,14 @@ fn commit(store: &dyn RunnerStore, jobs: &mut Vec<Job>) {
             (r, _) => r,
         };
         if let Some(reply) = job.reply {
-            let _ = reply.send(result);
+            if sync_owed && result.is_ok() && matches!(job.work, Work::Submit { .. }) {
+                owed.push((reply, job.turn));
+            } else {
+                let _ = reply.send(result);
+            }
         }
     }
+    owed
 }
 
 #[cfg(test)]
@@ -331,7 +393,7 @@ mod tests {
 
     use super::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{Outcome, TraceStore};
+    use crate::store::{ApprovalStore, Outcome, TraceStore};
     use chrono::Utc;
 
     fn start(id: &str) -> InvocationStart {
@@ -369,6 +431,159 @@ mod tests {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn owed_answers_wait_for_one_sync_and_a_failed_sync_fails_them_and_their_turns() {
+        let owe = |n: usize| -> (Owed, Vec<oneshot::Receiver<Result<(), StoreError>>>) {
+            (0..n)
+                .map(|_| {
+                    let (s, r) = oneshot::channel();
+                    ((s, Arc::new(TurnState::default())), r)
+                })
+                .unzip()
+        };
+        // Three groups owed before the thread looks: one sync covers them all.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut answers = Vec::new();
+        for n in [1, 2, 3] {
+            let (o, a) = owe(n);
+            tx.send(o).unwrap();
+            answers.extend(a);
+        }
+        drop(tx);
+        let syncs = std::sync::atomic::AtomicUsize::new(0);
+        sync_run(
+            || {
+                syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            },
+            &rx,
+        );
+        assert_eq!(syncs.into_inner(), 1);
+        for mut a in answers {
+            a.try_recv().unwrap().unwrap();
+        }
+        // A failed sync: each answer names it, and each turn has failed.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (o, answers) = owe(2);
+        let turns: Vec<Arc<TurnState>> = o.iter().map(|(_, t)| t.clone()).collect();
+        tx.send(o).unwrap();
+        drop(tx);
+        sync_run(|| Err(StoreError::Unavailable("disk gone".into())), &rx);
+        for mut a in answers {
+            let e = a.try_recv().unwrap().unwrap_err().to_string();
+            assert!(
+                e.contains("committed but not synced to disk") && e.contains("disk gone"),
+                "{e}"
+            );
+        }
+        assert!(turns.iter().all(|t| t.has_failed()));
+    }
+
+    fn request(invocation: &str) -> ApprovalRequest {
+        let doc = serde_json::json!({
+            "agentId": "A", "agentAliasId": "L", "sessionId": format!("s-{invocation}"),
+            "returnControl": {"invocationId": format!("ask-{invocation}"), "invocationInputs": [
+                {"functionInvocationInput": {"actionGroup": "pay", "function": "send",
+                 "parameters": [{"name": "amount", "type": "number", "value": "5"}]}}]},
+        });
+        let ttl = |_: &str| 600;
+        crate::domain::validate::submission(
+            &doc,
+            &crate::domain::validate::SubmitContext {
+                policy: &crate::domain::policy::Policy::default(),
+                now: Utc::now(),
+                ttl_secs: &ttl,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_group_answers_its_trace_writes_at_once_and_owes_its_requests_a_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("deck.db")).unwrap();
+        let turn = Arc::new(TurnState::default());
+        let (wrote, mut wrote_answer) = oneshot::channel();
+        let (asked, mut asked_answer) = oneshot::channel();
+        let mut jobs = vec![
+            Job {
+                work: Work::Turn(Box::new(batch("inv-1", true, "a"))),
+                turn: turn.clone(),
+                reply: Some(wrote),
+            },
+            Job {
+                work: Work::Submit {
+                    request: Box::new(request("inv-1")),
+                    link: RunnerLink {
+                        invocation: "inv-1".into(),
+                        trace_id: None,
+                    },
+                    actor: "runner".into(),
+                },
+                turn: turn.clone(),
+                reply: Some(asked),
+            },
+        ];
+        let owed = commit(&store, &mut jobs);
+        wrote_answer.try_recv().unwrap().unwrap();
+        // Committed, but not answered until a sync.
+        assert!(asked_answer.try_recv().is_err());
+        assert_eq!(owed.len(), 1);
+        assert_eq!(store.open_queue(Utc::now()).unwrap().len(), 1);
+        let (tx, rx) = std::sync::mpsc::channel();
+        tx.send(owed).unwrap();
+        drop(tx);
+        sync_run(|| store.sync(), &rx);
+        asked_answer.try_recv().unwrap().unwrap();
+        // A group of trace writes alone owes nothing.
+        let (w, mut a) = oneshot::channel();
+        let mut jobs = vec![Job {
+            work: Work::Turn(Box::new(batch("inv-1", false, "b"))),
+            turn,
+            reply: Some(w),
+        }];
+        assert!(commit(&store, &mut jobs).is_empty());
+        a.try_recv().unwrap().unwrap();
+        assert_eq!(store.chunk_text("inv-1").unwrap(), "ab");
+    }
+
+    #[test]
+    fn closing_the_writer_answers_every_request_after_its_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("deck.db")).unwrap());
+        let writer = TraceWriter::spawn(store.clone()).unwrap();
+        let queued = rt().block_on(async {
+            let mut queued = Vec::new();
+            for i in 0..50 {
+                let turn = Arc::new(TurnState::default());
+                let id = format!("inv-{i}");
+                writer
+                    .write(&turn, batch(&id, true, "a"), false)
+                    .await
+                    .unwrap();
+                let link = RunnerLink {
+                    invocation: id.clone(),
+                    trace_id: None,
+                };
+                queued.push(
+                    writer
+                        .submit_queued(&turn, &request(&id), &link, "runner")
+                        .await
+                        .unwrap(),
+                );
+            }
+            queued
+        });
+        // Closing waits for the sync thread too: every answer is in.
+        writer.close();
+        for q in queued {
+            let mut answer = q.0;
+            answer.try_recv().unwrap().unwrap();
+        }
+        assert_eq!(store.open_queue(Utc::now()).unwrap().len(), 50);
+        store.sync().unwrap();
     }
 
     #[test]

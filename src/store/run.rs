@@ -273,6 +273,25 @@ pub trait RunnerStore: TraceStore + OutboxStore {
             })
             .collect()
     }
+
+    /// `write_group`, except that a store able to make commits durable later (`sync`) may
+    /// commit this group without waiting for the disk, approval requests included. Answers as
+    /// `write_group` does, with whether a `sync` is still owed before a submit's answer may be
+    /// given: a group commit can then answer its trace writes at once, and its approval
+    /// requests after an fsync made off its thread, while it writes the next group. This
+    /// default makes the group as `write_group` (durable as it returns) and owes nothing.
+    fn write_group_unsynced(
+        &self,
+        writes: &[RunnerWrite<'_>],
+    ) -> (Vec<Result<(), StoreError>>, bool) {
+        (self.write_group(writes), false)
+    }
+
+    /// Makes every commit made so far (`write_group_unsynced`) durable. Called from a thread
+    /// of its own while other writes go on. This default has nothing to do.
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// An engineer's judgement of one executed step: was the action appropriate?

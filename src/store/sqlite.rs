@@ -13,6 +13,14 @@
 //! can take is only the trace transactions committed since the last fsync (the last FULL commit
 //! or checkpoint, typically a fraction of a second of traces), never a request, a decision, an
 //! audit entry or an outbox row, and never a trace written before one of them.
+//!
+//! The runner's group commit (`bedrock::writer`) commits its approval requests relaxed too
+//! (`RunnerStore::write_group_unsynced`), and answers them only after an fsync of the WAL made
+//! on a thread of its own (`RunnerStore::sync`): a request is on disk before the runner hears
+//! it is queued, as at `synchronous=FULL`, but its fsync no longer holds up the groups behind
+//! it. Readers can see such a request a moment before it is on disk; a decision on it commits
+//! at `synchronous=FULL`, whose fsync covers the request's frames, so no decision is ever on
+//! disk without its request.
 
 mod audit;
 mod checkpoint;

@@ -674,7 +674,9 @@ fn write_runner(
 }
 
 /// Group commit: one transaction for all the writes. Relaxed (no fsync at commit) unless it
-/// holds a submit, whose approval request is durable when the answer says so.
+/// holds a submit, whose approval request is durable when the answer says so; always relaxed
+/// through `write_group_unsynced`, whose caller makes the submits durable with `sync` before
+/// answering them.
 ///
 /// A failed write must be rolled back alone, which a savepoint around each write does; but a
 /// savepoint copies every page a write first touches into its journal (4 KiB each, about a
@@ -683,12 +685,52 @@ fn write_runner(
 /// rolled back whole and the group written again, each write in its own savepoint.
 impl RunnerStore for SqliteStore {
     fn write_group(&self, writes: &[RunnerWrite<'_>]) -> Vec<Result<(), StoreError>> {
+        let relax = writes.iter().all(|w| matches!(w, RunnerWrite::Turn(_)));
+        self.group(writes, relax)
+    }
+
+    /// Commits relaxed whatever the group holds; a submit is durable after `sync`.
+    fn write_group_unsynced(
+        &self,
+        writes: &[RunnerWrite<'_>],
+    ) -> (Vec<Result<(), StoreError>>, bool) {
+        let owed = writes
+            .iter()
+            .any(|w| matches!(w, RunnerWrite::Submit { .. }));
+        (self.group(writes, true), owed)
+    }
+
+    /// An fsync of the WAL file, through a handle of its own (an fsync covers the file,
+    /// whichever handle wrote it): every frame a commit wrote is then on disk, so the commit
+    /// survives a power loss as one made at `synchronous=FULL` does. Frames a checkpoint has
+    /// since copied into the database file were synced there before the WAL could restart
+    /// over them. No WAL file: the last connection closed it, after checkpointing it into the
+    /// database file and syncing that.
+    fn sync(&self) -> Result<(), StoreError> {
+        let mut wal = self.path().as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::path::PathBuf::from(wal);
+        match std::fs::File::open(&wal) {
+            Ok(f) => f.sync_data().map_err(|e| {
+                StoreError::Unavailable(format!("{}: syncing to disk: {e}", wal.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "{}: opening to sync it to disk: {e}",
+                wal.display()
+            ))),
+        }
+    }
+}
+
+impl SqliteStore {
+    /// `write_group`, relaxed (no fsync at commit) or at synchronous=FULL.
+    fn group(&self, writes: &[RunnerWrite<'_>], relax: bool) -> Vec<Result<(), StoreError>> {
         if writes.is_empty() {
             return Vec::new();
         }
         let shown = self.shown();
         let doing = format!("recording a group of {} runner writes", writes.len());
-        let relax = writes.iter().all(|w| matches!(w, RunnerWrite::Turn(_)));
         self.checkpoint_in_background();
         let mut write_failed = false;
         let whole = self.runner_write(&doing, relax, |tx| {

@@ -354,6 +354,8 @@ fn role(comm: &str) -> &'static str {
         "writer"
     } else if comm.starts_with("agentdeck-ckpt") {
         "checkpoint"
+    } else if comm.starts_with("agentdeck-sync") {
+        "sync"
     } else if comm.starts_with("ingest-sim") {
         "simulator"
     } else {

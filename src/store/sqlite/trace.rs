@@ -710,7 +710,8 @@ impl RunnerStore for SqliteStore {
         let mut wal = self.path().as_os_str().to_owned();
         wal.push("-wal");
         let wal = std::path::PathBuf::from(wal);
-        match std::fs::File::open(&wal) {
+        // Opened for writing (nothing is written): Windows flushes only a handle that may write.
+        match std::fs::OpenOptions::new().write(true).open(&wal) {
             Ok(f) => f.sync_data().map_err(|e| {
                 StoreError::Unavailable(format!("{}: syncing to disk: {e}", wal.display()))
             }),

@@ -11,9 +11,11 @@
 //! committed like the others (`RunnerStore::write_group_unsynced`), its trace writes answered
 //! at once, and its requests answered by a second thread once an fsync covers the commit
 //! (`RunnerStore::sync`). The writer meanwhile makes the next group: an fsync no longer holds
-//! up every turn's commit, and fsyncs owed meanwhile are made as one. A write that fails fails only its turn: the turn's later writes are not made and the
-//! turn hears the error at its next write. Closing or dropping the writer makes everything still
-//! queued first.
+//! up every turn's commit, and fsyncs owed meanwhile are made as one.
+//!
+//! A write that fails fails only its turn: the turn's later writes are not made and the turn
+//! hears the error at its next write. Closing or dropping the writer makes everything still
+//! queued first, and answers every request still owed a sync.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -311,7 +313,12 @@ fn run(store: &dyn RunnerStore, mut rx: mpsc::Receiver<Job>, owe: &std::sync::mp
         {
             // The sync thread is gone (it panicked): nothing makes these durable.
             for (reply, turn) in unsent.0 {
-                let _ = reply.send(turn.fail(stopped(), true).map_or(Ok(()), Err));
+                let e = StoreError::Unavailable(
+                    "the runner's sync thread has stopped: the approval request was committed \
+                     but not synced to disk"
+                        .into(),
+                );
+                let _ = reply.send(turn.fail(e, true).map_or(Ok(()), Err));
             }
         }
     }

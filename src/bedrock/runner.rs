@@ -158,6 +158,14 @@ pub(crate) fn loopback_credentials() -> Credentials {
     Credentials::new("AKIDLOCAL", "local", None, None, "loopback")
 }
 
+/// The HTTP client every AWS client agentdeck points at loopback uses: plain HTTP/1.1, no TLS.
+/// The simulator speaks only `http://`, so the default HTTPS client's TLS set-up (a rustls
+/// configuration and the system's root certificates, read when the first request goes out) and
+/// its TLS wrapper around every connection are work for nothing.
+pub(crate) fn loopback_http_client() -> aws_sdk_bedrockagentruntime::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_http()
+}
+
 impl BedrockRunner {
     /// A client from aws-config's standard chain (credentials, profile, region), with the
     /// settings applied over it.
@@ -198,13 +206,14 @@ impl BedrockRunner {
         }
     }
 
-    /// A client for a local simulator at `endpoint_url`: fixed dummy credentials and region,
-    /// nothing read from the environment.
+    /// A client for a local simulator at `endpoint_url` (an `http://` address): fixed dummy
+    /// credentials and region, nothing read from the environment, no TLS.
     pub fn loopback(endpoint_url: &str) -> Self {
         let conf = aws_sdk_bedrockagentruntime::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(loopback_credentials())
+            .http_client(loopback_http_client())
             .endpoint_url(endpoint_url)
             .build();
         let mut runner = Self::from_conf(conf);

@@ -120,12 +120,14 @@ pub async fn client(endpoint: Option<&str>) -> Result<Client, CloudWatchError> {
     Ok(Client::from_conf(b.build()))
 }
 
-/// A client for a local CloudWatch (the simulator's stand-in): nothing read from the environment.
+/// A client for a local CloudWatch (the simulator's stand-in, an `http://` address): nothing read
+/// from the environment, no TLS.
 pub fn loopback(endpoint_url: &str) -> Client {
     let conf = aws_sdk_cloudwatch::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(crate::bedrock::runner::loopback_credentials())
+        .http_client(crate::bedrock::runner::loopback_http_client())
         .endpoint_url(endpoint_url)
         .build();
     Client::from_conf(conf)

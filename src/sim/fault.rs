@@ -302,6 +302,18 @@ pub(crate) struct FaultPlan {
     pub split: f64,
 }
 
+impl FaultPlan {
+    /// Whether no fault touches this invocation's stream.
+    pub fn is_clean(&self) -> bool {
+        self.exception.is_none()
+            && self.drop_after.is_none()
+            && self.stall.is_none()
+            && self.corrupt.is_none()
+            && self.slow.is_none()
+            && self.split <= 0.0
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -809,21 +809,47 @@ fn stream(
     route: &Route,
     memory_id: Option<&str>,
 ) -> Response<ChannelBody> {
-    let (tx, rx) = mpsc::channel(16);
-    let mut r = Response::new(ChannelBody { rx });
+    let request_id = hv(&p.request_id);
+    let body = if shared.time_scale <= 0.0 && p.faults.is_clean() {
+        // Nothing paces these frames and no fault touches them: every one is due now, so the
+        // body is ready with the head and goes out with it, in one write. Sent by a task, the
+        // head went out alone first (the task had not run when the connection polled the
+        // body): a second write, read and wake-up on both sides for every turn.
+        channel_body(encoded(&p, &shared.counters))
+    } else {
+        let (tx, rx) = mpsc::channel(16);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            send_frames(p, &tx, &shared.counters, shared.time_scale).await;
+        });
+        ChannelBody { rx }
+    };
+    let mut r = Response::new(body);
     let h = r.headers_mut();
     h.insert("content-type", hv("application/vnd.amazon.eventstream"));
     h.insert("x-amzn-bedrock-agent-content-type", hv("application/json"));
     h.insert("x-amz-bedrock-agent-session-id", hv(&route.session_id));
-    h.insert("x-amzn-requestid", hv(&p.request_id));
+    h.insert("x-amzn-requestid", request_id);
     if let Some(m) = memory_id {
         h.insert("x-amz-bedrock-agent-memory-id", hv(m));
     }
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        send_frames(p, &tx, &shared.counters, shared.time_scale).await;
-    });
     r
+}
+
+/// Every frame of a clean, unpaced stream, encoded and counted as `send_frames` sends them.
+fn encoded(p: &Prepared, stats: &Counters) -> Vec<Bytes> {
+    p.items
+        .iter()
+        .map(|item| {
+            if matches!(item.out, Out::Exception(_)) {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            let bytes = encode(&item.out);
+            stats.frames.fetch_add(1, Ordering::Relaxed);
+            stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            bytes
+        })
+        .collect()
 }
 
 async fn send_frames(

@@ -257,7 +257,7 @@ fn client(
         });
         let submit = &submit;
         let mut results = futures::stream::iter(requests)
-            .map(|req| async move { runner.invoke_to(&req, recorder, submit, &mut |_| {}).await })
+            .map(|req| async move { runner.invoke_to(&req, recorder, submit, None).await })
             .buffer_unordered(in_flight);
         let mut events = 0_u64;
         let mut errors = 0_u64;

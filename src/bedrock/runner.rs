@@ -247,17 +247,19 @@ impl BedrockRunner {
         submit: &SubmitSettings<'_>,
         observer: &mut dyn FnMut(&LiveEvent<'_>),
     ) -> Result<InvocationSummary, RunnerError> {
-        self.invoke_to(req, Recorder::Direct(store), submit, observer)
+        self.invoke_to(req, Recorder::Direct(store), submit, Some(observer))
             .await
     }
 
-    /// `invoke`, recording through `recorder` (a `TraceWriter` for many turns at once).
+    /// `invoke`, recording through `recorder` (a `TraceWriter` for many turns at once); with no
+    /// `observer` (nobody watching, as for the demo's simulated users), the live view's own work
+    /// is skipped: each step's kinds, figures and summary, gathered event by event.
     pub async fn invoke_to(
         &self,
         req: &InvokeRequest,
         recorder: Recorder<'_>,
         submit: &SubmitSettings<'_>,
-        observer: &mut dyn FnMut(&LiveEvent<'_>),
+        observer: Option<&mut dyn FnMut(&LiveEvent<'_>)>,
     ) -> Result<InvocationSummary, RunnerError> {
         let started_at = Utc::now();
         let attributes: HashMap<String, String> = req
@@ -558,13 +560,20 @@ impl Seen {
     }
 }
 
+/// Gives `event` to the observer, if there is one.
+fn tell(observer: &mut Option<&mut dyn FnMut(&LiveEvent<'_>)>, event: &LiveEvent<'_>) {
+    if let Some(o) = observer {
+        o(event);
+    }
+}
+
 /// Reads a turn's stream to its end, recording as it goes.
 pub(crate) async fn record_stream(
     mut output: aws_sdk_bedrockagentruntime::operation::invoke_agent::InvokeAgentOutput,
     turn: &Turn<'_>,
     recorder: Recorder<'_>,
     submit: &SubmitSettings<'_>,
-    observer: &mut dyn FnMut(&LiveEvent<'_>),
+    mut observer: Option<&mut dyn FnMut(&LiveEvent<'_>)>,
 ) -> Result<InvocationSummary, RunnerError> {
     let request_id = output
         .request_id()
@@ -584,10 +593,13 @@ pub(crate) async fn record_stream(
         resumes: turn.resumes.map(str::to_owned),
         started_at: turn.started_at,
     };
-    observer(&LiveEvent::Started {
-        request_id: &request_id,
-        session_id: &session_id,
-    });
+    tell(
+        &mut observer,
+        &LiveEvent::Started {
+            request_id: &request_id,
+            session_id: &session_id,
+        },
+    );
     let mut batch = Batch {
         recorder,
         state: Arc::new(TurnState::default()),
@@ -632,17 +644,21 @@ pub(crate) async fn record_stream(
             Ok(Some(ResponseStream::Trace(part))) => {
                 let event = wire::trace_event(&part);
                 seen.note(&event, turn.agent_id);
-                step.add(&event, observer);
+                if let Some(o) = observer.as_deref_mut() {
+                    step.add(&event, o);
+                }
                 batch.events.push(event);
             }
             Ok(Some(ResponseStream::Chunk(chunk))) => {
                 let text = wire::chunk_text(&chunk);
-                observer(&LiveEvent::Chunk(&text));
+                tell(&mut observer, &LiveEvent::Chunk(&text));
                 seen.text.push_str(&text);
                 batch.chunks.push(text);
             }
             Ok(Some(ResponseStream::ReturnControl(rc))) => {
-                step.close(observer);
+                if let Some(o) = observer.as_deref_mut() {
+                    step.close(o);
+                }
                 batch.flush().await?;
                 let doc = submission_doc(turn, &session_id, &seen, &rc);
                 let request = validate::submission(
@@ -666,7 +682,7 @@ pub(crate) async fn record_stream(
                     trace_id: seen.rationale.as_ref().and_then(|(_, t)| t.clone()),
                 };
                 match batch.submit(&request, &link, submit.actor).await {
-                    Ok(None) => observer(&LiveEvent::Queued(&request)),
+                    Ok(None) => tell(&mut observer, &LiveEvent::Queued(&request)),
                     Ok(Some(queued)) => {
                         seen.queued.push(request.id.clone());
                         awaiting.push((request, queued));
@@ -675,7 +691,7 @@ pub(crate) async fn record_stream(
                     // The same returnControl seen twice (a replayed stream) is queued once.
                     Err(StoreError::Duplicate(_)) => {
                         tracing::warn!(request = %request.id, "return of control already queued");
-                        observer(&LiveEvent::Queued(&request));
+                        tell(&mut observer, &LiveEvent::Queued(&request));
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -687,7 +703,7 @@ pub(crate) async fn record_stream(
                     .iter()
                     .map(|f| f.name().unwrap_or("(unnamed)").to_owned())
                     .collect();
-                observer(&LiveEvent::Files(names));
+                tell(&mut observer, &LiveEvent::Files(names));
             }
             Ok(Some(_)) => {
                 unknown_events += 1;
@@ -701,7 +717,9 @@ pub(crate) async fn record_stream(
         }
         batch.maybe_flush().await?;
     }
-    step.close(observer);
+    if let Some(o) = observer.as_deref_mut() {
+        step.close(o);
+    }
     let ended_at = Utc::now();
     let answered = seen.final_response.is_some() || !seen.text.is_empty();
     let (outcome, error) = if let Some(e) = &stream_error {
@@ -752,7 +770,7 @@ pub(crate) async fn record_stream(
             }
             Err(e) => return Err(e.into()),
         }
-        observer(&LiveEvent::Queued(&request));
+        tell(&mut observer, &LiveEvent::Queued(&request));
     }
     ended?;
     if let Some(e) = stream_error {

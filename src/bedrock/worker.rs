@@ -217,7 +217,7 @@ impl ResumeWorker<'_> {
                     &turn,
                     Recorder::Direct(self.store),
                     self.submit,
-                    observer,
+                    Some(observer),
                 )
                 .await
                 .map_err(|e| e.to_string());

@@ -217,7 +217,7 @@ async fn traffic(
                 actor: "demo-traffic",
             };
             let recorded = runner
-                .invoke_to(&request, Recorder::Grouped(&writer), &submit, &mut |_| {})
+                .invoke_to(&request, Recorder::Grouped(&writer), &submit, None)
                 .await;
             if let Err(e) = recorded {
                 tracing::info!(agent = %request.agent_id, error = %e, "demo turn ended in an error");

@@ -654,7 +654,7 @@ async fn turns_through_the_group_writer_store_what_direct_writes_store() {
         let (runner, writer, submit) = (&runner_b, &writer, &submit);
         async move {
             runner
-                .invoke_to(req, Recorder::Grouped(writer), submit, &mut |_| {})
+                .invoke_to(req, Recorder::Grouped(writer), submit, None)
                 .await
         }
     }))

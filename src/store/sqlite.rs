@@ -176,8 +176,9 @@ impl SqliteStore {
                 "{shown}: the file system refused the WAL journal (journal mode is {mode})"
             )));
         }
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-            .map_err(|e| db_error(&shown, "setting synchronous=FULL and foreign keys", &e))?;
+        // Foreign keys are turned on after the migration (see `schema::migrate`).
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")
+            .map_err(|e| db_error(&shown, "setting synchronous=FULL", &e))?;
         // Savepoint journals (one per write when a group commit is replayed after a failed
         // write) stay in memory. On disk (when every write of a group had one), each
         // spilled to a temporary file past 64 KiB, and the ingest bench wrote 11 KB of them per
@@ -187,6 +188,8 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_spill", SPILL_PAGES)
             .map_err(|e| db_error(&shown, "setting when the page cache spills", &e))?;
         schema::migrate(&mut conn, &shown)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(|e| db_error(&shown, "turning foreign-key checks on", &e))?;
         set_checkpoint(&conn, CHECKPOINT_BYTES)
             .map_err(|e| db_error(&shown, "setting the WAL checkpoint size", &e))?;
         // Every statement the store runs stays prepared: with rusqlite's default of 16 the

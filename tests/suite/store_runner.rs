@@ -75,8 +75,8 @@ fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
         .unwrap();
     // Every later migration runs too (3, 4: the trace explorer's step kinds and search; 5: the
     // metrics columns and action marks; 6: the step index dropped; 7: event rows slimmed; 8:
-    // traces keyed by the invocation's integer id).
-    assert_eq!(version, 8);
+    // traces keyed by the invocation's integer id; 9: checks without IN lists).
+    assert_eq!(version, 9);
     let got = s
         .get(&ApprovalId("inv-old".into()), &test_policy(), at(6))
         .unwrap();
@@ -85,6 +85,179 @@ fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
     assert_eq!(outbox_count(dir.path()), 0);
     assert!(s.audit_verify().unwrap().ok());
     assert!(s.sessions(0, 10).unwrap().is_empty());
+}
+
+/// Opcodes of `sql` as SQLite would run it on `c`.
+fn opcodes(c: &Connection, sql: &str) -> Vec<String> {
+    c.prepare(&format!("EXPLAIN {sql}"))
+        .unwrap()
+        .query_map([], |r| r.get(1))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn migration_9_keeps_invocations_and_resumes_and_their_checks_build_no_temporary_table() {
+    use agentdeck::store::{InvocationEnd, InvocationStart, Outcome};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deck.db");
+    let (invocations, outbox) = {
+        let s = open(dir.path());
+        for (n, id) in ["call-1", "call-2"].into_iter().enumerate() {
+            s.begin_invocation(&InvocationStart {
+                request_id: id.into(),
+                agent_id: "A".into(),
+                agent_alias_id: "L".into(),
+                session_id: "s-9".into(),
+                input_text: Some("pay".into()),
+                resumes: None,
+                started_at: at(i64::try_from(n).unwrap()),
+            })
+            .unwrap();
+        }
+        s.finish_invocation(
+            "call-1",
+            &InvocationEnd {
+                outcome: Outcome::WaitingForHuman,
+                ended_at: at(3),
+                error: None,
+                final_response: None,
+                latency_ms: Some(3000),
+            },
+        )
+        .unwrap();
+        let r = sample_request("inv-9", RiskTier::Low);
+        s.submit_resumable(&r, &link("call-1"), "runner").unwrap();
+        s.decide(
+            &ask(&r, Verdict::Confirm, &[0], "bob", None),
+            &test_policy(),
+            at(5),
+        )
+        .unwrap();
+        let invocations = ["call-1", "call-2"].map(|id| s.invocation(id).unwrap().unwrap());
+        (invocations, s.outbox_row(&r.id).unwrap().unwrap())
+    };
+    let raw = Connection::open(&path).unwrap();
+    let ids = |c: &Connection| -> Vec<(String, i64)> {
+        c.prepare("SELECT request_id, id FROM invocations ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let old_ids = ids(&raw);
+    // Make it what version 8 wrote: both tables checked with `IN` lists.
+    raw.execute_batch(
+        "PRAGMA foreign_keys = OFF;
+         CREATE TABLE inv8 AS SELECT * FROM invocations;
+         DROP TABLE invocations;
+         CREATE TABLE invocations (
+            id INTEGER PRIMARY KEY, request_id TEXT NOT NULL UNIQUE, agent_id TEXT NOT NULL,
+            agent_alias_id TEXT NOT NULL, session_id TEXT NOT NULL, input_text TEXT,
+            resumes TEXT, started_at_ms INTEGER NOT NULL, ended_at_ms INTEGER,
+            outcome TEXT NOT NULL CHECK (outcome IN
+                ('running', 'finished', 'failed', 'waiting-for-human', 'exception')),
+            error TEXT, final_response TEXT, latency_ms INTEGER,
+            input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
+            events INTEGER NOT NULL DEFAULT 0, steps INTEGER NOT NULL DEFAULT 0,
+            chunks INTEGER NOT NULL DEFAULT 0, model TEXT, model_ms INTEGER NOT NULL DEFAULT 0,
+            tool_ms INTEGER NOT NULL DEFAULT 0) STRICT;
+         INSERT INTO invocations SELECT * FROM inv8;
+         DROP TABLE inv8;
+         CREATE INDEX invocations_session ON invocations (session_id, started_at_ms, request_id);
+         CREATE INDEX invocations_recent ON invocations (started_at_ms, request_id);
+         CREATE TABLE out8 AS SELECT * FROM outbox;
+         DROP TABLE outbox;
+         CREATE TABLE outbox (
+            request_id TEXT PRIMARY KEY NOT NULL REFERENCES requests (id), invocation TEXT,
+            session_id TEXT NOT NULL, agent_id TEXT NOT NULL, agent_alias_id TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'acked', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, payload TEXT NOT NULL,
+            results TEXT, lease_owner TEXT, lease_until_ms INTEGER,
+            created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL,
+            continuation TEXT) STRICT;
+         INSERT INTO outbox SELECT * FROM out8;
+         DROP TABLE out8;
+         CREATE INDEX outbox_due ON outbox (created_at_ms, request_id)
+            WHERE state IN ('pending', 'sent');
+         PRAGMA user_version = 8;",
+    )
+    .unwrap();
+    let insert = "INSERT INTO invocations (request_id, agent_id, agent_alias_id, session_id, \
+                  started_at_ms, outcome) VALUES ('x', 'A', 'L', 's', 0, 'running')";
+    // What the migration is for: version 8's check built a temporary B-tree per statement.
+    assert!(opcodes(&raw, insert).iter().any(|o| o == "OpenEphemeral"));
+    drop(raw);
+
+    let s = open(dir.path());
+    let raw = Connection::open(&path).unwrap();
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 9);
+    assert_eq!(ids(&raw), old_ids);
+    for inv in &invocations {
+        assert_eq!(
+            s.invocation(&inv.start.request_id).unwrap().as_ref(),
+            Some(inv),
+            "{}",
+            inv.start.request_id
+        );
+    }
+    assert_eq!(s.outbox_row(&outbox.request).unwrap().unwrap(), outbox);
+    let fk_problems: i64 = raw
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(fk_problems, 0);
+    for (sql, table) in [
+        (insert.to_owned(), "invocations"),
+        (
+            "UPDATE invocations SET outcome = 'finished' WHERE id = 1".to_owned(),
+            "invocations",
+        ),
+        (
+            "UPDATE outbox SET state = 'sent' WHERE request_id = 'x'".to_owned(),
+            "outbox",
+        ),
+    ] {
+        assert!(
+            !opcodes(&raw, &sql).iter().any(|o| o == "OpenEphemeral"),
+            "{table}: {sql}"
+        );
+    }
+    // The checks still hold.
+    for bad in [
+        "UPDATE invocations SET outcome = 'done' WHERE id = 1",
+        "UPDATE outbox SET state = 'gone'",
+    ] {
+        let e = raw.execute(bad, []).unwrap_err();
+        assert!(
+            e.to_string().contains("CHECK constraint failed"),
+            "{bad}: {e}"
+        );
+    }
+    // And the store goes on working on them.
+    s.finish_invocation(
+        "call-2",
+        &InvocationEnd {
+            outcome: Outcome::Finished,
+            ended_at: at(9),
+            error: None,
+            final_response: Some("done".into()),
+            latency_ms: Some(9000),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        s.invocation("call-2").unwrap().unwrap().outcome,
+        Outcome::Finished
+    );
+    assert!(s.audit_verify().unwrap().ok());
 }
 
 #[test]

@@ -1280,7 +1280,7 @@ fn opening_twice_is_idempotent() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
     let mode: String = raw
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -1301,7 +1301,7 @@ fn a_store_from_a_newer_version_is_refused_clearly() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{msg}");
     assert!(msg.contains(&path.display().to_string()), "{msg}");
     assert!(
-        msg.contains("schema version 99") && msg.contains("version 8"),
+        msg.contains("schema version 99") && msg.contains("version 9"),
         "{msg}"
     );
 }

@@ -450,8 +450,9 @@ fn migration_7_keeps_every_event_its_rowid_and_what_its_json_says() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    // 7 slims the rows, then 8 keys them by the invocation's integer id (the rowid kept as id).
-    assert_eq!(version, 8);
+    // 7 slims the rows, then 8 keys them by the invocation's integer id (the rowid kept as id);
+    // 9 rewrites two tables' checks.
+    assert_eq!(version, 9);
     let columns: Vec<String> = raw
         .prepare("SELECT name FROM pragma_table_info('trace_events')")
         .unwrap()
@@ -582,7 +583,7 @@ fn migration_8_keys_traces_by_the_invocations_id_and_every_read_gives_what_it_ga
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
     // Each invocation keeps its old rowid as its id, each event its rowid (the search index's
     // key) as its id.
     assert_eq!(

@@ -6,189 +6,36 @@
 //! `TraceEvent::from_wire` reads from it: tests/suite/trace_mapping.rs checks both, byte for
 //! byte, for every variant.
 
-use std::fmt::Write as _;
-
 use aws_sdk_bedrockagentruntime::types as sdk;
 use aws_smithy_types::DateTime as SmithyTime;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
 use crate::domain::approval::Parameter;
+use crate::domain::json_text::JsonText as Out;
 use crate::domain::trace::{
     Guardrail, Invocation, InvocationDetail, Metadata, ModelInput, ModelOutput, Observation,
     ObservationDetail, Phase, RawJson, Reasoning, Reference, StepEvent, TraceEvent, TraceKind,
 };
 
-/// How serde_json escapes each byte of a string: 0 not at all, `u` as `\\u00XX`, else a
-/// backslash and that character.
-static ESCAPE: [u8; 256] = {
-    let mut t = [0_u8; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
-    }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0a] = b'n';
-    t[0x0c] = b'f';
-    t[0x0d] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
-
-/// Where the first byte at or after `from` that JSON escapes is (`bytes.len()` if none). Eight
-/// bytes are checked at a time while none of them is a control character, a quote or a
-/// backslash: prompts and model outputs run to kilobytes with few escapes, and a byte at a time
-/// this loop was the runner's largest cost of its own per event. (The word tests can flag a
-/// byte after a real match, never miss one; the byte loop then finds the exact place.)
-fn next_escape(bytes: &[u8], from: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let mut i = from;
-    while let Some(Ok(word)) = bytes.get(i..i + 8).map(<[u8; 8]>::try_from) {
-        let x = u64::from_le_bytes(word);
-        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
-        let quote = has_zero(x ^ (ONES * u64::from(b'"')));
-        let backslash = has_zero(x ^ (ONES * u64::from(b'\\')));
-        if control | quote | backslash != 0 {
-            break;
-        }
-        i += 8;
-    }
-    while bytes.get(i).is_some_and(|&b| ESCAPE[usize::from(b)] == 0) {
-        i += 1;
-    }
-    i
+/// Times written into the JSON text, as Bedrock sent them (`wire::write_time`).
+trait WriteTime {
+    fn time(&mut self, k: &str, v: Option<&SmithyTime>) -> &mut Self;
 }
 
-/// Compact JSON written as it goes. Each object's keys must be written in sorted order (as
-/// serde_json's `Map` orders them), which every writer below does by hand.
-struct Out {
-    buf: String,
-    /// No member has been written in the object or array just opened.
-    first: bool,
-}
-
-impl Out {
-    fn sep(&mut self) {
-        if self.first {
-            self.first = false;
-        } else {
-            self.buf.push(',');
-        }
-    }
-
-    fn key(&mut self, k: &str) {
-        self.sep();
-        self.buf.push('"');
-        self.buf.push_str(k);
-        self.buf.push_str("\":");
-    }
-
-    /// A JSON string, escaped as serde_json escapes it.
-    fn string(&mut self, s: &str) {
-        self.buf.reserve(s.len() + 2);
-        self.buf.push('"');
-        let bytes = s.as_bytes();
-        let mut start = 0;
-        loop {
-            let i = next_escape(bytes, start);
-            // Escaped bytes are ASCII, so `i` is on a character boundary.
-            self.buf.push_str(&s[start..i]);
-            let Some(&b) = bytes.get(i) else { break };
-            match ESCAPE[usize::from(b)] {
-                b'u' => {
-                    let _ = write!(self.buf, "\\u{b:04x}");
-                }
-                e => {
-                    self.buf.push('\\');
-                    self.buf.push(char::from(e));
-                }
-            }
-            start = i + 1;
-        }
-        self.buf.push('"');
-    }
-
-    fn s(&mut self, k: &str, v: Option<&str>) -> &mut Self {
-        if let Some(v) = v {
-            self.key(k);
-            self.string(v);
-        }
-        self
-    }
-
-    fn int(&mut self, k: &str, v: Option<i64>) -> &mut Self {
-        if let Some(v) = v {
-            self.key(k);
-            let _ = write!(self.buf, "{v}");
-        }
-        self
-    }
-
-    fn bool(&mut self, k: &str, v: Option<bool>) -> &mut Self {
-        if let Some(v) = v {
-            self.key(k);
-            self.buf.push_str(if v { "true" } else { "false" });
-        }
-        self
-    }
-
+impl WriteTime for Out {
     fn time(&mut self, k: &str, v: Option<&SmithyTime>) -> &mut Self {
         if let Some(t) = v {
             self.key(k);
-            match crate::bedrock::wire::time(t) {
-                serde_json::Value::String(s) => self.string(&s),
-                _ => self.buf.push_str("null"),
+            // Its characters (digits, `-:.TZ`, or Smithy's own form) need no escaping.
+            let buf = self.buf_mut();
+            buf.push('"');
+            if crate::bedrock::wire::write_time(buf, t) {
+                buf.push('"');
+            } else {
+                buf.pop();
+                buf.push_str("null");
             }
-        }
-        self
-    }
-
-    /// `{...}` under `k` when `v` is there, its members written by `f`.
-    fn obj<T>(&mut self, k: &str, v: Option<T>, f: impl FnOnce(&mut Self, T)) -> &mut Self {
-        if let Some(v) = v {
-            self.key(k);
-            self.object(|o| f(o, v));
-        }
-        self
-    }
-
-    fn object<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
-        self.buf.push('{');
-        self.first = true;
-        let read = f(self);
-        self.buf.push('}');
-        self.first = false;
-        read
-    }
-
-    /// `[...]` under `k`, left out when empty; each item an object written by `f`.
-    fn list<T>(&mut self, k: &str, items: &[T], f: impl Fn(&mut Self, &T)) -> &mut Self {
-        if items.is_empty() {
-            return self;
-        }
-        self.key(k);
-        self.buf.push('[');
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                self.buf.push(',');
-            }
-            self.object(|o| f(o, item));
-        }
-        self.buf.push(']');
-        self.first = false;
-        self
-    }
-
-    /// A value built by `wire` (small, rare parts), serialised in place.
-    fn val(&mut self, k: &str, v: Option<&serde_json::Value>) -> &mut Self {
-        if let Some(v) = v {
-            self.key(k);
-            let _ = write!(self.buf, "{v}");
         }
         self
     }
@@ -851,11 +698,8 @@ pub fn trace_event(p: &sdk::TracePart) -> TraceEvent {
         .filter_map(|c| c.as_agent_alias_arn().ok())
         .cloned()
         .collect();
-    let mut o = Out {
-        buf: String::with_capacity(512),
-        first: true,
-    };
-    o.buf.push('{');
+    let mut o = Out::with_capacity(512);
+    o.raw("{");
     o.s("agentAliasId", p.agent_alias_id())
         .s("agentId", p.agent_id())
         .s("agentVersion", p.agent_version())
@@ -872,7 +716,7 @@ pub fn trace_event(p: &sdk::TracePart) -> TraceEvent {
         }
         None => TraceKind::Unknown { key: None },
     };
-    o.buf.push('}');
+    o.raw("}");
     TraceEvent {
         agent_id: owned(p.agent_id()),
         agent_alias_id: owned(p.agent_alias_id()),
@@ -882,52 +726,6 @@ pub fn trace_event(p: &sdk::TracePart) -> TraceEvent {
         collaborator_name: owned(p.collaborator_name()),
         caller_chain,
         kind,
-        raw: RawJson::Text(o.buf.into_boxed_str()),
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::Out;
-
-    fn written(s: &str) -> String {
-        let mut o = Out {
-            buf: String::new(),
-            first: true,
-        };
-        o.string(s);
-        o.buf
-    }
-
-    /// Every byte serde_json escapes, at every offset in and across the eight-byte words the
-    /// scan checks at once, beside multi-byte characters and bytes that only look close
-    /// (0x20, 0x7f, 0xa2, 0xdc), comes out as serde_json writes it.
-    #[test]
-    fn strings_are_escaped_as_serde_json_escapes_them() {
-        let specials = [
-            '\0', '\u{1}', '\u{8}', '\t', '\n', '\u{c}', '\r', '\u{1f}', '"', '\\',
-        ];
-        let fillers = [
-            "", "a", "abcdefg", "é", "日本", "\u{7f}", " ", "¢ü", "\u{202e}",
-        ];
-        let mut cases = vec![String::new(), "plain text that needs nothing".repeat(3)];
-        for pad in 0..17 {
-            for c in specials {
-                for f in fillers {
-                    let mut s = "x".repeat(pad);
-                    s.push(c);
-                    s.push_str(f);
-                    s.push_str(&"y".repeat(pad % 9));
-                    s.push(c);
-                    cases.push(s);
-                }
-            }
-        }
-        cases.push("\"\\\"\\".repeat(20));
-        cases.push("\u{0}".repeat(33));
-        for s in &cases {
-            assert_eq!(written(s), serde_json::to_string(s).unwrap(), "{s:?}");
-        }
+        raw: RawJson::Text(o.into_string().into_boxed_str()),
     }
 }

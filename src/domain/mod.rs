@@ -5,6 +5,7 @@ pub mod approval;
 pub mod bedrock;
 pub mod canonical;
 pub mod decision;
+pub mod json_text;
 pub mod metrics;
 pub mod policy;
 pub mod resume;

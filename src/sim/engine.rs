@@ -14,6 +14,7 @@ use super::error::{AwsError, exception_from_name};
 use super::frame::EventType;
 use super::scenario::{AgentDef, Executor, FailEnd, ScriptDef, Step, Target};
 use super::template::{eval_all, render};
+use crate::domain::json_text::JsonText;
 
 pub(crate) const ACCOUNT: &str = "123456789012";
 
@@ -73,6 +74,38 @@ struct TracePart<'a, T: serde::Serialize + ?Sized> {
     trace: &'a T,
 }
 
+impl TracePart<'_, ()> {
+    /// This part's JSON, its `trace` member's object written by `trace`: the bytes serde_json
+    /// writes for the same part, without its escaping a byte at a time (a model call's prompt
+    /// is kilobytes of JSON inside a string, a quote every few words).
+    fn write(&self, capacity: usize, trace: impl FnOnce(&mut JsonText)) -> String {
+        let mut o = JsonText::with_capacity(capacity);
+        o.object(|o| {
+            o.s("agentAliasId", Some(self.agent_alias_id))
+                .s("agentId", Some(self.agent_id))
+                .s("agentVersion", Some(self.agent_version));
+            // Always there, as serde writes it: `[]` when empty.
+            o.key("callerChain");
+            o.raw("[");
+            for (i, arn) in self.caller_chain.0.iter().enumerate() {
+                if i > 0 {
+                    o.raw(",");
+                }
+                o.object(|o| {
+                    o.s("agentAliasArn", Some(arn));
+                });
+            }
+            o.raw("]");
+            o.s("collaboratorName", self.collaborator_name)
+                .s("eventTime", Some(self.event_time))
+                .s("sessionId", Some(self.session_id));
+            o.key("trace");
+            o.object(trace);
+        });
+        o.into_string()
+    }
+}
+
 /// A JSON object of `members`, each value moved in: `json!` would copy every `Value` it is
 /// given through serde_json's serializer into a new tree.
 fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
@@ -111,7 +144,8 @@ impl<T: serde::Serialize + ?Sized> serde::Serialize for Nest<'_, T> {
 #[serde(rename_all = "camelCase")]
 struct ModelInput<'a> {
     foundation_model: &'a str,
-    inference_configuration: InferenceConfiguration,
+    /// Always `INFERENCE` (written from `INFERENCE_JSON` by `write`).
+    inference_configuration: &'static InferenceConfiguration,
     parser_mode: &'static str,
     prompt_creation_mode: &'static str,
     text: &'a str,
@@ -119,6 +153,39 @@ struct ModelInput<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
 }
+
+impl ModelInput<'_> {
+    /// `{"<key>": {"modelInvocationInput": ...}}`'s members, as serde_json writes them.
+    fn write(&self, o: &mut JsonText, key: &str) {
+        o.key(key);
+        o.object(|o| {
+            o.key("modelInvocationInput");
+            o.object(|o| {
+                o.s("foundationModel", Some(self.foundation_model));
+                o.key("inferenceConfiguration");
+                o.raw(&INFERENCE_JSON);
+                o.s("parserMode", Some(self.parser_mode))
+                    .s("promptCreationMode", Some(self.prompt_creation_mode))
+                    .s("text", Some(self.text))
+                    .s("traceId", Some(self.trace_id))
+                    .s("type", Some(self.kind));
+            });
+        });
+    }
+}
+
+/// What every simulated prompt states.
+const INFERENCE: InferenceConfiguration = InferenceConfiguration {
+    maximum_length: 2048,
+    stop_sequences: ["</invoke>", "</answer>", "</error>"],
+    temperature: 0.0,
+    top_k: 250,
+    top_p: 1.0,
+};
+
+/// `INFERENCE` as JSON, written once.
+static INFERENCE_JSON: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| serde_json::to_string(&INFERENCE).unwrap_or_default());
 
 /// The inference settings every simulated prompt states.
 #[derive(serde::Serialize)]
@@ -542,6 +609,28 @@ impl<'w> Runner<'w> {
         self.push(Out::Encoded(bytes));
     }
 
+    /// `trace_as` for a part whose `trace` member `trace` writes as JSON text.
+    fn trace_text(&mut self, act: &Act, trace: impl FnOnce(&mut JsonText)) {
+        if !self.opts.trace {
+            return;
+        }
+        let event_time = self.ts(self.now_ms);
+        let part = TracePart {
+            agent_alias_id: &act.st.alias,
+            agent_id: &act.st.agent.id,
+            agent_version: act.st.agent.version_for(&act.st.alias),
+            caller_chain: CallerChain(&act.st.caller_chain),
+            collaborator_name: act.st.collaborator_name.as_deref(),
+            event_time: &event_time,
+            session_id: &act.st.session_id,
+            trace: &(),
+        };
+        let text = part.write(self.trace_size_hint, trace);
+        let bytes = super::frame::event(EventType::Trace, text.as_bytes());
+        self.trace_size_hint = bytes.len();
+        self.push(Out::Encoded(bytes));
+    }
+
     fn begin_step(act: &mut Act) {
         act.trace_id = format!("{}-{}", act.request_id, act.step);
         act.step += 1;
@@ -574,20 +663,14 @@ impl<'w> Runner<'w> {
         let input_tokens = (text.len() / 4) as u64 + self.rng.u64(0..40);
         let input = ModelInput {
             foundation_model: &act.st.agent.foundation_model,
-            inference_configuration: InferenceConfiguration {
-                maximum_length: 2048,
-                stop_sequences: ["</invoke>", "</answer>", "</error>"],
-                temperature: 0.0,
-                top_k: 250,
-                top_p: 1.0,
-            },
+            inference_configuration: &INFERENCE,
             parser_mode: "DEFAULT",
             prompt_creation_mode: "DEFAULT",
             text: &text,
             trace_id: &trace_id,
             kind: kind.prompt_type(),
         };
-        self.trace_as(act, &Nest(key, "modelInvocationInput", &input));
+        self.trace_text(act, |o| input.write(o, key));
         let [lo, hi] = act.st.agent.model_ms;
         let (start, end) = self.advance(lo, hi);
         let output_tokens = (raw.len() / 4) as u64 + self.rng.u64(5..60);
@@ -1742,5 +1825,58 @@ pub(crate) fn match_results(
 impl Default for Outcome {
     fn default() -> Self {
         Self::Result(String::new())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The hand-written model-input part is the bytes serde_json writes for the same part, with
+    /// and without a caller chain and a collaborator name, for prompts full of what JSON escapes.
+    #[test]
+    fn a_model_input_part_is_written_as_serde_json_writes_it() {
+        let chain = [
+            "arn:aws:bedrock:us-east-1:123456789012:agent-alias/SUP/LIVE".to_owned(),
+            "arn:aws:bedrock:us-east-1:123456789012:agent-alias/PAY/\"q\"".to_owned(),
+        ];
+        let texts = [
+            String::new(),
+            "{\"system\":\"You are \\\"helpful\\\".\",\"messages\":[{\"content\":\"pay\"}]}"
+                .to_owned(),
+            "tab\there\nnew line \u{1} \u{7f} \u{202e}é日本 \\ \"".repeat(5),
+        ];
+        for (chain, collaborator) in [(&chain[..0], None), (&chain[..], Some("Payments \"A\""))] {
+            for text in &texts {
+                let input = ModelInput {
+                    foundation_model: "anthropic.claude-3-5-sonnet-20240620-v1:0",
+                    inference_configuration: &INFERENCE,
+                    parser_mode: "DEFAULT",
+                    prompt_creation_mode: "DEFAULT",
+                    text,
+                    trace_id: "req-1-0",
+                    kind: "ORCHESTRATION",
+                };
+                macro_rules! part {
+                    ($trace:expr) => {
+                        TracePart {
+                            agent_alias_id: "LIVE",
+                            agent_id: "PAYAGENT01",
+                            agent_version: "3",
+                            caller_chain: CallerChain(chain),
+                            collaborator_name: collaborator,
+                            event_time: "2026-11-26T10:00:00.123456789Z",
+                            session_id: "s-1",
+                            trace: $trace,
+                        }
+                    };
+                }
+                let by_hand = part!(&()).write(16, |o| input.write(o, "orchestrationTrace"));
+                let nest = Nest("orchestrationTrace", "modelInvocationInput", &input);
+                let by_serde = serde_json::to_string(&part!(&nest)).unwrap();
+                assert_eq!(by_hand, by_serde);
+            }
+        }
     }
 }

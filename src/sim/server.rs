@@ -815,12 +815,7 @@ fn stream(
         // body is ready with the head and goes out with it, in one write. Sent by a task, the
         // head went out alone first (the task had not run when the connection polled the
         // body): a second write, read and wake-up on both sides for every turn.
-        let all = encoded(&p, &shared.counters);
-        channel_body(if all.is_empty() {
-            Vec::new()
-        } else {
-            vec![all]
-        })
+        channel_body(encoded(&p, &shared.counters))
     } else {
         let (tx, rx) = mpsc::channel(16);
         let shared = shared.clone();
@@ -841,26 +836,20 @@ fn stream(
     r
 }
 
-/// Every frame of a clean, unpaced stream, encoded and counted as `send_frames` sends them, in
-/// one chunk: every frame is due now, and a chunk per frame cost both sides' HTTP layers a pass
-/// each (the chunk's framing; on the client, a trip through the body's channel and the SDK's
-/// buffer), about 3% of the ingest bench's instructions. Real services put several frames in a
-/// chunk too; the paced path still sends a chunk per frame.
-fn encoded(p: &Prepared, stats: &Counters) -> Bytes {
-    let mut one = bytes::BytesMut::new();
-    for item in &p.items {
-        if matches!(item.out, Out::Exception(_)) {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        let bytes = encode(&item.out);
-        stats.frames.fetch_add(1, Ordering::Relaxed);
-        stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        if one.is_empty() {
-            one.reserve(bytes.len() * p.items.len());
-        }
-        one.extend_from_slice(&bytes);
-    }
-    one.freeze()
+/// Every frame of a clean, unpaced stream, encoded and counted as `send_frames` sends them.
+fn encoded(p: &Prepared, stats: &Counters) -> Vec<Bytes> {
+    p.items
+        .iter()
+        .map(|item| {
+            if matches!(item.out, Out::Exception(_)) {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            let bytes = encode(&item.out);
+            stats.frames.fetch_add(1, Ordering::Relaxed);
+            stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            bytes
+        })
+        .collect()
 }
 
 async fn send_frames(

@@ -121,12 +121,12 @@ fn a_flipped_byte_fails_the_crc() {
 
 /// A simulator that splits about one frame in four across two HTTP chunks (`split=0.25`).
 async fn sim() -> SimHandle {
-    sim_splitting("split=0.25", 0.0).await
+    sim_splitting("split=0.25").await
 }
 
-async fn sim_splitting(faults: &str, time_scale: f64) -> SimHandle {
+async fn sim_splitting(faults: &str) -> SimHandle {
     start(SimConfig {
-        time_scale,
+        time_scale: 0.0,
         faults: Faults::parse(faults).unwrap(),
         ..SimConfig::builtin().unwrap()
     })
@@ -154,12 +154,10 @@ fn splits(chunks: &[Vec<u8>], body: &[u8]) -> usize {
         .count()
 }
 
-/// Frames arrive whole without the split fault: an unpaced stream (every frame due at once) as one
-/// chunk, a paced one a chunk per frame as its frames fall due; `split=1` splits every frame.
 #[tokio::test]
-async fn without_the_split_fault_no_frame_is_split_across_chunks() {
-    for (faults, time_scale) in [("", 0.0), ("", 0.001), ("split=1", 0.0)] {
-        let h = sim_splitting(faults, time_scale).await;
+async fn without_the_split_fault_every_frame_is_one_chunk() {
+    for (faults, split) in [("", false), ("split=1", true)] {
+        let h = sim_splitting(faults).await;
         let r = raw(
             &h,
             "/agents/KBAGENT003/agentAliases/LIVE/sessions/whole/text",
@@ -171,16 +169,15 @@ async fn without_the_split_fault_no_frame_is_split_across_chunks() {
         let body = r.body();
         let frames = decode_all(&body).len();
         assert!(frames > 5, "{frames}");
-        if faults.is_empty() {
-            assert_eq!(splits(&r.chunks, &body), 0, "{faults:?} {time_scale}");
-            let expected = if time_scale > 0.0 { frames } else { 1 };
-            assert_eq!(r.chunks.len(), expected, "{time_scale}");
-        } else {
+        if split {
             assert_eq!(
                 splits(&r.chunks, &body),
                 frames,
                 "split=1 splits every frame"
             );
+        } else {
+            assert_eq!(splits(&r.chunks, &body), 0, "{faults:?}");
+            assert_eq!(r.chunks.len(), frames);
         }
         h.shutdown().await;
     }

@@ -74,6 +74,22 @@ struct TracePart<'a, T: serde::Serialize + ?Sized> {
     trace: &'a T,
 }
 
+impl<'a, T: serde::Serialize + ?Sized> TracePart<'a, T> {
+    /// The part `act` sends at `event_time`, with `trace` as its trace object.
+    fn of(act: &'a Act, event_time: &'a str, trace: &'a T) -> Self {
+        Self {
+            agent_alias_id: &act.st.alias,
+            agent_id: &act.st.agent.id,
+            agent_version: act.st.agent.version_for(&act.st.alias),
+            caller_chain: CallerChain(&act.st.caller_chain),
+            collaborator_name: act.st.collaborator_name.as_deref(),
+            event_time,
+            session_id: &act.st.session_id,
+            trace,
+        }
+    }
+}
+
 impl TracePart<'_, ()> {
     /// This part's JSON, its `trace` member's object written by `trace`: the bytes serde_json
     /// writes for the same part, without its escaping a byte at a time (a model call's prompt
@@ -594,16 +610,7 @@ impl<'w> Runner<'w> {
             return;
         }
         let event_time = self.ts(self.now_ms);
-        let part = TracePart {
-            agent_alias_id: &act.st.alias,
-            agent_id: &act.st.agent.id,
-            agent_version: act.st.agent.version_for(&act.st.alias),
-            caller_chain: CallerChain(&act.st.caller_chain),
-            collaborator_name: act.st.collaborator_name.as_deref(),
-            event_time: &event_time,
-            session_id: &act.st.session_id,
-            trace,
-        };
+        let part = TracePart::of(act, &event_time, trace);
         let bytes = super::frame::event_json(EventType::Trace, &part, self.trace_size_hint);
         self.trace_size_hint = bytes.len();
         self.push(Out::Encoded(bytes));
@@ -615,17 +622,7 @@ impl<'w> Runner<'w> {
             return;
         }
         let event_time = self.ts(self.now_ms);
-        let part = TracePart {
-            agent_alias_id: &act.st.alias,
-            agent_id: &act.st.agent.id,
-            agent_version: act.st.agent.version_for(&act.st.alias),
-            caller_chain: CallerChain(&act.st.caller_chain),
-            collaborator_name: act.st.collaborator_name.as_deref(),
-            event_time: &event_time,
-            session_id: &act.st.session_id,
-            trace: &(),
-        };
-        let text = part.write(self.trace_size_hint, trace);
+        let text = TracePart::of(act, &event_time, &()).write(self.trace_size_hint, trace);
         let bytes = super::frame::event(EventType::Trace, text.as_bytes());
         self.trace_size_hint = bytes.len();
         self.push(Out::Encoded(bytes));

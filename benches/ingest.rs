@@ -14,6 +14,9 @@
 //! - `AGENTDECK_INGEST_DIRECT=1`: each turn writes straight into the store, no group commit.
 //! - `AGENTDECK_INGEST_KEEP=PATH`: keep the store an ingest pass wrote at PATH (replaced by the
 //!   next pass), to look inside it, e.g. with SQLite's `dbstat` table.
+//! - `AGENTDECK_INGEST_COLD=1`: each pass gets new SDK clients, which open their connections
+//!   during the pass (else the clients, and the connections they pool, are kept from pass to
+//!   pass, as a long-running runner keeps them, and each level is warmed up at its concurrency).
 //!
 //! Each pass prints its CPU per event for the whole process and by thread: the simulator, the
 //! client threads (SDK, runner), the store's writer and its checkpoint thread.
@@ -205,6 +208,8 @@ struct Options {
     /// Keep the store of the last pass here, for a look inside (`AGENTDECK_INGEST_KEEP=PATH`;
     /// each ingest pass overwrites it).
     keep: Option<std::path::PathBuf>,
+    /// New clients (and connections) for every pass (`AGENTDECK_INGEST_COLD=1`).
+    cold: bool,
 }
 
 impl Options {
@@ -215,16 +220,36 @@ impl Options {
             ask: number("AGENTDECK_INGEST_ASK").map(|k: usize| k % ASKS.len()),
             direct: std::env::var_os("AGENTDECK_INGEST_DIRECT").is_some(),
             keep: std::env::var_os("AGENTDECK_INGEST_KEEP").map(Into::into),
+            cold: std::env::var_os("AGENTDECK_INGEST_COLD").is_some(),
         }
     }
 }
 
-/// Turns `t`, `t + clients`, ... of `turns`, on this thread's own runtime and SDK client (a
-/// client's pooled connections belong to the runtime that opened them, so one client shared by
-/// two runtimes loses connections when either runtime stops), keeping `in_flight` of them
-/// going; returns (events, errors, this thread's CPU seconds), printing the first error.
+/// A client thread's own runtime and SDK client. A client's pooled connections belong to the
+/// runtime that opened them (one client shared by two runtimes loses connections when either
+/// stops), so each client thread has both; they outlive a pass unless `Options::cold`.
+struct ClientSide {
+    rt: tokio::runtime::Runtime,
+    runner: BedrockRunner,
+}
+
+fn client_sides(endpoint: &str, n: usize) -> Vec<ClientSide> {
+    (0..n)
+        .map(|_| ClientSide {
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            runner: BedrockRunner::loopback(endpoint),
+        })
+        .collect()
+}
+
+/// Turns `t`, `t + clients`, ... of `turns`, on this thread's runtime and SDK client (`side`),
+/// keeping `in_flight` of them going; returns (events, errors, this thread's CPU seconds),
+/// printing the first error.
 fn client(
-    endpoint: &str,
+    side: &ClientSide,
     recorder: Recorder<'_>,
     config: &Config,
     opts: &Options,
@@ -233,12 +258,8 @@ fn client(
 ) -> (u64, u64, f64) {
     let me = std::path::Path::new("/proc/thread-self/stat");
     let cpu0 = cpu_secs(me);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let runner = &BedrockRunner::loopback(endpoint);
-    rt.block_on(async {
+    let runner = &side.runner;
+    side.rt.block_on(async {
         let ttl = |_: &str| 600;
         let submit = SubmitSettings {
             policy: &config.policy,
@@ -280,7 +301,7 @@ fn client(
 /// threads); returns what it did (`Pass`). Records through a `TraceWriter` (group
 /// commit), or with `direct` each turn's writes straight into the store (a transaction per
 /// write).
-fn run(endpoint: &str, opts: &Options, turns: usize, concurrency: usize) -> Pass {
+fn run(sides: &[ClientSide], opts: &Options, turns: usize, concurrency: usize) -> Pass {
     let dir = tempfile::tempdir().unwrap();
     let path = opts
         .keep
@@ -299,7 +320,7 @@ fn run(endpoint: &str, opts: &Options, turns: usize, concurrency: usize) -> Pass
         Recorder::Grouped(&writer)
     };
     let config = Config::defaults().unwrap();
-    let clients = opts.clients.min(concurrency);
+    let clients = opts.clients.min(concurrency).min(sides.len());
     let opts = &Options {
         clients,
         keep: None,
@@ -311,11 +332,12 @@ fn run(endpoint: &str, opts: &Options, turns: usize, concurrency: usize) -> Pass
         let threads: Vec<_> = (0..clients)
             .map(|t| {
                 let config = &config;
+                let side = &sides[t];
                 let in_flight = concurrency / clients + usize::from(t < concurrency % clients);
                 std::thread::Builder::new()
                     .name(format!("ingest-client{t}"))
                     .spawn_scoped(scope, move || {
-                        client(endpoint, recorder, config, opts, (t, turns), in_flight)
+                        client(side, recorder, config, opts, (t, turns), in_flight)
                     })
                     .unwrap()
             })
@@ -425,9 +447,17 @@ fn main() {
         levels = vec![n];
     }
     let opts = Options::from_env();
-    // Warm up connections and the store's statement cache.
-    run(&endpoint, &opts, 20, 4);
+    let warm = client_sides(&endpoint, opts.clients);
+    // The clients for a pass: new ones (`cold`), else those kept from pass to pass.
+    let sides = || (opts.cold).then(|| client_sides(&endpoint, opts.clients));
+    // Warm up the code paths and the store's statement cache.
+    run(sides().as_deref().unwrap_or(&warm), &opts, 20, 4);
     for concurrency in levels {
+        // Kept clients open this level's connections before it is measured.
+        if !opts.cold {
+            run(&warm, &opts, 2 * concurrency, concurrency);
+        }
+        let fresh = sides();
         let before = usage();
         let sim_before = cpu_secs(&stat);
         let Pass {
@@ -435,7 +465,7 @@ fn main() {
             errors,
             wall,
             threads,
-        } = run(&endpoint, &opts, turns, concurrency);
+        } = run(fresh.as_deref().unwrap_or(&warm), &opts, turns, concurrency);
         let after = usage();
         let sim_cpu = cpu_secs(&stat) - sim_before;
         println!(
@@ -469,7 +499,12 @@ fn main() {
         errors,
         wall,
         ..
-    } = run(&endpoint, &opts, sessions, sessions);
+    } = run(
+        sides().as_deref().unwrap_or(&warm),
+        &opts,
+        sessions,
+        sessions,
+    );
     println!(
         "concurrency: {sessions} sessions at once, {events} events in {:.2} s, {errors} errors",
         wall.as_secs_f64()

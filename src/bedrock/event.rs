@@ -265,12 +265,42 @@ fn guardrail(o: &mut Out, g: &sdk::GuardrailTrace) -> Guardrail {
     }
 }
 
+/// `inferenceConfiguration`, its keys sorted as `wire::inference`'s value writes them.
+fn inference(o: &mut Out, c: &sdk::InferenceConfiguration) {
+    // serde_json writes an f32 as the f64 it widens to, and a NaN or infinity as null.
+    let float = |o: &mut Out, k: &str, v: Option<f32>| {
+        if let Some(v) = v {
+            o.key(k);
+            match serde_json::Number::from_f64(f64::from(v)) {
+                Some(n) => o.raw(&n.to_string()),
+                None => o.raw("null"),
+            }
+        }
+    };
+    o.int("maximumLength", c.maximum_length().map(i64::from));
+    if !c.stop_sequences().is_empty() {
+        o.key("stopSequences");
+        o.raw("[");
+        for (i, s) in c.stop_sequences().iter().enumerate() {
+            if i > 0 {
+                o.raw(",");
+            }
+            o.string(s);
+        }
+        o.raw("]");
+    }
+    float(o, "temperature", c.temperature());
+    o.int("topK", c.top_k().map(i64::from));
+    float(o, "topP", c.top_p());
+}
+
 fn model_input(o: &mut Out, m: &sdk::ModelInvocationInput) -> ModelInput {
-    let inference = m
-        .inference_configuration()
-        .map(crate::bedrock::wire::inference);
     o.s("foundationModel", m.foundation_model())
-        .val("inferenceConfiguration", inference.as_ref())
+        .obj(
+            "inferenceConfiguration",
+            m.inference_configuration(),
+            inference,
+        )
         .s("overrideLambda", m.override_lambda())
         .s("parserMode", m.parser_mode().map(sdk::CreationMode::as_str))
         .s(
@@ -288,7 +318,6 @@ fn model_input(o: &mut Out, m: &sdk::ModelInvocationInput) -> ModelInput {
         prompt_creation_mode: owned(m.prompt_creation_mode().map(sdk::CreationMode::as_str)),
         parser_mode: owned(m.parser_mode().map(sdk::CreationMode::as_str)),
         override_lambda: owned(m.override_lambda()),
-        inference_configuration: inference,
     }
 }
 
@@ -689,6 +718,22 @@ fn trace(o: &mut Out, t: &sdk::Trace) -> TraceKind {
     }
 }
 
+/// Room for a model-input part's prompt, escapes included: most of its JSON, so the text is
+/// sized for it once instead of doubling its way there.
+fn prompt_len(t: Option<&sdk::Trace>) -> usize {
+    use sdk::Trace as T;
+    let input = match t {
+        Some(
+            T::OrchestrationTrace(sdk::OrchestrationTrace::ModelInvocationInput(m))
+            | T::PreProcessingTrace(sdk::PreProcessingTrace::ModelInvocationInput(m))
+            | T::PostProcessingTrace(sdk::PostProcessingTrace::ModelInvocationInput(m))
+            | T::RoutingClassifierTrace(sdk::RoutingClassifierTrace::ModelInvocationInput(m)),
+        ) => m.text(),
+        _ => None,
+    };
+    input.map_or(0, |t| t.len() + t.len() / 4)
+}
+
 /// A stream's TracePart as the domain's event, its raw JSON kept as text (see the module doc).
 pub fn trace_event(p: &sdk::TracePart) -> TraceEvent {
     // Callers this SDK does not know are left out, as `wire::trace_part` leaves them.
@@ -698,7 +743,7 @@ pub fn trace_event(p: &sdk::TracePart) -> TraceEvent {
         .filter_map(|c| c.as_agent_alias_arn().ok())
         .cloned()
         .collect();
-    let mut o = Out::with_capacity(512);
+    let mut o = Out::with_capacity(512 + prompt_len(p.trace()));
     o.raw("{");
     o.s("agentAliasId", p.agent_alias_id())
         .s("agentId", p.agent_id())

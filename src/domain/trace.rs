@@ -100,8 +100,8 @@ pub struct ModelInput {
     pub prompt_creation_mode: Option<String>,
     pub parser_mode: Option<String>,
     pub override_lambda: Option<String>,
-    /// `inferenceConfiguration` as sent (temperature, topP, ...).
-    pub inference_configuration: Option<Value>,
+    // `inferenceConfiguration` (temperature, topP, ...) is read from the raw JSON, like the rest
+    // of what nothing but the JSON view shows.
 }
 
 /// Reasoning content a model returned beside its answer.
@@ -534,7 +534,6 @@ fn model_input(m: &Map<String, Value>) -> ModelInput {
         prompt_creation_mode: text(m, "promptCreationMode"),
         parser_mode: text(m, "parserMode"),
         override_lambda: text(m, "overrideLambda"),
-        inference_configuration: m.get("inferenceConfiguration").cloned(),
     }
 }
 

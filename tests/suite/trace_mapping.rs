@@ -236,9 +236,12 @@ fn model_input(kind: PromptType) -> ModelInvocationInput {
         .override_lambda("arn:lambda")
         .inference_configuration(
             InferenceConfiguration::builder()
-                .temperature(0.5)
+                .temperature(0.7)
+                .top_p(0.9)
+                .top_k(250)
                 .maximum_length(2048)
                 .stop_sequences("</answer>")
+                .stop_sequences("\n\nHuman:")
                 .build(),
         )
         .build()
@@ -296,13 +299,34 @@ fn model_inputs_keep_the_full_prompt_in_every_phase() {
         assert_eq!(m.prompt_creation_mode.as_deref(), Some("DEFAULT"));
         assert_eq!(m.parser_mode.as_deref(), Some("OVERRIDDEN"));
         assert_eq!(m.override_lambda.as_deref(), Some("arn:lambda"));
-        assert_eq!(
-            m.inference_configuration,
-            Some(
-                json!({"temperature": 0.5, "maximumLength": 2048, "stopSequences": ["</answer>"]})
-            )
+        // Kept in the raw JSON (`mapped` checked it byte for byte), as the f64s serde_json
+        // widens the f32s to.
+        let raw = serde_json::to_string(&*e.raw.value()).unwrap();
+        assert!(
+            raw.contains(&format!(
+                r#""inferenceConfiguration":{{"maximumLength":2048,"stopSequences":["</answer>","\n\nHuman:"],"temperature":{},"topK":250,"topP":{}}}"#,
+                f64::from(0.7_f32),
+                f64::from(0.9_f32)
+            )),
+            "{raw}"
         );
     }
+    // A temperature that is no number is written as serde_json writes it: null.
+    let odd = orch(OrchestrationTrace::ModelInvocationInput(
+        ModelInvocationInput::builder()
+            .inference_configuration(
+                InferenceConfiguration::builder()
+                    .temperature(f32::NAN)
+                    .top_p(f32::INFINITY)
+                    .build(),
+            )
+            .build(),
+    ));
+    assert!(
+        serde_json::to_string(&*odd.raw.value())
+            .unwrap()
+            .contains(r#""inferenceConfiguration":{"temperature":null,"topP":null}"#)
+    );
 }
 
 #[test]

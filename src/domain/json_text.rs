@@ -143,6 +143,14 @@ impl JsonText {
         self
     }
 
+    pub fn uint(&mut self, k: &str, v: Option<u64>) -> &mut Self {
+        if let Some(v) = v {
+            self.key(k);
+            let _ = write!(self.buf, "{v}");
+        }
+        self
+    }
+
     pub fn bool(&mut self, k: &str, v: Option<bool>) -> &mut Self {
         if let Some(v) = v {
             self.key(k);

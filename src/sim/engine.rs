@@ -222,6 +222,64 @@ struct Rationale<'a> {
     trace_id: &'a str,
 }
 
+impl Rationale<'_> {
+    /// `{"orchestrationTrace": {"rationale": ...}}`'s members, as serde_json writes them.
+    fn write(&self, o: &mut JsonText) {
+        o.key("orchestrationTrace");
+        o.object(|o| {
+            o.key("rationale");
+            o.object(|o| {
+                o.s("text", Some(self.text))
+                    .s("traceId", Some(self.trace_id));
+            });
+        });
+    }
+}
+
+/// A model call's `modelInvocationOutput`: its metadata's members, then the rest.
+struct ModelOutput<'a> {
+    client_request_id: &'a str,
+    start_time: &'a str,
+    end_time: &'a str,
+    total_time_ms: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    parsed: Option<&'a Value>,
+    raw: &'a str,
+    trace_id: &'a str,
+}
+
+impl ModelOutput<'_> {
+    /// `{"<key>": {"modelInvocationOutput": ...}}`'s members, keys sorted as a `Value` object
+    /// writes them.
+    fn write(&self, o: &mut JsonText, key: &str) {
+        o.key(key);
+        o.object(|o| {
+            o.key("modelInvocationOutput");
+            o.object(|o| {
+                o.key("metadata");
+                o.object(|o| {
+                    o.s("clientRequestId", Some(self.client_request_id))
+                        .s("endTime", Some(self.end_time))
+                        .s("startTime", Some(self.start_time))
+                        .uint("totalTimeMs", Some(self.total_time_ms));
+                    o.key("usage");
+                    o.object(|o| {
+                        o.uint("inputTokens", Some(self.input_tokens))
+                            .uint("outputTokens", Some(self.output_tokens));
+                    });
+                });
+                o.val("parsedResponse", self.parsed);
+                o.key("rawResponse");
+                o.object(|o| {
+                    o.s("content", Some(self.raw));
+                });
+                o.s("traceId", Some(self.trace_id));
+            });
+        });
+    }
+}
+
 /// `[{"agentAliasArn": ...}, ...]`.
 struct CallerChain<'a>(&'a [String]);
 
@@ -645,7 +703,7 @@ impl<'w> Runner<'w> {
     }
 
     /// A model call: modelInvocationInput, the model's latency, modelInvocationOutput.
-    fn model_call(&mut self, act: &mut Act, kind: ModelKind, raw: &str, parsed: Option<Value>) {
+    fn model_call(&mut self, act: &mut Act, kind: ModelKind, raw: &str, parsed: Option<&Value>) {
         let trace_id = match kind {
             ModelKind::Orchestration | ModelKind::Routing => {
                 Self::begin_step(act);
@@ -676,16 +734,22 @@ impl<'w> Runner<'w> {
             input_tokens,
             output_tokens,
         });
-        let metadata = self.metadata(start, end, Some((input_tokens, output_tokens)));
-        let mut output = json!({
-            "traceId": trace_id,
-            "rawResponse": { "content": raw },
-        });
-        output["metadata"] = metadata;
-        if let Some(p) = parsed {
-            output["parsedResponse"] = p;
-        }
-        self.trace_as(act, &Nest(key, "modelInvocationOutput", &output));
+        // Drawn in the order `metadata` draws them.
+        let (start_time, end_time) = (self.ts(start), self.ts(end));
+        let total_time_ms = self.wall(end) - self.wall(start);
+        let client_request_id = self.uuid();
+        let output = ModelOutput {
+            client_request_id: &client_request_id,
+            start_time: &start_time,
+            end_time: &end_time,
+            total_time_ms,
+            input_tokens,
+            output_tokens,
+            parsed,
+            raw,
+            trace_id: &trace_id,
+        };
+        self.trace_text(act, |o| output.write(o, key));
     }
 
     fn rationale(&mut self, act: &Act, text: &str) {
@@ -693,7 +757,7 @@ impl<'w> Runner<'w> {
             text,
             trace_id: &act.trace_id,
         };
-        self.trace_as(act, &Nest("orchestrationTrace", "rationale", &rationale));
+        self.trace_text(act, |o| rationale.write(o));
     }
 
     fn think(&mut self, act: &mut Act, rationale: &str, call: &str) {
@@ -848,7 +912,7 @@ impl<'w> Runner<'w> {
             act,
             ModelKind::Pre,
             &raw,
-            Some(json!({ "rationale": rationale, "isValid": true })),
+            Some(&json!({ "rationale": rationale, "isValid": true })),
         );
     }
 
@@ -1432,7 +1496,7 @@ impl<'w> Runner<'w> {
             if act.top {
                 if act.st.agent.post_processing {
                     let raw = format!("<final_response>{text}</final_response>");
-                    self.model_call(act, ModelKind::Post, &raw, Some(json!({ "text": text })));
+                    self.model_call(act, ModelKind::Post, &raw, Some(&json!({ "text": text })));
                 }
                 if act.st.agent.guardrail.is_some() {
                     let id = format!("{}-guardrail-post-0", act.request_id);
@@ -1830,10 +1894,11 @@ impl Default for Outcome {
 mod tests {
     use super::*;
 
-    /// The hand-written model-input part is the bytes serde_json writes for the same part, with
-    /// and without a caller chain and a collaborator name, for prompts full of what JSON escapes.
+    /// The hand-written parts (a model call's input and output, a rationale) are the bytes
+    /// serde_json writes for the same part, with and without a caller chain and a collaborator
+    /// name, for texts full of what JSON escapes.
     #[test]
-    fn a_model_input_part_is_written_as_serde_json_writes_it() {
+    fn hand_written_trace_parts_are_the_bytes_serde_json_writes() {
         let chain = [
             "arn:aws:bedrock:us-east-1:123456789012:agent-alias/SUP/LIVE".to_owned(),
             "arn:aws:bedrock:us-east-1:123456789012:agent-alias/PAY/\"q\"".to_owned(),
@@ -1873,6 +1938,46 @@ mod tests {
                 let nest = Nest("orchestrationTrace", "modelInvocationInput", &input);
                 let by_serde = serde_json::to_string(&part!(&nest)).unwrap();
                 assert_eq!(by_hand, by_serde);
+                // The model's answer and the rationale, against the `Value`s they were once
+                // built as.
+                let rationale = Rationale {
+                    text,
+                    trace_id: "req-1-0",
+                };
+                let by_hand = part!(&()).write(16, |o| rationale.write(o));
+                let nest = Nest("orchestrationTrace", "rationale", &rationale);
+                assert_eq!(by_hand, serde_json::to_string(&part!(&nest)).unwrap());
+                let parsed = json!({ "rationale": text, "isValid": true });
+                for parsed in [None, Some(&parsed)] {
+                    let output = ModelOutput {
+                        client_request_id: "8c1f6c1e-0d52-4d3a-9a51-2f2f7d0e8b11",
+                        start_time: "2026-11-26T10:00:00.1Z",
+                        end_time: "2026-11-26T10:00:01.25Z",
+                        total_time_ms: 1150,
+                        input_tokens: 812,
+                        output_tokens: u64::MAX,
+                        parsed,
+                        raw: text,
+                        trace_id: "req-1-pre-0",
+                    };
+                    let by_hand = part!(&()).write(16, |o| output.write(o, "preProcessingTrace"));
+                    let mut value = json!({
+                        "traceId": output.trace_id,
+                        "rawResponse": { "content": text },
+                        "metadata": {
+                            "startTime": output.start_time,
+                            "endTime": output.end_time,
+                            "totalTimeMs": 1150,
+                            "clientRequestId": output.client_request_id,
+                            "usage": { "inputTokens": 812, "outputTokens": u64::MAX },
+                        },
+                    });
+                    if let Some(p) = parsed {
+                        value["parsedResponse"] = p.clone();
+                    }
+                    let nest = Nest("preProcessingTrace", "modelInvocationOutput", &value);
+                    assert_eq!(by_hand, serde_json::to_string(&part!(&nest)).unwrap());
+                }
             }
         }
     }

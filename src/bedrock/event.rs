@@ -416,13 +416,50 @@ fn parameters(ps: &[sdk::Parameter]) -> Vec<Parameter> {
         .collect()
 }
 
-/// `invocationInput`: written from `wire`'s value (small), read from the SDK struct.
+/// `invocationInput`, read from the SDK struct. An action group's call (without a request
+/// body), a knowledge-base lookup and a finish are written field by field; the rarer members
+/// from `wire`'s value.
 fn invocation(o: &mut Out, i: &sdk::InvocationInput) -> Invocation {
-    let whole = crate::bedrock::wire::invocation_input(i);
-    if let serde_json::Value::Object(m) = &whole {
-        for (k, v) in m {
-            o.val(k, Some(v));
+    let action = i.action_group_invocation_input();
+    let rare = i.code_interpreter_invocation_input().is_some()
+        || i.agent_collaborator_invocation_input().is_some()
+        || action.is_some_and(|a| a.request_body().is_some());
+    if rare {
+        if let serde_json::Value::Object(m) = crate::bedrock::wire::invocation_input(i) {
+            for (k, v) in &m {
+                o.val(k, Some(v));
+            }
         }
+    } else {
+        o.obj("actionGroupInvocationInput", action, |o, a| {
+            o.s("actionGroupName", a.action_group_name())
+                .s("apiPath", a.api_path())
+                .s(
+                    "executionType",
+                    a.execution_type().map(sdk::ExecutionType::as_str),
+                )
+                .s("function", a.function())
+                .s("invocationId", a.invocation_id())
+                .list("parameters", a.parameters(), |o, p| {
+                    o.s("name", p.name())
+                        .s("type", p.r#type())
+                        .s("value", p.value());
+                })
+                .s("verb", a.verb());
+        })
+        .s(
+            "invocationType",
+            i.invocation_type().map(sdk::InvocationType::as_str),
+        )
+        .obj(
+            "knowledgeBaseLookupInput",
+            i.knowledge_base_lookup_input(),
+            |o, k| {
+                o.s("knowledgeBaseId", k.knowledge_base_id())
+                    .s("text", k.text());
+            },
+        )
+        .s("traceId", i.trace_id());
     }
     let detail = if let Some(a) = i.action_group_invocation_input() {
         InvocationDetail::ActionGroup {

@@ -487,6 +487,45 @@ fn invocation_inputs_of_every_type() {
         "ops DELETE /clusters/{name} [RETURN_CONTROL]"
     );
 
+    // A function call (no request body), as the simulator's agents make them, and a finish.
+    let function = orch(OrchestrationTrace::InvocationInput(
+        InvocationInput::builder()
+            .trace_id("i-1")
+            .invocation_type(InvocationType::ActionGroup)
+            .action_group_invocation_input(
+                ActionGroupInvocationInput::builder()
+                    .action_group_name("payments \"eu\"")
+                    .function("send_payment")
+                    .parameters(param("amount", "number", "250"))
+                    .parameters(param("to", "string", "acct-7\u{202e}"))
+                    .execution_type(ExecutionType::ReturnControl)
+                    .invocation_id("inv-3")
+                    .build(),
+            )
+            .build(),
+    ));
+    let StepEvent::InvocationInput(i) = step(&function).1 else {
+        panic!()
+    };
+    let InvocationDetail::ActionGroup {
+        function: Some(f),
+        parameters,
+        ..
+    } = &i.detail
+    else {
+        panic!("{:?}", i.detail)
+    };
+    assert_eq!((f.as_str(), parameters.len()), ("send_payment", 2));
+    orch(OrchestrationTrace::InvocationInput(
+        InvocationInput::builder()
+            .trace_id("i-2")
+            .invocation_type(InvocationType::Finish)
+            .build(),
+    ));
+    orch(OrchestrationTrace::InvocationInput(
+        InvocationInput::builder().build(),
+    ));
+
     let kb = orch(OrchestrationTrace::InvocationInput(
         InvocationInput::builder()
             .invocation_type(InvocationType::KnowledgeBase)

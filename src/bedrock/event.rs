@@ -416,6 +416,15 @@ fn parameters(ps: &[sdk::Parameter]) -> Vec<Parameter> {
         .collect()
 }
 
+/// The members of `wire`'s object `v`, in its (sorted) order, into the object being written.
+fn members(o: &mut Out, v: &serde_json::Value) {
+    if let serde_json::Value::Object(m) = v {
+        for (k, v) in m {
+            o.val(k, Some(v));
+        }
+    }
+}
+
 /// `invocationInput`, read from the SDK struct. An action group's call (without a request
 /// body), a knowledge-base lookup and a finish are written field by field; the rarer members
 /// from `wire`'s value.
@@ -425,11 +434,7 @@ fn invocation(o: &mut Out, i: &sdk::InvocationInput) -> Invocation {
         || i.agent_collaborator_invocation_input().is_some()
         || action.is_some_and(|a| a.request_body().is_some());
     if rare {
-        if let serde_json::Value::Object(m) = crate::bedrock::wire::invocation_input(i) {
-            for (k, v) in &m {
-                o.val(k, Some(v));
-            }
-        }
+        members(o, &crate::bedrock::wire::invocation_input(i));
     } else {
         o.obj("actionGroupInvocationInput", action, |o, a| {
             o.s("actionGroupName", a.action_group_name())
@@ -534,11 +539,7 @@ fn observation(o: &mut Out, ob: &sdk::Observation) -> Observation {
         || (action.is_some() && fin.is_some());
     if rare {
         // Rarer members: written from `wire`'s value (traceId and type included).
-        if let serde_json::Value::Object(m) = crate::bedrock::wire::observation(ob) {
-            for (k, v) in &m {
-                o.val(k, Some(v));
-            }
-        }
+        members(o, &crate::bedrock::wire::observation(ob));
     } else {
         o.obj("actionGroupInvocationOutput", action, |o, a| {
             metadata(o, a.metadata());

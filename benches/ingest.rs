@@ -5,6 +5,9 @@
 //! Run: `cargo bench --bench ingest` (under `cargo test` it runs a small smoke pass).
 //! - `AGENTDECK_INGEST_PASS=sim` runs only the simulator against bare HTTP/1.1 clients that read
 //!   the bytes (no SDK, no store), and reports the simulator thread's CPU time per trace event.
+//! - `AGENTDECK_INGEST_PASS=sdk` runs the real SDK client against the simulator and only takes
+//!   the events off the stream (no runner, no store): the floor under any runner that reads
+//!   Bedrock through the SDK on this machine, with the simulator sharing its cores.
 //! - `AGENTDECK_INGEST_CONCURRENCY=N`: only this many turns in flight (else 32, then 256).
 //! - `AGENTDECK_INGEST_TURNS=N`: turns per pass (else 4,000; 40 in the smoke pass).
 //! - `AGENTDECK_INGEST_CLIENTS=N`: client threads (default 2).
@@ -191,6 +194,69 @@ fn sim_pass(endpoint: &str, stat: &std::path::Path, turns: usize, concurrency: u
         "sim: {events} trace events from {turns} turns ({concurrency} connections) in {wall:.2} s = {:.0} events/s; simulator thread CPU {cpu:.2} s = {:.2} us per trace event",
         events as f64 / wall,
         cpu * 1e6 / events as f64
+    );
+}
+
+/// The SDK and the simulator alone: `turns` InvokeAgent calls with tracing on, `concurrency` in
+/// flight over the client threads, each stream read to its end and its trace events counted,
+/// nothing mapped or stored. Prints events/s and CPU per event (whole process, and the
+/// simulator's thread).
+fn sdk_pass(sides: &[ClientSide], stat: &std::path::Path, turns: usize, concurrency: usize) {
+    use aws_sdk_bedrockagentruntime::types::ResponseStream;
+    let clients = sides.len().min(concurrency);
+    let before = usage();
+    let sim_before = cpu_secs(stat);
+    let started = Instant::now();
+    let events: u64 = std::thread::scope(|scope| {
+        let threads: Vec<_> = sides[..clients]
+            .iter()
+            .enumerate()
+            .map(|(t, side)| {
+                let in_flight = concurrency / clients + usize::from(t < concurrency % clients);
+                let client = side.runner.client();
+                scope.spawn(move || {
+                    side.rt.block_on(async {
+                        futures::stream::iter((t..turns).step_by(clients))
+                            .map(|i| async move {
+                                let (agent, alias, text) = ASKS[i % ASKS.len()];
+                                let out = client
+                                    .invoke_agent()
+                                    .agent_id(agent)
+                                    .agent_alias_id(alias)
+                                    .session_id(format!("sdk-{i:06}"))
+                                    .input_text(text)
+                                    .enable_trace(true)
+                                    .send()
+                                    .await
+                                    .unwrap();
+                                let mut stream = out.completion;
+                                let mut n = 0_u64;
+                                while let Some(event) = stream.recv().await.unwrap() {
+                                    n += u64::from(matches!(event, ResponseStream::Trace(_)));
+                                }
+                                n
+                            })
+                            .buffer_unordered(in_flight)
+                            .fold(0, |a, n| async move { a + n })
+                            .await
+                    })
+                })
+            })
+            .collect();
+        threads.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let wall = started.elapsed().as_secs_f64();
+    let sim_cpu = cpu_secs(stat) - sim_before;
+    assert!(events > 0, "the SDK-only pass read no trace event");
+    let per_event = |secs: f64| secs * 1e6 / events as f64;
+    let cpu = match (before, usage()) {
+        (Some(b), Some(a)) => format!("{:.1}", per_event(a.0 - b.0)),
+        _ => "?".into(),
+    };
+    println!(
+        "sdk: {events} trace events from {turns} turns ({concurrency} at a time) in {wall:.2} s = {:.0} events/s; cpu {cpu} us per event (every thread), of which the simulator's thread {:.1} us",
+        events as f64 / wall,
+        per_event(sim_cpu)
     );
 }
 
@@ -448,6 +514,14 @@ fn main() {
     }
     let opts = Options::from_env();
     let warm = client_sides(&endpoint, opts.clients);
+    if std::env::var("AGENTDECK_INGEST_PASS").as_deref() == Ok("sdk") {
+        for concurrency in levels {
+            // The first pass opens this level's connections; the second is measured.
+            sdk_pass(&warm, &stat, 2 * concurrency, concurrency);
+            sdk_pass(&warm, &stat, turns, concurrency);
+        }
+        return;
+    }
     // The clients for a pass: new ones (`cold`), else those kept from pass to pass.
     let sides = || (opts.cold).then(|| client_sides(&endpoint, opts.clients));
     // Warm up the code paths and the store's statement cache.
@@ -510,4 +584,8 @@ fn main() {
         wall.as_secs_f64()
     );
     assert_eq!(errors, 0);
+    if !full {
+        // The smoke run takes the SDK-only pass too, so that it keeps working.
+        sdk_pass(&warm, &stat, turns, 8);
+    }
 }

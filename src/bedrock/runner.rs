@@ -221,7 +221,9 @@ impl BedrockRunner {
         runner
     }
 
-    pub(crate) fn client(&self) -> &Client {
+    /// The SDK client it calls the service with.
+    #[must_use]
+    pub fn client(&self) -> &Client {
         &self.client
     }
 

@@ -199,9 +199,14 @@ fn sim_pass(endpoint: &str, stat: &std::path::Path, turns: usize, concurrency: u
 
 /// The SDK and the simulator alone: `turns` InvokeAgent calls with tracing on, `concurrency` in
 /// flight over the client threads, each stream read to its end and its trace events counted,
-/// nothing mapped or stored. Prints events/s and CPU per event (whole process, and the
-/// simulator's thread).
-fn sdk_pass(sides: &[ClientSide], stat: &std::path::Path, turns: usize, concurrency: usize) {
+/// nothing mapped or stored; the inputs are the ingest pass's (`ask`: `Options::ask`). Prints
+/// events/s and CPU per event (whole process, and the simulator's thread).
+fn sdk_pass(
+    sides: &[ClientSide],
+    stat: &std::path::Path,
+    ask: Option<usize>,
+    (turns, concurrency): (usize, usize),
+) {
     use aws_sdk_bedrockagentruntime::types::ResponseStream;
     let clients = sides.len().min(concurrency);
     let before = usage();
@@ -218,7 +223,7 @@ fn sdk_pass(sides: &[ClientSide], stat: &std::path::Path, turns: usize, concurre
                     side.rt.block_on(async {
                         futures::stream::iter((t..turns).step_by(clients))
                             .map(|i| async move {
-                                let (agent, alias, text) = ASKS[i % ASKS.len()];
+                                let (agent, alias, text) = ASKS[ask.unwrap_or(i % ASKS.len())];
                                 let out = client
                                     .invoke_agent()
                                     .agent_id(agent)
@@ -517,8 +522,8 @@ fn main() {
     if std::env::var("AGENTDECK_INGEST_PASS").as_deref() == Ok("sdk") {
         for concurrency in levels {
             // The first pass opens this level's connections; the second is measured.
-            sdk_pass(&warm, &stat, 2 * concurrency, concurrency);
-            sdk_pass(&warm, &stat, turns, concurrency);
+            sdk_pass(&warm, &stat, opts.ask, (2 * concurrency, concurrency));
+            sdk_pass(&warm, &stat, opts.ask, (turns, concurrency));
         }
         return;
     }
@@ -586,6 +591,6 @@ fn main() {
     assert_eq!(errors, 0);
     if !full {
         // The smoke run takes the SDK-only pass too, so that it keeps working.
-        sdk_pass(&warm, &stat, turns, 8);
+        sdk_pass(&warm, &stat, opts.ask, (turns, 8));
     }
 }

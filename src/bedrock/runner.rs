@@ -405,8 +405,8 @@ impl OpenStep {
             self.trace_id = Some(e.step_key().to_owned());
         }
         let kind = e.kind_name();
-        if !self.kinds.contains(&kind) {
-            self.kinds.push(kind);
+        if !self.kinds.iter().any(|k| *k == kind) {
+            self.kinds.push(kind.into_owned());
         }
         self.acc.add(e);
         let summary = e.summary();

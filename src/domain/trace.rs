@@ -3,6 +3,8 @@
 //! all go through one reader. Also the step grouping key (traceId) and per-step figures.
 //! Pure: no SDK types (the Bedrock adapter rebuilds the wire JSON from the SDK's accessors).
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -87,6 +89,39 @@ impl Phase {
         }
     }
 }
+
+/// `TraceEvent::kind_name` of each phase's step events, in `Phase` order: model input, model
+/// output, rationale, invocation input, observation.
+const STEP_KIND_NAMES: [[&str; 5]; 4] = [
+    [
+        "pre-processing/model-input",
+        "pre-processing/model-output",
+        "pre-processing/rationale",
+        "pre-processing/invocation",
+        "pre-processing/observation",
+    ],
+    [
+        "orchestration/model-input",
+        "orchestration/model-output",
+        "orchestration/rationale",
+        "orchestration/invocation",
+        "orchestration/observation",
+    ],
+    [
+        "post-processing/model-input",
+        "post-processing/model-output",
+        "post-processing/rationale",
+        "post-processing/invocation",
+        "post-processing/observation",
+    ],
+    [
+        "routing-classifier/model-input",
+        "routing-classifier/model-output",
+        "routing-classifier/rationale",
+        "routing-classifier/invocation",
+        "routing-classifier/observation",
+    ],
+];
 
 /// `modelInvocationInput`: the full prompt sent to the model.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -878,27 +913,28 @@ impl TraceEvent {
         }
     }
 
-    /// A short name of the event's kind: `orchestration/model-output`, `guardrail`, ...
-    pub fn kind_name(&self) -> String {
+    /// A short name of the event's kind: `orchestration/model-output`, `guardrail`, ... Every
+    /// known kind is a static name (the store writes one per event); only a kind this version
+    /// does not know is built.
+    pub fn kind_name(&self) -> Cow<'static, str> {
+        let unknown = |key: &Option<String>| format!("unknown({})", key.as_deref().unwrap_or("-"));
         match &self.kind {
-            TraceKind::Guardrail(_) => "guardrail".to_owned(),
-            TraceKind::Failure { .. } => "failure".to_owned(),
-            TraceKind::CustomOrchestration { .. } => "custom-orchestration".to_owned(),
-            TraceKind::Unknown { key } => {
-                format!("unknown({})", key.as_deref().unwrap_or("-"))
-            }
+            TraceKind::Guardrail(_) => Cow::Borrowed("guardrail"),
+            TraceKind::Failure { .. } => Cow::Borrowed("failure"),
+            TraceKind::CustomOrchestration { .. } => Cow::Borrowed("custom-orchestration"),
+            TraceKind::Unknown { key } => Cow::Owned(unknown(key)),
             TraceKind::Step { phase, event } => {
-                let e = match event {
-                    StepEvent::ModelInput(_) => "model-input".to_owned(),
-                    StepEvent::ModelOutput(_) => "model-output".to_owned(),
-                    StepEvent::Rationale { .. } => "rationale".to_owned(),
-                    StepEvent::InvocationInput(_) => "invocation".to_owned(),
-                    StepEvent::Observation(_) => "observation".to_owned(),
+                let at = match event {
+                    StepEvent::ModelInput(_) => 0,
+                    StepEvent::ModelOutput(_) => 1,
+                    StepEvent::Rationale { .. } => 2,
+                    StepEvent::InvocationInput(_) => 3,
+                    StepEvent::Observation(_) => 4,
                     StepEvent::Unknown { key } => {
-                        format!("unknown({})", key.as_deref().unwrap_or("-"))
+                        return Cow::Owned(format!("{}/{}", phase.as_str(), unknown(key)));
                     }
                 };
-                format!("{}/{e}", phase.as_str())
+                Cow::Borrowed(STEP_KIND_NAMES[*phase as usize][at])
             }
         }
     }

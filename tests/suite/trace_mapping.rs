@@ -137,6 +137,35 @@ fn the_envelope_keeps_nanoseconds_caller_chain_and_collaborator() {
     );
 }
 
+/// Every phase's step events, known and not, and the other kinds, are named `phase/event`.
+#[test]
+fn kind_names_cover_every_phase_and_member() {
+    let members = [
+        ("modelInvocationInput", "model-input"),
+        ("modelInvocationOutput", "model-output"),
+        ("rationale", "rationale"),
+        ("invocationInput", "invocation"),
+        ("observation", "observation"),
+        ("memoryStep", "unknown(memoryStep)"),
+    ];
+    for phase in Phase::ALL {
+        for (member, name) in members {
+            let e = TraceEvent::from_wire(json!({
+                "trace": { phase.wire_key(): { member: { "traceId": "t-1" } } }
+            }));
+            assert_eq!(e.kind_name(), format!("{}/{name}", phase.as_str()), "{member}");
+        }
+    }
+    for (trace, name) in [
+        (json!({ "guardrailTrace": { "action": "NONE" } }), "guardrail"),
+        (json!({ "failureTrace": { "failureReason": "x" } }), "failure"),
+        (json!({ "customOrchestrationTrace": { "traceId": "t" } }), "custom-orchestration"),
+        (json!({ "memoryTrace": {} }), "unknown(memoryTrace)"),
+    ] {
+        assert_eq!(TraceEvent::from_wire(json!({ "trace": trace })).kind_name(), name);
+    }
+}
+
 #[test]
 fn guardrail_traces_summarise_every_policy_finding() {
     let assessment = GuardrailAssessment::builder()

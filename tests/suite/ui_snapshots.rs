@@ -1092,7 +1092,7 @@ fn show_events(s: &mut AppState, request: &str, n: u64, raws: &[serde_json::Valu
                 seq: i as u64 + 1,
                 step: n,
                 trace_id: e.trace_id().map(str::to_owned),
-                kind: e.kind_name(),
+                kind: e.kind_name().into_owned(),
                 event_time: Some("2026-03-02T09:00:01.5Z".into()),
                 summary: e.summary(),
                 raw: raw.clone(),

@@ -560,7 +560,7 @@ impl DynamoStore {
             next.c.events += 1;
             let seq = next.c.events;
             let step_key = event.step_key().to_owned();
-            let kind = event.kind_name();
+            let kind = event.kind_name().into_owned();
             let steps_count = &mut next.c.steps;
             let step = next.steps.entry(step_key.clone()).or_insert_with(|| {
                 *steps_count += 1;

@@ -78,37 +78,39 @@ pub(crate) fn write_time(out: &mut String, t: &SmithyTime) -> bool {
         out.push_str(&c.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
         return true;
     }
-    push_digits(out, year.unsigned_abs(), 4);
-    for (sep, n, width) in [
-        ('-', c.month(), 2),
-        ('-', c.day(), 2),
-        ('T', c.hour(), 2),
-        (':', c.minute(), 2),
-        (':', c.second(), 2),
-    ] {
-        out.push(sep);
-        push_digits(out, n, width);
-    }
-    if nano != 0 {
-        out.push('.');
+    // Digits into a stack buffer, then one copy: `YYYY-MM-DDTHH:MM:SS.fffffffffZ` is 30 bytes.
+    let mut text = [0_u8; 30];
+    let mut len = 0;
+    let mut put = |n: u32, width: u32, after: u8| {
+        let mut rest = n;
+        for at in (len..len + width as usize).rev() {
+            text[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        len += width as usize;
+        text[len] = after;
+        len += 1;
+    };
+    put(year.unsigned_abs(), 4, b'-');
+    put(c.month(), 2, b'-');
+    put(c.day(), 2, b'T');
+    put(c.hour(), 2, b':');
+    put(c.minute(), 2, b':');
+    if nano == 0 {
+        put(c.second(), 2, b'Z');
+    } else {
+        put(c.second(), 2, b'.');
         if nano % 1_000_000 == 0 {
-            push_digits(out, nano / 1_000_000, 3);
+            put(nano / 1_000_000, 3, b'Z');
         } else if nano % 1_000 == 0 {
-            push_digits(out, nano / 1_000, 6);
+            put(nano / 1_000, 6, b'Z');
         } else {
-            push_digits(out, nano, 9);
+            put(nano, 9, b'Z');
         }
     }
-    out.push('Z');
+    // Only ASCII digits and separators were written.
+    out.push_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
     true
-}
-
-/// `n` in decimal, zero-padded to `width` digits (`n` has at most that many).
-fn push_digits(out: &mut String, n: u32, width: u32) {
-    for place in (0..width).rev() {
-        let d = n / 10_u32.pow(place) % 10;
-        out.push(char::from_digit(d, 10).unwrap_or('0'));
-    }
 }
 
 fn strings(items: &[String]) -> Vec<Value> {

@@ -245,7 +245,8 @@ mod tests {
             }
         }
         cases.push("\"\\\"\\".repeat(20));
-        // A match with a byte just above it that a borrow could flag: space, '!', '#', ']'.
+        // A match with a byte just above it that a borrow could flag (space, '#', ']'), or
+        // just miss ('!').
         for pad in 0..9 {
             for c in specials {
                 for next in [' ', '!', '#', ']', '\u{0}'] {

@@ -153,16 +153,32 @@ fn kind_names_cover_every_phase_and_member() {
             let e = TraceEvent::from_wire(json!({
                 "trace": { phase.wire_key(): { member: { "traceId": "t-1" } } }
             }));
-            assert_eq!(e.kind_name(), format!("{}/{name}", phase.as_str()), "{member}");
+            assert_eq!(
+                e.kind_name(),
+                format!("{}/{name}", phase.as_str()),
+                "{member}"
+            );
         }
     }
     for (trace, name) in [
-        (json!({ "guardrailTrace": { "action": "NONE" } }), "guardrail"),
-        (json!({ "failureTrace": { "failureReason": "x" } }), "failure"),
-        (json!({ "customOrchestrationTrace": { "traceId": "t" } }), "custom-orchestration"),
+        (
+            json!({ "guardrailTrace": { "action": "NONE" } }),
+            "guardrail",
+        ),
+        (
+            json!({ "failureTrace": { "failureReason": "x" } }),
+            "failure",
+        ),
+        (
+            json!({ "customOrchestrationTrace": { "traceId": "t" } }),
+            "custom-orchestration",
+        ),
         (json!({ "memoryTrace": {} }), "unknown(memoryTrace)"),
     ] {
-        assert_eq!(TraceEvent::from_wire(json!({ "trace": trace })).kind_name(), name);
+        assert_eq!(
+            TraceEvent::from_wire(json!({ "trace": trace })).kind_name(),
+            name
+        );
     }
 }
 

@@ -147,8 +147,8 @@ impl StoredEvent {
 }
 
 /// Where an incremental read of the trace index stands: store positions, opaque to callers
-/// (SQLite: the last trace event row and invocation row seen; DynamoDB: a start-time watermark
-/// and how many turns started before it).
+/// (SQLite: the last trace event's position, its block's id and place, and the last invocation
+/// row seen; DynamoDB: a start-time watermark and how many turns started before it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexCursor {
     pub events: u64,

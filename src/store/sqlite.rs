@@ -266,17 +266,34 @@ impl SqliteStore {
         args: &[&dyn rusqlite::ToSql],
         map: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        self.read_each(doing, sql, args, |row| {
+            out.push(map(row)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Hands each row of `sql` to `each` until it gives false (the rest is never read).
+    fn read_each(
+        &self,
+        doing: &str,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+        mut each: impl FnMut(&rusqlite::Row<'_>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
         let shown = self.shown();
         let conn = self.lock();
         let mut st = conn
             .prepare_cached(sql)
             .map_err(|e| db_error(&shown, doing, &e))?;
         let mut rows = st.query(args).map_err(|e| db_error(&shown, doing, &e))?;
-        let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(|e| db_error(&shown, doing, &e))? {
-            out.push(map(row)?);
+            if !each(row)? {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Runs `f` in one IMMEDIATE transaction committed with `synchronous=NORMAL` (no fsync; see
@@ -897,7 +914,7 @@ impl ApprovalStore for SqliteStore {
             invocations_by_outcome: pairs(
                 "SELECT outcome, count(*) FROM invocations GROUP BY outcome ORDER BY outcome",
             )?,
-            trace_events: one("SELECT count(*) FROM trace_events")?,
+            trace_events: one("SELECT coalesce(sum(n), 0) FROM trace_blocks")?,
             trace_steps: one("SELECT count(*) FROM trace_steps")?,
             input_tokens: one("SELECT coalesce(sum(input_tokens), 0) FROM invocations")?,
             output_tokens: one("SELECT coalesce(sum(output_tokens), 0) FROM invocations")?,

@@ -61,7 +61,7 @@ fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
     let raw = Connection::open(&path).unwrap();
     raw.execute_batch(
         "DROP TABLE action_marks; DROP TABLE outbox; DROP TABLE resumable; DROP TABLE chunks; \
-         DROP TABLE trace_events; DROP TABLE trace_text; DROP TABLE trace_text_state; \
+         DROP TABLE trace_blocks; DROP TABLE trace_text; DROP TABLE trace_text_state; \
          DROP TABLE trace_steps; DROP TABLE invocations; DROP TABLE sessions; \
          PRAGMA user_version = 1;",
     )
@@ -75,8 +75,9 @@ fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
         .unwrap();
     // Every later migration runs too (3, 4: the trace explorer's step kinds and search; 5: the
     // metrics columns and action marks; 6: the step index dropped; 7: event rows slimmed; 8:
-    // traces keyed by the invocation's integer id; 9: checks without IN lists).
-    assert_eq!(version, 9);
+    // traces keyed by the invocation's integer id; 9: checks without IN lists; 10: trace events
+    // in blocks).
+    assert_eq!(version, 10);
     let got = s
         .get(&ApprovalId("inv-old".into()), &test_policy(), at(6))
         .unwrap();
@@ -149,7 +150,9 @@ fn migration_9_keeps_invocations_and_resumes_and_their_checks_build_no_temporary
             .collect()
     };
     let old_ids = ids(&raw);
-    // Make it what version 8 wrote: both tables checked with `IN` lists.
+    // Make it what version 8 wrote: both tables checked with `IN` lists (and, as 9 wrote too,
+    // a row per trace event).
+    common::downgrade_to_v9(&raw);
     raw.execute_batch(
         "PRAGMA foreign_keys = OFF;
          CREATE TABLE inv8 AS SELECT * FROM invocations;
@@ -197,7 +200,7 @@ fn migration_9_keeps_invocations_and_resumes_and_their_checks_build_no_temporary
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
     assert_eq!(ids(&raw), old_ids);
     for inv in &invocations {
         assert_eq!(

@@ -111,11 +111,22 @@ fn failure(tid: &str, second: u32) -> TraceEvent {
     )
 }
 
-/// Reads every page there is into the index.
+/// The events as a file of the current schema holds them: `request id/seq` and the event's
+/// number in the order they were written (what `downgrade_to_v9` gives each as its id).
+const EVENTS_IN_ORDER: &str = "SELECT i.request_id || '/' || (b.first_seq + s.key), \
+     row_number() OVER (ORDER BY b.id, s.key) FROM trace_blocks b, json_each(b.steps) s \
+     JOIN invocations i ON i.id = b.inv ORDER BY b.id, s.key";
+
+/// Each block, by its invocation's request id and first seq: after migration 10, an event
+/// of an older file is a block of its own with the event's id.
+const BLOCKS: &str = "SELECT i.request_id || '/' || b.first_seq, b.id FROM trace_blocks b \
+     JOIN invocations i ON i.id = b.inv ORDER BY b.id";
+
 /// Turns a file of the current schema back into what version 7 wrote: invocations keyed by
 /// request id (their `id` kept as the rowid), and events, steps, chunks and marks keyed by the
 /// request id. The older-file tests start from it.
 fn downgrade_to_v7(raw: &Connection) {
+    common::downgrade_to_v9(raw);
     raw.execute_batch(
         "PRAGMA foreign_keys = OFF;
          CREATE TABLE inv7 (
@@ -382,10 +393,11 @@ fn migrations_3_and_4_index_what_an_older_file_holds() {
         ix.step_kinds(ix.step_pos(inv, 2).unwrap())
             .contains(StepKinds::FAILURE)
     );
+    // The second event, a block of its own: block 2, place 0.
     assert_eq!(
         ix.cursor,
         IndexCursor {
-            events: 2,
+            events: 2 << 12,
             invocations: 1
         }
     );
@@ -451,20 +463,30 @@ fn migration_7_keeps_every_event_its_rowid_and_what_its_json_says() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     // 7 slims the rows, then 8 keys them by the invocation's integer id (the rowid kept as id);
-    // 9 rewrites two tables' checks.
-    assert_eq!(version, 9);
+    // 9 rewrites two tables' checks; 10 makes each event a block of its own (its id kept).
+    assert_eq!(version, 10);
     let columns: Vec<String> = raw
-        .prepare("SELECT name FROM pragma_table_info('trace_events')")
+        .prepare("SELECT name FROM pragma_table_info('trace_blocks')")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(columns, ["id", "inv", "seq", "step", "kind", "raw"]);
-    assert_eq!(rowids(&raw), old_rowids);
+    assert_eq!(
+        columns,
+        ["id", "inv", "first_seq", "n", "steps", "kinds", "raw"]
+    );
+    let block_ids: Vec<i64> = raw
+        .prepare("SELECT id FROM trace_blocks ORDER BY first_seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(block_ids, old_rowids);
     // Every event reads back as it did, its traceId, time and summary now from its JSON.
     assert_eq!(s.events("req-7", 0, 10).unwrap(), before);
-    // The search index (by rowid) still finds what it indexed, and indexes what follows.
+    // The search index (emptied by 10) finds what it found, and indexes what follows.
     assert_eq!(
         s.search_steps("seventh", 10).unwrap(),
         vec![("req-7".to_owned(), 1)]
@@ -552,12 +574,12 @@ fn migration_8_keys_traces_by_the_invocations_id_and_every_read_gives_what_it_ga
         (
             [read_back(&s, "req-a"), read_back(&s, "req-b")],
             ids(&raw, "SELECT request_id, id FROM invocations ORDER BY id"),
-            ids(
-                &raw,
-                "SELECT i.request_id || '/' || e.seq, e.id FROM trace_events e \
-                 JOIN invocations i ON i.id = e.inv ORDER BY e.id",
+            ids(&raw, EVENTS_IN_ORDER),
+            (
+                ix.cursor.invocations,
+                ix.invocation_by_request("req-a").is_some(),
+                ix.steps.len(),
             ),
-            (ix.cursor, ix.invocation_by_request("req-a").is_some()),
             search,
         )
     };
@@ -583,21 +605,14 @@ fn migration_8_keys_traces_by_the_invocations_id_and_every_read_gives_what_it_ga
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 9);
-    // Each invocation keeps its old rowid as its id, each event its rowid (the search index's
-    // key) as its id.
+    assert_eq!(version, 10);
+    // Each invocation keeps its old rowid as its id, each event its rowid as its id (through
+    // 8), then as the id of the block it becomes (10).
     assert_eq!(
         ids(&raw, "SELECT request_id, id FROM invocations ORDER BY id"),
         old_ids
     );
-    assert_eq!(
-        ids(
-            &raw,
-            "SELECT i.request_id || '/' || e.seq, e.id FROM trace_events e \
-             JOIN invocations i ON i.id = e.inv ORDER BY e.id",
-        ),
-        old_events
-    );
+    assert_eq!(ids(&raw, BLOCKS), old_events);
     let fk_problems: i64 = raw
         .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
             r.get(0)
@@ -614,9 +629,16 @@ fn migration_8_keys_traces_by_the_invocations_id_and_every_read_gives_what_it_ga
     let mut ix = TraceIndex::default();
     catch_up(&s, &mut ix, 2);
     assert_eq!(
-        (ix.cursor, ix.invocation_by_request("req-a").is_some()),
+        (
+            ix.cursor.invocations,
+            ix.invocation_by_request("req-a").is_some(),
+            ix.steps.len()
+        ),
         old_index
     );
+    // The last event, a block of its own.
+    let last = i64::try_from(old_events.len()).unwrap();
+    assert_eq!(ix.cursor.events, u64::try_from(last << 12).unwrap());
     // Writing goes on where it left off: seq 5 of req-a, and a new invocation after the others.
     s.append_trace("req-a", &[model_input("req-a-2", "nonet prompt", 6)], &[])
         .unwrap();
@@ -699,4 +721,211 @@ fn a_listener_hears_each_trace_commit_until_it_declines() {
     assert!(kept.load(Ordering::SeqCst) > before);
     // The one that declined was called once and then dropped.
     assert_eq!(once.load(Ordering::SeqCst), 1);
+}
+
+/// A batch whose JSON passes a block's size is written as several blocks (`trace_blocks`): 120
+/// events of three steps taken in turn, each with a prompt of about a kilobyte.
+fn write_big_batch(s: &SqliteStore) -> Vec<TraceEvent> {
+    start(s, "req-big", "s-big", 0);
+    let filler = "lorem ipsum ".repeat(80);
+    let events: Vec<TraceEvent> = (0..120u32)
+        .map(|i| {
+            model_input(
+                &format!("big-{}", i % 3),
+                &format!("token{} {filler}", i + 1),
+                i % 60,
+            )
+        })
+        .collect();
+    s.append_trace("req-big", &events, &["done".into()])
+        .unwrap();
+    events
+}
+
+#[test]
+fn a_batch_past_a_blocks_size_is_split_and_every_read_crosses_the_seams() {
+    use agentdeck::store::ApprovalStore as _;
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let written = write_big_batch(&s);
+    let raw = Connection::open(dir.path().join("deck.db")).unwrap();
+    let blocks: Vec<(i64, i64)> = raw
+        .prepare("SELECT first_seq, n FROM trace_blocks ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // Several blocks, each starting where the last ended.
+    assert!(blocks.len() >= 2, "{blocks:?}");
+    let mut next = 1;
+    for (first, n) in &blocks {
+        assert_eq!(*first, next);
+        next += n;
+    }
+    assert_eq!(next, 121);
+    assert_eq!(s.counts().unwrap().trace_events, 120);
+
+    // All of them, in order, as written.
+    let all = s.events("req-big", 0, 500).unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=120).collect::<Vec<_>>()
+    );
+    for (stored, event) in all.iter().zip(&written) {
+        assert_eq!(&stored.raw, event.raw.value().as_ref());
+        assert_eq!(stored.step, (stored.seq - 1) % 3 + 1);
+        assert_eq!(stored.kind, "orchestration/model-input");
+    }
+    // A page from the middle of a block, across a seam, and past the end.
+    let seam = u64::try_from(blocks[1].0).unwrap();
+    let page = s.events("req-big", seam - 3, 7).unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (seam - 2..=seam + 4).collect::<Vec<_>>()
+    );
+    assert!(s.events("req-big", 120, 5).unwrap().is_empty());
+    assert!(s.events("req-big", 0, 0).unwrap().is_empty());
+    assert!(s.events("nobody", 0, 5).unwrap().is_empty());
+
+    // A step's events come from every block it spans, and only its own.
+    let step_two = s.step_events("req-big", 2).unwrap();
+    assert_eq!(
+        step_two.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (2..=120).step_by(3).collect::<Vec<_>>()
+    );
+    assert!(step_two.iter().all(|e| e.step == 2));
+    assert!(s.step_events("req-big", 4).unwrap().is_empty());
+
+    // Search names the event's own step, in the first block and in the last.
+    assert_eq!(
+        s.search_steps("token1", 1).unwrap(),
+        vec![("req-big".to_owned(), 1)]
+    );
+    assert_eq!(
+        s.search_steps("token119", 10).unwrap(),
+        vec![("req-big".to_owned(), 2)]
+    );
+    assert_eq!(
+        s.search_steps("token120", 10).unwrap(),
+        vec![("req-big".to_owned(), 3)]
+    );
+
+    // Seven events a page: 17 full pages and one of the last event, whatever the seams; the
+    // same index as one page gives.
+    let mut paged = TraceIndex::default();
+    assert_eq!(catch_up(&s, &mut paged, 7), 18);
+    let mut whole = TraceIndex::default();
+    assert_eq!(catch_up(&s, &mut whole, 1000), 1);
+    assert_eq!(paged.cursor, whole.cursor);
+    assert_eq!(paged.steps.len(), 3);
+    let (in_paged, in_whole) = (
+        paged.invocation_by_request("req-big").unwrap(),
+        whole.invocation_by_request("req-big").unwrap(),
+    );
+    for step in 1..=3 {
+        assert_eq!(
+            paged.step_kinds(paged.step_pos(in_paged, step).unwrap()),
+            whole.step_kinds(whole.step_pos(in_whole, step).unwrap())
+        );
+    }
+    // Nothing new: an empty page at the same cursor.
+    let again = s.trace_index(whole.cursor, &[], 7).unwrap();
+    assert!(again.steps.is_empty() && !again.more);
+    assert_eq!(again.cursor, whole.cursor);
+}
+
+#[test]
+fn a_block_whose_arrays_disagree_is_reported_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    write_big_batch(&s);
+    let raw = Connection::open(dir.path().join("deck.db")).unwrap();
+    raw.execute(
+        "UPDATE trace_blocks SET steps = '[1]' WHERE id = (SELECT min(id) FROM trace_blocks)",
+        [],
+    )
+    .unwrap();
+    for err in [
+        s.events("req-big", 0, 10).unwrap_err(),
+        s.step_events("req-big", 1).unwrap_err(),
+        s.trace_index(IndexCursor::default(), &[], 10).unwrap_err(),
+    ] {
+        let text = err.to_string();
+        assert!(text.contains("trace block"), "{text}");
+        assert!(text.contains("1 steps"), "{text}");
+    }
+    raw.execute(
+        "UPDATE trace_blocks SET steps = 'not json' WHERE id = (SELECT min(id) FROM trace_blocks)",
+        [],
+    )
+    .unwrap();
+    let text = s.events("req-big", 0, 10).unwrap_err().to_string();
+    assert!(
+        text.contains("steps: not the JSON array expected"),
+        "{text}"
+    );
+}
+
+#[test]
+fn migration_10_makes_each_event_a_block_and_every_read_gives_what_it_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deck.db");
+    let (before, events, search) = {
+        let s = open(dir.path());
+        write_big_batch(&s);
+        start(&s, "req-small", "s-big", 5);
+        s.append_trace(
+            "req-small",
+            &[kb_lookup("small-0", 1), failure("small-1", 2)],
+            &[],
+        )
+        .unwrap();
+        let raw = Connection::open(&path).unwrap();
+        (
+            [read_back(&s, "req-big"), read_back(&s, "req-small")],
+            ids(&raw, EVENTS_IN_ORDER),
+            s.search_steps("token77", 10).unwrap(),
+        )
+    };
+    assert_eq!(before[0].2.len(), 100);
+    assert_eq!(search, vec![("req-big".to_owned(), 2)]);
+    let raw = Connection::open(&path).unwrap();
+    common::downgrade_to_v9(&raw);
+    drop(raw);
+
+    let s = open(dir.path());
+    let raw = Connection::open(&path).unwrap();
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 10);
+    // Each event is a block of its own, with the id version 9 gave it.
+    assert_eq!(ids(&raw, BLOCKS), events);
+    let integrity: String = raw
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    assert_eq!(
+        [read_back(&s, "req-big"), read_back(&s, "req-small")],
+        before
+    );
+    assert_eq!(s.search_steps("token77", 10).unwrap(), search);
+    assert_eq!(
+        s.search_steps("refund", 10).unwrap(),
+        vec![("req-small".to_owned(), 1)]
+    );
+    let mut ix = TraceIndex::default();
+    assert_eq!(catch_up(&s, &mut ix, 50), 3);
+    assert_eq!(ix.steps.len(), 5);
+    // Writing goes on: seq 3 of req-small, in a block after the others.
+    s.append_trace("req-small", &[model_input("small-2", "coda", 3)], &[])
+        .unwrap();
+    assert_eq!(s.events("req-small", 2, 10).unwrap()[0].seq, 3);
+    assert_eq!(
+        s.search_steps("coda", 10).unwrap(),
+        vec![("req-small".to_owned(), 3)]
+    );
+    catch_up(&s, &mut ix, 50);
+    assert_eq!(ix.steps.len(), 6);
 }

@@ -1,5 +1,6 @@
 //! `TraceStore` on SQLite: sessions, invocations, trace events grouped into steps by traceId
-//! (running figures per step, raw JSON per event) and chunk text. A write (a turn's start, a
+//! (running figures per step, raw JSON per event, kept in blocks of a batch's events: schema
+//! migration 10) and chunk text. A write (a turn's start, a
 //! batch of events, its end, or any of them together) is one transaction, committed without an
 //! fsync (`SqliteStore::trace_write`); every read is a page. Events, steps and chunks are keyed
 //! by their invocation's integer `id` (schema migration 8); the request id is only in
@@ -89,31 +90,108 @@ fn invocation_row(row: &Row<'_>) -> Result<InvocationRecord, StoreError> {
     })
 }
 
-/// An event row with its invocation's request id: `e` is `trace_events`, `i` `invocations`.
-const EVENT_COLUMNS: &str = "i.request_id, e.seq, e.step, e.kind, e.raw";
+/// Events in a block at most: an event's position is its block's id shifted left by
+/// `BLOCK_SHIFT`, plus its place in the block (the search index's rowid, the trace index's
+/// cursor).
+const BLOCK_SHIFT: u32 = 12;
+pub(crate) const BLOCK_EVENTS: usize = 1 << BLOCK_SHIFT;
+/// A block is closed once its events' JSON passes this many bytes, so a read of a few events
+/// (a step's) never parses much more than it needs.
+pub(crate) const BLOCK_BYTES: usize = 64 * 1024;
 
-fn event_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
-    let get = |e: rusqlite::Error| StoreError::Corrupt(format!("reading a trace event: {e}"));
+/// An event's position: its block's id and its place in the block.
+fn position(block: i64, place: usize) -> i64 {
+    (block << BLOCK_SHIFT) | i64::try_from(place).unwrap_or(0)
+}
+
+/// A block row with its invocation's request id: `b` is `trace_blocks`, `i` `invocations`.
+const BLOCK_COLUMNS: &str = "i.request_id, b.id, b.first_seq, b.n, b.steps, b.kinds, b.raw";
+
+/// A block of events as read back, its arrays checked against its count.
+struct Block {
+    request_id: String,
+    first_seq: i64,
+    steps: Vec<i64>,
+    kinds: Vec<String>,
+    raw: Vec<serde_json::Value>,
+}
+
+fn block_row(row: &Row<'_>) -> Result<Block, StoreError> {
+    let get = |e: rusqlite::Error| StoreError::Corrupt(format!("reading trace events: {e}"));
     let request_id: String = row.get(0).map_err(get)?;
-    let seq: i64 = row.get(1).map_err(get)?;
-    let raw: String = row.get(4).map_err(get)?;
-    let raw: serde_json::Value = serde_json::from_str(&raw).map_err(|e| {
+    let id: i64 = row.get(1).map_err(get)?;
+    let first_seq: i64 = row.get(2).map_err(get)?;
+    let n: i64 = row.get(3).map_err(get)?;
+    let bad = |what: String| {
         StoreError::Corrupt(format!(
-            "invocation {request_id} event {seq}: raw JSON does not parse: {e}"
+            "invocation {request_id}, trace block {id} (events {first_seq} on): {what}"
         ))
-    })?;
+    };
+    let steps: Vec<i64> = parse_column(row, 4, "steps").map_err(&bad)?;
+    let kinds: Vec<String> = parse_column(row, 5, "kinds").map_err(&bad)?;
+    let raw: Vec<serde_json::Value> = parse_column(row, 6, "raw JSON").map_err(&bad)?;
+    let n = usize::try_from(n).unwrap_or(0);
+    if steps.len() != n || kinds.len() != n || raw.len() != n {
+        return Err(bad(format!(
+            "{n} events, but {} steps, {} kinds and {} raw events",
+            steps.len(),
+            kinds.len(),
+            raw.len()
+        )));
+    }
+    Ok(Block {
+        request_id,
+        first_seq,
+        steps,
+        kinds,
+        raw,
+    })
+}
+
+/// A block's JSON array column, parsed.
+fn parse_column<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    at: usize,
+    name: &str,
+) -> Result<T, String> {
+    let text: String = row.get(at).map_err(|e| format!("{name}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("{name}: not the JSON array expected: {e}"))
+}
+
+impl Block {
+    /// Its events whose seq and step `keep` takes, in order, until `out` holds `max`.
+    fn take_into(self, out: &mut Vec<StoredEvent>, max: usize, keep: impl Fn(i64, i64) -> bool) {
+        let events = self.steps.into_iter().zip(self.kinds).zip(self.raw);
+        for (seq, ((step, kind), raw)) in (self.first_seq..).zip(events) {
+            if out.len() >= max {
+                return;
+            }
+            if keep(seq, step) {
+                out.push(stored_event(&self.request_id, seq, step, kind, raw));
+            }
+        }
+    }
+}
+
+fn stored_event(
+    request_id: &str,
+    seq: i64,
+    step: i64,
+    kind: String,
+    raw: serde_json::Value,
+) -> StoredEvent {
     // What the JSON says is read from it, as it was when the event was written.
     let event = TraceEvent::from_wire(raw);
-    Ok(StoredEvent {
-        request_id,
+    StoredEvent {
+        request_id: request_id.to_owned(),
         seq: count(seq),
-        step: count(row.get(2).map_err(get)?),
+        step: count(step),
         trace_id: event.trace_id().map(str::to_owned),
-        kind: row.get(3).map_err(get)?,
+        kind,
         event_time: event_time_text(&event),
         summary: event.summary(),
         raw: event.raw.into_value(),
-    })
+    }
 }
 
 /// A step row with its invocation's request id: `s` is `trace_steps`, `i` `invocations`.
@@ -326,8 +404,15 @@ fn append_batch(
     // Where each touched step is in `touched`, by traceId: a batch of a long trace touches
     // hundreds of steps, and scanning them for every event was quadratic in the batch.
     let mut touched_at: HashMap<String, usize> = HashMap::new();
-    // Prepared once for the batch (taking it from the cache per event costs more than the row).
-    let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(err)?;
+    let mut insert = tx.prepare_cached(INSERT_BLOCK).map_err(err)?;
+    let mut block = BlockWriter::new();
+    let block_err = |first: i64, last: i64, e: rusqlite::Error| {
+        db_error(
+            shown,
+            &format!("recording events {first} to {last} of invocation {request_id}"),
+            &e,
+        )
+    };
     for event in events {
         c.events += 1;
         let seq = c.events;
@@ -389,13 +474,23 @@ fn append_batch(
         }
         c.model_ms += timing.model_ms;
         c.tool_ms += timing.tool_ms;
-        insert_event(&mut insert, inv, seq, t.step, &kind, event).map_err(|e| match e {
-            EventError::Db(e) => event_err(e),
-            EventError::Json(e) => StoreError::Corrupt(format!(
+        let raw = event.raw.to_json().map_err(|e| {
+            StoreError::Corrupt(format!(
                 "invocation {request_id} event {seq}: cannot serialise it: {e}"
-            )),
+            ))
         })?;
+        block.push(seq, t.step, &kind, &raw);
+        if block.full() {
+            let first = block.first_seq;
+            block
+                .flush(&mut insert, inv)
+                .map_err(|e| block_err(first, seq, e))?;
+        }
     }
+    let first = block.first_seq;
+    block
+        .flush(&mut insert, inv)
+        .map_err(|e| block_err(first, c.events, e))?;
     for t in &touched {
         write_step(tx, inv, t).map_err(err)?;
     }
@@ -516,13 +611,8 @@ fn write_step(tx: &Connection, inv: i64, t: &TouchedStep) -> Result<(), rusqlite
     Ok(())
 }
 
-enum EventError {
-    Db(rusqlite::Error),
-    Json(serde_json::Error),
-}
-
-const INSERT_EVENT: &str =
-    "INSERT INTO trace_events (inv, seq, step, kind, raw) VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_BLOCK: &str = "INSERT INTO trace_blocks (inv, first_seq, n, steps, kinds, raw) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// An event's time as stored events give it: RFC 3339 with the nanoseconds Bedrock sent.
 fn event_time_text(event: &TraceEvent) -> Option<String> {
@@ -531,20 +621,86 @@ fn event_time_text(event: &TraceEvent) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
-/// Writes one event row with its raw JSON.
-fn insert_event(
-    insert: &mut rusqlite::CachedStatement<'_>,
-    inv: i64,
-    seq: i64,
-    step: i64,
-    kind: &str,
-    event: &TraceEvent,
-) -> Result<(), EventError> {
-    let raw = event.raw.to_json().map_err(EventError::Json)?;
-    insert
-        .execute(params![inv, seq, step, kind, raw])
-        .map_err(EventError::Db)?;
-    Ok(())
+/// The block of events being written: JSON arrays of their steps, kinds and raw JSON, each
+/// still open.
+struct BlockWriter {
+    first_seq: i64,
+    n: usize,
+    steps: String,
+    kinds: String,
+    raw: String,
+}
+
+impl BlockWriter {
+    fn new() -> Self {
+        Self {
+            first_seq: 0,
+            n: 0,
+            steps: String::new(),
+            kinds: String::new(),
+            raw: String::new(),
+        }
+    }
+
+    fn push(&mut self, seq: i64, step: i64, kind: &str, raw: &str) {
+        use std::fmt::Write as _;
+        let opening = if self.n == 0 {
+            self.first_seq = seq;
+            '['
+        } else {
+            ','
+        };
+        self.steps.push(opening);
+        let _ = write!(self.steps, "{step}");
+        self.kinds.push(opening);
+        push_json_string(&mut self.kinds, kind);
+        self.raw.push(opening);
+        self.raw.push_str(raw);
+        self.n += 1;
+    }
+
+    fn full(&self) -> bool {
+        self.n >= BLOCK_EVENTS || self.raw.len() >= BLOCK_BYTES
+    }
+
+    /// Writes the block (if it holds any event) and empties it for the next.
+    fn flush(
+        &mut self,
+        insert: &mut rusqlite::CachedStatement<'_>,
+        inv: i64,
+    ) -> rusqlite::Result<()> {
+        if self.n == 0 {
+            return Ok(());
+        }
+        for array in [&mut self.steps, &mut self.kinds, &mut self.raw] {
+            array.push(']');
+        }
+        insert.execute(params![
+            inv,
+            self.first_seq,
+            limit(self.n),
+            self.steps,
+            self.kinds,
+            self.raw
+        ])?;
+        self.n = 0;
+        for array in [&mut self.steps, &mut self.kinds, &mut self.raw] {
+            array.clear();
+        }
+        Ok(())
+    }
+}
+
+/// `text` as a JSON string: as it is, quoted, when nothing in it needs escaping (every kind
+/// this version names), else escaped.
+fn push_json_string(out: &mut String, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(text).to_string());
+    }
 }
 
 /// Records how an invocation ended.
@@ -576,12 +732,14 @@ fn finish(
     Ok(())
 }
 
-/// Trace events indexed for search per transaction: the write lock is held for one chunk at a
-/// time, so a first search over a large store never stalls the runner for long.
+/// Trace events indexed for search per transaction at most (whole blocks, at least one): the
+/// write lock is held for one chunk at a time, so a first search over a large store never
+/// stalls the runner for long.
 const TEXT_CHUNK: i64 = 5_000;
 
 impl SqliteStore {
-    /// Brings the full-text index up to the last recorded event, a chunk per transaction.
+    /// Brings the full-text index up to the last recorded block, a chunk per transaction. Each
+    /// event is a row of its own, by its position, so a hit names the event.
     fn index_text(&self) -> Result<(), StoreError> {
         let shown = self.shown();
         loop {
@@ -593,19 +751,33 @@ impl SqliteStore {
                     })
                     .map_err(err)?;
                 let last: i64 = tx
-                    .query_row("SELECT coalesce(max(id), 0) FROM trace_events", [], |r| {
+                    .query_row("SELECT coalesce(max(id), 0) FROM trace_blocks", [], |r| {
                         r.get(0)
                     })
                     .map_err(err)?;
-                let upto = last.min(from.saturating_add(TEXT_CHUNK));
+                // The last block that keeps the chunk within TEXT_CHUNK events (one block at
+                // least: none holds more than BLOCK_EVENTS).
+                let upto: i64 = tx
+                    .query_row(
+                        "SELECT coalesce(max(id), ?1) FROM (SELECT id, \
+                         sum(n) OVER (ORDER BY id) AS upto FROM (SELECT id, n FROM trace_blocks \
+                         WHERE id > ?1 ORDER BY id LIMIT ?2)) WHERE upto <= ?2 OR id = \
+                         (SELECT min(id) FROM trace_blocks WHERE id > ?1)",
+                        params![from, TEXT_CHUNK],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
                 if upto <= from {
                     return Ok(false);
                 }
                 tx.execute(
-                    "INSERT INTO trace_text (rowid, body) SELECT id, \
-                     (SELECT group_concat(value, ' ') FROM json_tree(trace_events.raw) \
-                      WHERE type = 'text') \
-                     FROM trace_events WHERE id > ?1 AND id <= ?2",
+                    &format!(
+                        "INSERT INTO trace_text (rowid, body) \
+                         SELECT (b.id << {BLOCK_SHIFT}) + e.key, \
+                         (SELECT group_concat(t.value, ' ') FROM json_tree(e.value) t \
+                          WHERE t.type = 'text') \
+                         FROM trace_blocks b, json_each(b.raw) e WHERE b.id > ?1 AND b.id <= ?2"
+                    ),
                     params![from, upto],
                 )
                 .map_err(err)?;
@@ -923,20 +1095,33 @@ impl TraceStore for SqliteStore {
         )
     }
 
+    /// The blocks from the one holding the step's first event to the one holding its last.
     fn step_events(&self, request_id: &str, step: u64) -> Result<Vec<StoredEvent>, StoreError> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM invocations i \
+            "SELECT {BLOCK_COLUMNS}, s.first_seq, s.last_seq FROM invocations i \
              JOIN trace_steps s ON s.inv = i.id AND s.step = ?2 \
-             JOIN trace_events e ON e.inv = i.id AND e.seq BETWEEN s.first_seq AND s.last_seq \
-             WHERE i.request_id = ?1 AND e.step = ?2 ORDER BY e.seq"
+             JOIN trace_blocks b ON b.inv = i.id AND b.first_seq <= s.last_seq \
+             AND b.first_seq >= (SELECT max(first_seq) FROM trace_blocks \
+             WHERE inv = i.id AND first_seq <= s.first_seq) \
+             WHERE i.request_id = ?1 ORDER BY b.first_seq"
         );
         let step = i64::try_from(step).unwrap_or(i64::MAX);
-        self.read_rows(
+        let mut out = Vec::new();
+        self.read_each(
             "reading a step's events",
             &sql,
             &[&request_id, &step],
-            event_row,
-        )
+            |r| {
+                let get =
+                    |e: rusqlite::Error| StoreError::Corrupt(format!("reading a trace step: {e}"));
+                let (first, last): (i64, i64) = (r.get(7).map_err(get)?, r.get(8).map_err(get)?);
+                block_row(r)?.take_into(&mut out, usize::MAX, |seq, s| {
+                    s == step && (first..=last).contains(&seq)
+                });
+                Ok(true)
+            },
+        )?;
+        Ok(out)
     }
 
     fn events(
@@ -945,17 +1130,22 @@ impl TraceStore for SqliteStore {
         after_seq: u64,
         lim: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        // From the block holding the first event after `after_seq`.
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM invocations i JOIN trace_events e ON e.inv = i.id \
-             WHERE i.request_id = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3"
+            "SELECT {BLOCK_COLUMNS} FROM invocations i JOIN trace_blocks b ON b.inv = i.id \
+             WHERE i.request_id = ?1 AND b.first_seq >= (SELECT coalesce(max(first_seq), 0) \
+             FROM trace_blocks WHERE inv = i.id AND first_seq <= ?2 + 1) ORDER BY b.first_seq"
         );
-        let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
-        self.read_rows(
-            "reading trace events",
-            &sql,
-            &[&request_id, &after, &limit(lim)],
-            event_row,
-        )
+        let after = i64::try_from(after_seq).unwrap_or(i64::MAX - 1);
+        let mut out = Vec::new();
+        if lim == 0 {
+            return Ok(out);
+        }
+        self.read_each("reading trace events", &sql, &[&request_id, &after], |r| {
+            block_row(r)?.take_into(&mut out, lim, |seq, _| seq > after);
+            Ok(out.len() < lim)
+        })?;
+        Ok(out)
     }
 
     fn trace_index(
@@ -964,37 +1154,74 @@ impl TraceStore for SqliteStore {
         refresh: &[String],
         lim: usize,
     ) -> Result<IndexPage, StoreError> {
+        // The page's events first, by position: anything committed later only adds, and its
+        // steps (and invocations) are read by the next page, so nothing is missed.
+        use std::fmt::Write as _;
         let lo = i64::try_from(since.events).unwrap_or(i64::MAX);
-        // The last event of the page first: anything committed later only adds, and its steps
-        // (and invocations) are read by the next page, so nothing is missed.
-        let (hi, n): (Option<i64>, i64) = self
-            .read_rows(
+        let (lo_block, lo_place) = (lo >> BLOCK_SHIFT, lo & ((1 << BLOCK_SHIFT) - 1));
+        let mut taken = 0usize;
+        let mut hi = lo;
+        let mut touched: HashSet<(i64, i64)> = HashSet::new();
+        let mut pairs = String::from("[");
+        if lim > 0 {
+            self.read_each(
                 "reading the trace index",
-                "SELECT max(id), count(*) FROM (SELECT id FROM trace_events \
-                 WHERE id > ?1 ORDER BY id LIMIT ?2)",
-                &[&lo, &limit(lim)],
+                "SELECT id, inv, n, steps FROM trace_blocks WHERE id >= ?1 ORDER BY id",
+                &[&lo_block],
                 |r| {
                     let get = |e: rusqlite::Error| {
                         StoreError::Corrupt(format!("reading the trace index: {e}"))
                     };
-                    Ok((r.get(0).map_err(get)?, r.get(1).map_err(get)?))
+                    let (id, inv, n): (i64, i64, i64) = (
+                        r.get(0).map_err(get)?,
+                        r.get(1).map_err(get)?,
+                        r.get(2).map_err(get)?,
+                    );
+                    let steps: Vec<i64> = parse_column(r, 3, "steps")
+                        .map_err(|e| StoreError::Corrupt(format!("trace block {id}: {e}")))?;
+                    if i64::try_from(steps.len()) != Ok(n) {
+                        return Err(StoreError::Corrupt(format!(
+                            "trace block {id}: {n} events but {} steps",
+                            steps.len()
+                        )));
+                    }
+                    let from = if id == lo_block { lo_place + 1 } else { 0 };
+                    for (place, step) in steps.into_iter().enumerate() {
+                        if i64::try_from(place).unwrap_or(i64::MAX) < from {
+                            continue;
+                        }
+                        if taken >= lim {
+                            return Ok(false);
+                        }
+                        taken += 1;
+                        hi = position(id, place);
+                        if touched.insert((inv, step)) {
+                            if pairs.len() > 1 {
+                                pairs.push(',');
+                            }
+                            let _ = write!(pairs, "[{inv},{step}]");
+                        }
+                    }
+                    Ok(taken < lim)
                 },
-            )?
-            .pop()
-            .unwrap_or((None, 0));
-        let steps = match hi {
-            None => Vec::new(),
-            Some(hi) => self.read_rows(
+            )?;
+        }
+        pairs.push(']');
+        let steps = if touched.is_empty() {
+            Vec::new()
+        } else {
+            self.read_rows(
                 "reading the trace index",
                 "SELECT i.request_id, s.step, s.kind_set, s.depth, s.kinds, s.input_tokens, \
                  s.output_tokens, s.meta_start_ns, s.meta_end_ns, s.total_time_ms, \
                  s.first_time_ns, s.last_time_ns \
-                 FROM trace_steps s JOIN invocations i ON i.id = s.inv \
-                 WHERE (s.inv, s.step) IN (SELECT DISTINCT inv, step FROM trace_events \
-                 WHERE id > ?1 AND id <= ?2) ORDER BY i.request_id, s.step",
-                &[&lo, &hi],
+                 FROM json_each(?1) p \
+                 JOIN trace_steps s ON s.inv = json_extract(p.value, '$[0]') \
+                 AND s.step = json_extract(p.value, '$[1]') \
+                 JOIN invocations i ON i.id = s.inv ORDER BY i.request_id, s.step",
+                &[&pairs],
                 indexed_step,
-            )?,
+            )?
         };
         let inv_lo = i64::try_from(since.invocations).unwrap_or(i64::MAX);
         let sql =
@@ -1030,10 +1257,10 @@ impl TraceStore for SqliteStore {
             invocations,
             steps,
             cursor: IndexCursor {
-                events: hi.map_or(since.events, count),
+                events: count(hi),
                 invocations: last_inv,
             },
-            more: usize::try_from(n).unwrap_or(0) >= lim && lim > 0,
+            more: taken >= lim && lim > 0,
         })
     }
 
@@ -1066,9 +1293,15 @@ impl TraceStore for SqliteStore {
         let query = query.join(" ");
         self.read_rows(
             "searching the traces",
-            "SELECT i.request_id, e.step FROM trace_events e JOIN invocations i ON i.id = e.inv \
-             WHERE e.id IN (SELECT rowid FROM trace_text WHERE trace_text MATCH ?1) \
-             GROUP BY e.inv, e.step ORDER BY min(e.id) LIMIT ?2",
+            &format!(
+                "SELECT i.request_id, json_extract(b.steps, \
+                 '$[' || (h.pos & {mask}) || ']') AS step \
+                 FROM (SELECT rowid AS pos FROM trace_text WHERE trace_text MATCH ?1) h \
+                 JOIN trace_blocks b ON b.id = h.pos >> {BLOCK_SHIFT} \
+                 JOIN invocations i ON i.id = b.inv \
+                 GROUP BY b.inv, step ORDER BY min(h.pos) LIMIT ?2",
+                mask = BLOCK_EVENTS - 1
+            ),
             &[&query, &limit(lim)],
             |r| {
                 let get =

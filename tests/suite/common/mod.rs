@@ -176,3 +176,25 @@ pub fn ask(
         dwell_ms: Some(1500),
     }
 }
+
+/// Turns a file of the current schema back into what version 9 wrote: a row per trace event,
+/// numbered in the order the events were written, and a search index keyed by those numbers
+/// (emptied, so the next search fills it again).
+pub fn downgrade_to_v9(raw: &rusqlite::Connection) {
+    raw.execute_batch(
+        "CREATE TABLE trace_events (
+            id INTEGER PRIMARY KEY, inv INTEGER NOT NULL REFERENCES invocations (id),
+            seq INTEGER NOT NULL CHECK (seq > 0), step INTEGER NOT NULL, kind TEXT NOT NULL,
+            raw TEXT NOT NULL) STRICT;
+         INSERT INTO trace_events (inv, seq, step, kind, raw)
+            SELECT b.inv, b.first_seq + s.key, s.value,
+            json_extract(b.kinds, '$[' || s.key || ']'), json_extract(b.raw, '$[' || s.key || ']')
+            FROM trace_blocks b, json_each(b.steps) s ORDER BY b.id, s.key;
+         DROP TABLE trace_blocks;
+         CREATE UNIQUE INDEX trace_events_seq ON trace_events (inv, seq);
+         INSERT INTO trace_text (trace_text) VALUES ('delete-all');
+         UPDATE trace_text_state SET indexed_upto = 0;
+         PRAGMA user_version = 9;",
+    )
+    .unwrap();
+}

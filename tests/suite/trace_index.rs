@@ -929,3 +929,92 @@ fn migration_10_makes_each_event_a_block_and_every_read_gives_what_it_gave() {
     catch_up(&s, &mut ix, 50);
     assert_eq!(ix.steps.len(), 6);
 }
+
+#[test]
+fn a_turns_end_written_with_its_events_or_alone_is_recorded_once_either_way() {
+    use agentdeck::store::TurnWrite;
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let begin = |id: &str| InvocationStart {
+        request_id: id.into(),
+        agent_id: "AGENT".into(),
+        agent_alias_id: "ALIAS".into(),
+        session_id: "s-end".into(),
+        input_text: None,
+        resumes: None,
+        started_at: at(1),
+    };
+    let end = |outcome, error: Option<&str>| InvocationEnd {
+        outcome,
+        ended_at: at(9),
+        error: error.map(str::to_owned),
+        final_response: Some("all done".into()),
+        latency_ms: Some(8000),
+    };
+    let write = |id: &str, start: Option<&InvocationStart>, events: &[TraceEvent], end| {
+        s.write_turn(&TurnWrite {
+            request_id: id,
+            start,
+            events,
+            chunks: &["ok".to_owned()][..usize::from(!events.is_empty())],
+            end,
+        })
+        .unwrap();
+    };
+    let two = [model_input("w-0", "p", 1), model_output("w-0", 2, 300)];
+    // A short turn: its start, events and end in one write.
+    let finished = end(Outcome::Finished, None);
+    write(
+        "req-whole",
+        Some(&begin("req-whole")),
+        &two,
+        Some(&finished),
+    );
+    // Its start and end with nothing between.
+    let failed = end(Outcome::Failed, Some("throttled"));
+    write("req-empty", Some(&begin("req-empty")), &[], Some(&failed));
+    // Its start and events, then its end alone.
+    write("req-alone", Some(&begin("req-alone")), &two, None);
+    write("req-alone", None, &[], Some(&finished));
+    // Its start and events, then more events with its end.
+    write("req-later", Some(&begin("req-later")), &two[..1], None);
+    write("req-later", None, &two[1..], Some(&finished));
+
+    for (id, outcome, events, chunks, error) in [
+        ("req-whole", Outcome::Finished, 2, 1, None),
+        ("req-empty", Outcome::Failed, 0, 0, Some("throttled")),
+        ("req-alone", Outcome::Finished, 2, 1, None),
+        ("req-later", Outcome::Finished, 2, 2, None),
+    ] {
+        let rec = s.invocation(id).unwrap().unwrap();
+        assert_eq!(rec.outcome, outcome, "{id}");
+        assert_eq!((rec.events, rec.chunks), (events, chunks), "{id}");
+        assert_eq!(rec.error.as_deref(), error, "{id}");
+        assert_eq!(rec.ended_at, Some(at(9)), "{id}");
+        assert_eq!(rec.latency_ms, Some(8000), "{id}");
+        assert_eq!(rec.final_response.as_deref(), Some("all done"), "{id}");
+        assert_eq!(rec.input_tokens, if events == 2 { 300 } else { 0 }, "{id}");
+        assert_eq!(s.events(id, 0, 10).unwrap().len(), events as usize, "{id}");
+    }
+    // An end for an invocation never started is refused, alone or with events.
+    let err = s
+        .write_turn(&TurnWrite {
+            request_id: "req-none",
+            start: None,
+            events: &[],
+            chunks: &[],
+            end: Some(&finished),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("req-none"), "{err}");
+    let err = s
+        .write_turn(&TurnWrite {
+            request_id: "req-none",
+            start: None,
+            events: &two,
+            chunks: &[],
+            end: Some(&finished),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("req-none"), "{err}");
+}

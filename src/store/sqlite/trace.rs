@@ -344,9 +344,14 @@ fn insert_invocation(tx: &Connection, shown: &str, s: &InvocationStart) -> Resul
 }
 
 /// Appends a batch inside a transaction: each event finds or opens its step (read once per
-/// step per batch), the event rows and chunks are written, then each touched step and the
-/// invocation's counters once. `fresh` is the key of an invocation row inserted in this same
-/// transaction, so it has no steps and zero counters yet and nothing needs reading.
+/// step per batch), the event blocks and chunks are written, then each touched step and the
+/// invocation's counters once, with how it ended when `end` is given (one update of its row
+/// for a short turn's whole write). `fresh` is the key of an invocation row inserted in this
+/// same transaction, so it has no steps and zero counters yet and nothing needs reading.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one write's parts, each from the caller's TurnWrite"
+)]
 fn append_batch(
     tx: &Connection,
     shown: &str,
@@ -354,6 +359,7 @@ fn append_batch(
     fresh: Option<i64>,
     events: &[TraceEvent],
     chunks: &[String],
+    end: Option<&InvocationEnd>,
     known: &mut Option<KnownSteps>,
 ) -> Result<(), StoreError> {
     let doing = format!("recording the trace of invocation {request_id}");
@@ -506,26 +512,55 @@ fn append_batch(
             .and_then(|mut st| st.execute(params![inv, c.chunks, text]))
             .map_err(err)?;
     }
-    if fresh && events.is_empty() && chunks.is_empty() {
+    if fresh && events.is_empty() && chunks.is_empty() && end.is_none() {
         return Ok(());
     }
-    tx.prepare_cached(
-        "UPDATE invocations SET events = ?2, steps = ?3, chunks = ?4, input_tokens = ?5, \
-         output_tokens = ?6, model = ?7, model_ms = ?8, tool_ms = ?9 WHERE id = ?1",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            inv,
-            c.events,
-            c.steps,
-            c.chunks,
-            c.input_tokens,
-            c.output_tokens,
-            c.model,
-            c.model_ms,
-            c.tool_ms
-        ])
-    })
+    match end {
+        None => tx
+            .prepare_cached(
+                "UPDATE invocations SET events = ?2, steps = ?3, chunks = ?4, \
+                 input_tokens = ?5, output_tokens = ?6, model = ?7, model_ms = ?8, \
+                 tool_ms = ?9 WHERE id = ?1",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    inv,
+                    c.events,
+                    c.steps,
+                    c.chunks,
+                    c.input_tokens,
+                    c.output_tokens,
+                    c.model,
+                    c.model_ms,
+                    c.tool_ms
+                ])
+            }),
+        Some(end) => tx
+            .prepare_cached(
+                "UPDATE invocations SET events = ?2, steps = ?3, chunks = ?4, \
+                 input_tokens = ?5, output_tokens = ?6, model = ?7, model_ms = ?8, \
+                 tool_ms = ?9, outcome = ?10, ended_at_ms = ?11, error = ?12, \
+                 final_response = ?13, latency_ms = ?14 WHERE id = ?1",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    inv,
+                    c.events,
+                    c.steps,
+                    c.chunks,
+                    c.input_tokens,
+                    c.output_tokens,
+                    c.model,
+                    c.model_ms,
+                    c.tool_ms,
+                    end.outcome.as_str(),
+                    to_ms(end.ended_at),
+                    end.error,
+                    end.final_response,
+                    end.latency_ms
+                ])
+            }),
+    }
     .map_err(err)?;
     Ok(())
 }
@@ -814,10 +849,10 @@ fn write_one(
             fresh,
             w.events,
             w.chunks,
+            w.end,
             &mut store.known_steps(),
         )?;
-    }
-    if let Some(end) = w.end {
+    } else if let Some(end) = w.end {
         finish(tx, shown, w.request_id, end)?;
     }
     Ok(())
@@ -1003,6 +1038,7 @@ impl TraceStore for SqliteStore {
                     None,
                     events,
                     chunks,
+                    None,
                     &mut self.known_steps(),
                 )
             },

@@ -459,12 +459,9 @@ fn migration_7_keeps_every_event_its_rowid_and_what_its_json_says() {
 
     let s = open(dir.path());
     let raw = Connection::open(dir.path().join("deck.db")).unwrap();
-    let version: i64 = raw
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
     // 7 slims the rows, then 8 keys them by the invocation's integer id (the rowid kept as id);
     // 9 rewrites two tables' checks; 10 makes each event a block of its own (its id kept).
-    assert_eq!(version, 10);
+    assert_eq!(common::schema_version(&raw), 10);
     let columns: Vec<String> = raw
         .prepare("SELECT name FROM pragma_table_info('trace_blocks')")
         .unwrap()
@@ -602,10 +599,7 @@ fn migration_8_keys_traces_by_the_invocations_id_and_every_read_gives_what_it_ga
 
     let s = open(dir.path());
     let raw = Connection::open(&path).unwrap();
-    let version: i64 = raw
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 10);
+    assert_eq!(common::schema_version(&raw), 10);
     // Each invocation keeps its old rowid as its id, each event its rowid as its id (through
     // 8), then as the id of the block it becomes (10).
     assert_eq!(
@@ -896,10 +890,7 @@ fn migration_10_makes_each_event_a_block_and_every_read_gives_what_it_gave() {
 
     let s = open(dir.path());
     let raw = Connection::open(&path).unwrap();
-    let version: i64 = raw
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 10);
+    assert_eq!(common::schema_version(&raw), 10);
     // Each event is a block of its own, with the id version 9 gave it.
     assert_eq!(ids(&raw, BLOCKS), events);
     let integrity: String = raw

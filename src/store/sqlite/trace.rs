@@ -343,6 +343,14 @@ fn insert_invocation(tx: &Connection, shown: &str, s: &InvocationStart) -> Resul
     Ok(id)
 }
 
+/// The update of an invocation's running counters after a batch (`?1` its id).
+macro_rules! set_counters {
+    () => {
+        "UPDATE invocations SET events = ?2, steps = ?3, chunks = ?4, input_tokens = ?5, \
+         output_tokens = ?6, model = ?7, model_ms = ?8, tool_ms = ?9"
+    };
+}
+
 /// Appends a batch inside a transaction: each event finds or opens its step (read once per
 /// step per batch), the event blocks and chunks are written, then each touched step and the
 /// invocation's counters once, with how it ended when `end` is given (one update of its row
@@ -515,53 +523,41 @@ fn append_batch(
     if fresh && events.is_empty() && chunks.is_empty() && end.is_none() {
         return Ok(());
     }
-    match end {
-        None => tx
-            .prepare_cached(
-                "UPDATE invocations SET events = ?2, steps = ?3, chunks = ?4, \
-                 input_tokens = ?5, output_tokens = ?6, model = ?7, model_ms = ?8, \
-                 tool_ms = ?9 WHERE id = ?1",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    inv,
-                    c.events,
-                    c.steps,
-                    c.chunks,
-                    c.input_tokens,
-                    c.output_tokens,
-                    c.model,
-                    c.model_ms,
-                    c.tool_ms
-                ])
-            }),
-        Some(end) => tx
-            .prepare_cached(
-                "UPDATE invocations SET events = ?2, steps = ?3, chunks = ?4, \
-                 input_tokens = ?5, output_tokens = ?6, model = ?7, model_ms = ?8, \
-                 tool_ms = ?9, outcome = ?10, ended_at_ms = ?11, error = ?12, \
-                 final_response = ?13, latency_ms = ?14 WHERE id = ?1",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    inv,
-                    c.events,
-                    c.steps,
-                    c.chunks,
-                    c.input_tokens,
-                    c.output_tokens,
-                    c.model,
-                    c.model_ms,
-                    c.tool_ms,
-                    end.outcome.as_str(),
-                    to_ms(end.ended_at),
-                    end.error,
-                    end.final_response,
-                    end.latency_ms
-                ])
-            }),
-    }
-    .map_err(err)?;
+    // The counters, then (with an end) how the turn ended, in one update of the row.
+    let (outcome, ended_ms) = (
+        end.map(|e| e.outcome.as_str()),
+        end.map(|e| to_ms(e.ended_at)),
+    );
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![
+        &inv,
+        &c.events,
+        &c.steps,
+        &c.chunks,
+        &c.input_tokens,
+        &c.output_tokens,
+        &c.model,
+        &c.model_ms,
+        &c.tool_ms,
+    ];
+    let sql = if let Some(end) = end {
+        args.extend([
+            &outcome as &dyn rusqlite::ToSql,
+            &ended_ms,
+            &end.error,
+            &end.final_response,
+            &end.latency_ms,
+        ]);
+        concat!(
+            set_counters!(),
+            ", outcome = ?10, ended_at_ms = ?11, error = ?12, final_response = ?13, \
+             latency_ms = ?14 WHERE id = ?1"
+        )
+    } else {
+        concat!(set_counters!(), " WHERE id = ?1")
+    };
+    tx.prepare_cached(sql)
+        .and_then(|mut st| st.execute(&*args))
+        .map_err(err)?;
     Ok(())
 }
 

@@ -198,3 +198,9 @@ pub fn downgrade_to_v9(raw: &rusqlite::Connection) {
     )
     .unwrap();
 }
+
+/// The schema version a store file is at (`PRAGMA user_version`).
+pub fn schema_version(raw: &rusqlite::Connection) -> i64 {
+    raw.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}

@@ -1009,3 +1009,18 @@ fn a_turns_end_written_with_its_events_or_alone_is_recorded_once_either_way() {
         .unwrap_err();
     assert!(err.to_string().contains("req-none"), "{err}");
 }
+
+#[test]
+fn a_kind_named_from_the_wire_is_escaped_in_its_block_and_reads_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    start(&s, "req-odd", "s-odd", 0);
+    let odd =
+        TraceEvent::from_wire(json!({"trace": {"we\"ird\\\n\u{1}Trace": {"traceId": "o-1"}}}));
+    let plain = model_input("o-2", "after it", 1);
+    s.append_trace("req-odd", &[odd, plain], &[]).unwrap();
+    let got = s.events("req-odd", 0, 10).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].kind, "unknown(we\"ird\\\n\u{1}Trace)");
+    assert_eq!(got[1].kind, "orchestration/model-input");
+}

@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::schema::{from_ms, to_ms};
 use super::{SqliteStore, db_error};
+use crate::domain::json_text::JsonText;
 use crate::domain::metrics::EventTiming;
 use crate::domain::step_kind::StepKinds;
 use crate::domain::trace::{StepAccumulator, TraceEvent};
@@ -658,7 +659,9 @@ struct BlockWriter {
     first_seq: i64,
     n: usize,
     steps: String,
-    kinds: String,
+    /// The kind names, escaped by the JSON writer the runner uses (a kind this version does
+    /// not know carries the wire's key).
+    kinds: JsonText,
     raw: String,
 }
 
@@ -668,7 +671,7 @@ impl BlockWriter {
             first_seq: 0,
             n: 0,
             steps: String::new(),
-            kinds: String::new(),
+            kinds: JsonText::with_capacity(0),
             raw: String::new(),
         }
     }
@@ -683,8 +686,8 @@ impl BlockWriter {
         };
         self.steps.push(opening);
         let _ = write!(self.steps, "{step}");
-        self.kinds.push(opening);
-        push_json_string(&mut self.kinds, kind);
+        self.kinds.buf_mut().push(opening);
+        self.kinds.string(kind);
         self.raw.push(opening);
         self.raw.push_str(raw);
         self.n += 1;
@@ -703,7 +706,7 @@ impl BlockWriter {
         if self.n == 0 {
             return Ok(());
         }
-        for array in [&mut self.steps, &mut self.kinds, &mut self.raw] {
+        for array in [&mut self.steps, self.kinds.buf_mut(), &mut self.raw] {
             array.push(']');
         }
         insert.execute(params![
@@ -711,26 +714,14 @@ impl BlockWriter {
             self.first_seq,
             limit(self.n),
             self.steps,
-            self.kinds,
+            self.kinds.buf_mut().as_str(),
             self.raw
         ])?;
         self.n = 0;
-        for array in [&mut self.steps, &mut self.kinds, &mut self.raw] {
+        for array in [&mut self.steps, self.kinds.buf_mut(), &mut self.raw] {
             array.clear();
         }
         Ok(())
-    }
-}
-
-/// `text` as a JSON string: as it is, quoted, when nothing in it needs escaping (every kind
-/// this version names), else escaped.
-fn push_json_string(out: &mut String, text: &str) {
-    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(text);
-        out.push('"');
-    } else {
-        out.push_str(&serde_json::Value::from(text).to_string());
     }
 }
 

@@ -617,24 +617,41 @@ pub(crate) async fn record_stream(
     let mut unknown_events = 0_u64;
     // Requests queued through the writer, answered with the turn's end.
     let mut awaiting: Vec<(ApprovalRequest, Queued)> = Vec::new();
+    // One timer for the whole turn, moved only when it fires or a batch comes due before it: a
+    // timer set afresh for every event (the stall's deadline moves with each) cost a timer
+    // registration per event.
+    let mut last_event = tokio::time::Instant::now();
+    let timer = tokio::time::sleep_until(last_event + turn.idle_timeout);
+    tokio::pin!(timer);
     loop {
         let next = {
             // Keeps the one receive going across flushes (cancelling it could lose a frame).
             let recv = output.completion.recv();
             tokio::pin!(recv);
-            let idle_until = tokio::time::Instant::now() + turn.idle_timeout;
             loop {
-                let flush = batch
-                    .pending()
-                    .then(|| tokio::time::Instant::from_std(batch.due()));
-                let due = flush.map_or(idle_until, |f| f.min(idle_until));
-                match tokio::time::timeout_at(due, &mut recv).await {
-                    Ok(next) => break Some(next),
-                    Err(_) if flush.is_some_and(|f| f <= due) => batch.flush().await?,
-                    Err(_) => break None,
+                if batch.pending() {
+                    let due = tokio::time::Instant::from_std(batch.due());
+                    if due < timer.deadline() {
+                        timer.as_mut().reset(due);
+                    }
                 }
+                tokio::select! {
+                    biased;
+                    next = &mut recv => break Some(next),
+                    () = &mut timer => {}
+                }
+                let now = tokio::time::Instant::now();
+                if batch.pending() && tokio::time::Instant::from_std(batch.due()) <= now {
+                    batch.flush().await?;
+                }
+                let stalls_at = last_event + turn.idle_timeout;
+                if stalls_at <= now {
+                    break None;
+                }
+                timer.as_mut().reset(stalls_at);
             }
         };
+        last_event = tokio::time::Instant::now();
         let Some(next) = next else {
             stream_error = Some(RunnerError::Stalled {
                 idle_secs: turn.idle_timeout.as_secs(),

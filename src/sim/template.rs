@@ -134,10 +134,25 @@ pub fn eval_all(
         base.insert(name.clone(), value);
     }
     for _ in 0..3 {
+        // A round that would change nothing leaves the next ones nothing to change either: no
+        // copy of the map for the scripts whose values name no other (most of them).
+        if !specs
+            .keys()
+            .any(|n| base.get(n).is_some_and(|v| v.contains('{')))
+        {
+            break;
+        }
         let snapshot = base.clone();
+        let mut changed = false;
         for name in specs.keys() {
             let rendered = render(&snapshot[name], &snapshot);
-            base.insert(name.clone(), rendered);
+            if rendered != snapshot[name] {
+                changed = true;
+                base.insert(name.clone(), rendered);
+            }
+        }
+        if !changed {
+            break;
         }
     }
 }

@@ -110,6 +110,13 @@ impl JsonText {
     pub fn string(&mut self, s: &str) {
         self.buf.reserve(s.len() + 2);
         self.buf.push('"');
+        self.string_contents(s);
+        self.buf.push('"');
+    }
+
+    /// `s` escaped as inside a JSON string, without the quotes around it: for a string written
+    /// in parts, or escaped once and kept.
+    pub fn string_contents(&mut self, s: &str) {
         let bytes = s.as_bytes();
         let mut start = 0;
         loop {
@@ -128,7 +135,6 @@ impl JsonText {
             }
             start = i + 1;
         }
-        self.buf.push('"');
     }
 
     pub fn s(&mut self, k: &str, v: Option<&str>) -> &mut Self {
@@ -199,13 +205,54 @@ impl JsonText {
         self
     }
 
-    /// A value built by `wire` (small, rare parts), serialised in place.
+    /// A value built by `wire` (small, rare parts), written in place.
     pub fn val(&mut self, k: &str, v: Option<&serde_json::Value>) -> &mut Self {
         if let Some(v) = v {
             self.key(k);
-            let _ = write!(self.buf, "{v}");
+            self.value(v);
         }
         self
+    }
+
+    /// A member of the object being written whose key may need escaping (a key from a map),
+    /// and its value (`value`).
+    pub fn member(&mut self, k: &str, v: &serde_json::Value) {
+        self.sep();
+        self.string(k);
+        self.buf.push(':');
+        self.value(v);
+    }
+
+    /// Any JSON value, as serde_json writes it (an object's keys in its map's order, sorted
+    /// without `preserve_order`), its strings and keys escaped by `string`: serde_json's own
+    /// writer escapes a byte at a time.
+    pub fn value(&mut self, v: &serde_json::Value) {
+        use serde_json::Value;
+        match v {
+            Value::Null => self.buf.push_str("null"),
+            Value::Bool(b) => self.buf.push_str(if *b { "true" } else { "false" }),
+            // serde_json's Display of a number is its serializer's text (itoa, ryu).
+            Value::Number(n) => {
+                let _ = write!(self.buf, "{n}");
+            }
+            Value::String(s) => self.string(s),
+            Value::Array(items) => {
+                self.buf.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.buf.push(',');
+                    }
+                    self.value(item);
+                }
+                self.buf.push(']');
+            }
+            Value::Object(members) => self.object(|o| {
+                for (k, item) in members {
+                    o.member(k, item);
+                }
+            }),
+        }
+        self.first = false;
     }
 }
 
@@ -257,6 +304,35 @@ mod tests {
         cases.push("\u{0}".repeat(33));
         for s in &cases {
             assert_eq!(written(s), serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    /// Every kind of value, nested, with keys and strings that need escaping and numbers of
+    /// every kind, comes out as serde_json writes it; beside other members too.
+    #[test]
+    fn values_are_written_as_serde_json_writes_them() {
+        let values = [
+            serde_json::json!(null),
+            serde_json::json!(true),
+            serde_json::json!([]),
+            serde_json::json!({}),
+            serde_json::json!({
+                "z": [1, -2, 3.5, 1e300, -0.0, 0.1, u64::MAX, i64::MIN, 2.5e-8],
+                "a\"b\n": {"\u{1}key": "v\u{7f}\u{1f}\"\\", "e": [], "o": {}},
+                "m": [{"x": null, "y": false}, [[], [true]], "s\u{e9}\u{1F600}"],
+                "": ""
+            }),
+        ];
+        for v in &values {
+            let mut o = JsonText::with_capacity(0);
+            o.value(v);
+            assert_eq!(o.into_string(), serde_json::to_string(v).unwrap(), "{v}");
+            let mut o = JsonText::with_capacity(0);
+            o.object(|o| {
+                o.s("a", Some("1")).val("b", Some(v)).s("c", Some("2"));
+            });
+            let whole = serde_json::json!({"a": "1", "b": v, "c": "2"});
+            assert_eq!(o.into_string(), serde_json::to_string(&whole).unwrap());
         }
     }
 }

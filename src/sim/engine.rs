@@ -24,14 +24,17 @@ pub(crate) struct World {
     pub agents: BTreeMap<String, Arc<AgentDef>>,
     pub shared: Vec<Arc<ScriptDef>>,
     /// Per agent id, its prompt heads by `ModelKind` (see `prompt_head`).
-    prompt_heads: BTreeMap<String, [String; 4]>,
+    prompt_heads: BTreeMap<String, [PromptHead; 4]>,
 }
 
 impl World {
     pub fn new(agents: BTreeMap<String, Arc<AgentDef>>, shared: Vec<Arc<ScriptDef>>) -> Self {
         let prompt_heads = agents
             .iter()
-            .map(|(id, a)| (id.clone(), ModelKind::ALL.map(|k| prompt_head(a, k))))
+            .map(|(id, a)| {
+                let heads = ModelKind::ALL.map(|k| PromptHead::new(prompt_head(a, k)));
+                (id.clone(), heads)
+            })
             .collect();
         Self {
             agents,
@@ -40,12 +43,80 @@ impl World {
         }
     }
 
-    /// The prompt text of a model call by `agent` for this user input.
-    fn prompt(&self, agent: &AgentDef, kind: ModelKind, input: &str) -> String {
-        match self.prompt_heads.get(&agent.id) {
-            Some(heads) => prompt(&heads[kind as usize], input),
-            None => prompt(&prompt_head(agent, kind), input),
+    /// The prompt of a model call by `agent` for this user input.
+    fn prompt<'a>(&'a self, agent: &AgentDef, kind: ModelKind, input: &str) -> Prompt<'a> {
+        let head = match self.prompt_heads.get(&agent.id) {
+            Some(heads) => std::borrow::Cow::Borrowed(&heads[kind as usize]),
+            None => std::borrow::Cow::Owned(PromptHead::new(prompt_head(agent, kind))),
+        };
+        Prompt {
+            head,
+            user: input.replace('"', "'"),
         }
+    }
+}
+
+/// The part of an agent's prompts that is the same for every input: as text, and as escaped
+/// once for a JSON string (it is kilobytes of JSON, a quote every few words).
+#[derive(Debug, Clone)]
+struct PromptHead {
+    text: String,
+    json: String,
+}
+
+impl PromptHead {
+    fn new(text: String) -> Self {
+        let mut json = JsonText::with_capacity(text.len() + text.len() / 8);
+        json.string_contents(&text);
+        Self {
+            json: json.into_string(),
+            text,
+        }
+    }
+}
+
+/// What closes every prompt after the user's input.
+const PROMPT_TAIL: &str = "\",\"role\":\"user\"}]}";
+/// `PROMPT_TAIL` escaped for a JSON string.
+const PROMPT_TAIL_JSON: &str = r#"\",\"role\":\"user\"}]}"#;
+
+/// The prompt text of a model call: the agent's head for this kind, then the user's input
+/// (its double quotes made single), then `PROMPT_TAIL`.
+#[derive(Debug)]
+struct Prompt<'a> {
+    head: std::borrow::Cow<'a, PromptHead>,
+    user: String,
+}
+
+impl Prompt<'_> {
+    fn len(&self) -> usize {
+        self.head.text.len() + self.user.len() + PROMPT_TAIL.len()
+    }
+
+    fn text(&self) -> String {
+        let mut p = String::with_capacity(self.len());
+        p.push_str(&self.head.text);
+        p.push_str(&self.user);
+        p.push_str(PROMPT_TAIL);
+        p
+    }
+
+    /// The text as a JSON string, the head's escaping reused.
+    fn write(&self, o: &mut JsonText) {
+        let buf = o.buf_mut();
+        buf.reserve(self.head.json.len() + self.user.len() + PROMPT_TAIL_JSON.len() + 2);
+        buf.push('"');
+        buf.push_str(&self.head.json);
+        o.string_contents(&self.user);
+        let buf = o.buf_mut();
+        buf.push_str(PROMPT_TAIL_JSON);
+        buf.push('"');
+    }
+}
+
+impl serde::Serialize for Prompt<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text())
     }
 }
 
@@ -58,39 +129,35 @@ pub(crate) enum Out {
     Exception(AwsError),
 }
 
-/// A trace event's payload. Field order is the sorted key order of a JSON object built as a
-/// `serde_json::Value` (what the simulator sent before it wrote traces directly).
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TracePart<'a, T: serde::Serialize + ?Sized> {
+/// A trace event's payload, less its `trace` object (written by `TracePart::write`'s caller).
+/// Field order is the sorted key order of a JSON object built as a `serde_json::Value` (what
+/// the simulator sent before it wrote traces directly).
+struct TracePart<'a> {
     agent_alias_id: &'a str,
     agent_id: &'a str,
     agent_version: &'a str,
-    caller_chain: CallerChain<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    caller_chain: &'a [String],
     collaborator_name: Option<&'a str>,
     event_time: &'a str,
     session_id: &'a str,
-    trace: &'a T,
 }
 
-impl<'a, T: serde::Serialize + ?Sized> TracePart<'a, T> {
-    /// The part `act` sends at `event_time`, with `trace` as its trace object.
-    fn of(act: &'a Act, event_time: &'a str, trace: &'a T) -> Self {
+impl<'a> TracePart<'a> {
+    /// The part `act` sends at `event_time`.
+    fn of(act: &'a Act, event_time: &'a str) -> Self {
         Self {
             agent_alias_id: &act.st.alias,
             agent_id: &act.st.agent.id,
             agent_version: act.st.agent.version_for(&act.st.alias),
-            caller_chain: CallerChain(&act.st.caller_chain),
+            caller_chain: &act.st.caller_chain,
             collaborator_name: act.st.collaborator_name.as_deref(),
             event_time,
             session_id: &act.st.session_id,
-            trace,
         }
     }
 }
 
-impl TracePart<'_, ()> {
+impl TracePart<'_> {
     /// This part's JSON, its `trace` member's object written by `trace`: the bytes serde_json
     /// writes for the same part, without its escaping a byte at a time (a model call's prompt
     /// is kilobytes of JSON inside a string, a quote every few words).
@@ -103,7 +170,7 @@ impl TracePart<'_, ()> {
             // Always there, as serde writes it: `[]` when empty.
             o.key("callerChain");
             o.raw("[");
-            for (i, arn) in self.caller_chain.0.iter().enumerate() {
+            for (i, arn) in self.caller_chain.iter().enumerate() {
                 if i > 0 {
                     o.raw(",");
                 }
@@ -133,27 +200,6 @@ fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
     )
 }
 
-/// `{"outer": {"inner": value}}`, serialized straight from `value`: the hot trace events are
-/// written without building (and, through `json!`, copying) a `Value` tree around them.
-struct Nest<'a, T: ?Sized>(&'a str, &'static str, &'a T);
-
-impl<T: serde::Serialize + ?Sized> serde::Serialize for Nest<'_, T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap as _;
-        struct Inner<'a, T: ?Sized>(&'static str, &'a T);
-        impl<T: serde::Serialize + ?Sized> serde::Serialize for Inner<'_, T> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry(self.0, self.1)?;
-                m.end()
-            }
-        }
-        let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry(self.0, &Inner(self.1, self.2))?;
-        m.end()
-    }
-}
-
 /// A model call's `modelInvocationInput`, fields in sorted key order like every object the
 /// simulator sends.
 #[derive(serde::Serialize)]
@@ -164,7 +210,7 @@ struct ModelInput<'a> {
     inference_configuration: &'static InferenceConfiguration,
     parser_mode: &'static str,
     prompt_creation_mode: &'static str,
-    text: &'a str,
+    text: &'a Prompt<'a>,
     trace_id: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
@@ -181,9 +227,10 @@ impl ModelInput<'_> {
                 o.key("inferenceConfiguration");
                 o.raw(&INFERENCE_JSON);
                 o.s("parserMode", Some(self.parser_mode))
-                    .s("promptCreationMode", Some(self.prompt_creation_mode))
-                    .s("text", Some(self.text))
-                    .s("traceId", Some(self.trace_id))
+                    .s("promptCreationMode", Some(self.prompt_creation_mode));
+                o.key("text");
+                self.text.write(o);
+                o.s("traceId", Some(self.trace_id))
                     .s("type", Some(self.kind));
             });
         });
@@ -277,28 +324,6 @@ impl ModelOutput<'_> {
                 o.s("traceId", Some(self.trace_id));
             });
         });
-    }
-}
-
-/// `[{"agentAliasArn": ...}, ...]`.
-struct CallerChain<'a>(&'a [String]);
-
-impl serde::Serialize for CallerChain<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap as _, SerializeSeq as _};
-        struct Arn<'a>(&'a str);
-        impl serde::Serialize for Arn<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry("agentAliasArn", self.0)?;
-                m.end()
-            }
-        }
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for arn in self.0 {
-            seq.serialize_element(&Arn(arn))?;
-        }
-        seq.end()
     }
 }
 
@@ -572,15 +597,6 @@ fn prompt_head(agent: &AgentDef, kind: ModelKind) -> String {
     p
 }
 
-/// The prompt text of a model call: the agent's head for this kind, then the user's input.
-fn prompt(head: &str, input: &str) -> String {
-    let mut p = String::with_capacity(head.len() + input.len() + 24);
-    p.push_str(head);
-    p.push_str(&input.replace('"', "'"));
-    p.push_str("\",\"role\":\"user\"}]}");
-    p
-}
-
 impl<'w> Runner<'w> {
     pub fn new(world: &'w World, seed: u64, opts: Options) -> Self {
         Self {
@@ -654,24 +670,25 @@ impl<'w> Runner<'w> {
         });
     }
 
-    /// A trace event, encoded as its frame here: the envelope is serialized straight from the
-    /// agent's state (no JSON tree for it), with the same keys in the same (sorted) order a
-    /// `serde_json::Value` object gives.
+    /// A trace event whose trace object is `trace` (a `serde_json::Value` object), written by
+    /// `trace_text`.
     #[allow(clippy::needless_pass_by_value)]
     fn trace(&mut self, act: &Act, trace: Value) {
-        self.trace_as(act, &trace);
+        self.trace_text(act, |o| {
+            if let Value::Object(members) = &trace {
+                for (k, v) in members {
+                    o.member(k, v);
+                }
+            }
+        });
     }
 
-    /// `trace` for any payload that serializes as the trace object.
-    fn trace_as<T: serde::Serialize + ?Sized>(&mut self, act: &Act, trace: &T) {
-        if !self.opts.trace {
-            return;
-        }
-        let event_time = self.ts(self.now_ms);
-        let part = TracePart::of(act, &event_time, trace);
-        let bytes = super::frame::event_json(EventType::Trace, &part, self.trace_size_hint);
-        self.trace_size_hint = bytes.len();
-        self.push(Out::Encoded(bytes));
+    /// A trace event `{key: {inner: body}}`, `body` written in place.
+    fn trace_nested(&mut self, act: &Act, key: &str, inner: &str, body: &Value) {
+        self.trace_text(act, |o| {
+            o.key(key);
+            o.object(|o| o.member(inner, body));
+        });
     }
 
     /// `trace_as` for a part whose `trace` member `trace` writes as JSON text.
@@ -680,7 +697,7 @@ impl<'w> Runner<'w> {
             return;
         }
         let event_time = self.ts(self.now_ms);
-        let text = TracePart::of(act, &event_time, &()).write(self.trace_size_hint, trace);
+        let text = TracePart::of(act, &event_time).write(self.trace_size_hint, trace);
         let bytes = super::frame::event(EventType::Trace, text.as_bytes());
         self.trace_size_hint = bytes.len();
         self.push(Out::Encoded(bytes));
@@ -712,8 +729,8 @@ impl<'w> Runner<'w> {
             ModelKind::Pre => format!("{}-pre-0", act.request_id),
             ModelKind::Post => format!("{}-post-0", act.request_id),
         };
-        let input = act.st.vars.get("input").cloned().unwrap_or_default();
-        let text = self.world.prompt(&act.st.agent, kind, &input);
+        let input = act.st.vars.get("input").map_or("", String::as_str);
+        let text = self.world.prompt(&act.st.agent, kind, input);
         let key = kind.trace_key();
         let input_tokens = (text.len() / 4) as u64 + self.rng.u64(0..40);
         let input = ModelInput {
@@ -771,7 +788,7 @@ impl<'w> Runner<'w> {
         if let (Value::Object(dst), Value::Object(src)) = (&mut inv, body) {
             dst.extend(src);
         }
-        self.trace_as(act, &Nest(key, "invocationInput", &inv));
+        self.trace_nested(act, key, "invocationInput", &inv);
     }
 
     fn observation(&mut self, act: &Act, key: &str, body: Value) {
@@ -779,7 +796,7 @@ impl<'w> Runner<'w> {
         if let (Value::Object(dst), Value::Object(src)) = (&mut obs, body) {
             dst.extend(src);
         }
-        self.trace_as(act, &Nest(key, "observation", &obs));
+        self.trace_nested(act, key, "observation", &obs);
     }
 
     fn guardrail(&mut self, act: &Act, trace_id: &str, intervened: bool, input_side: bool) {
@@ -1437,10 +1454,11 @@ impl<'w> Runner<'w> {
             // then the output, rationale and finalResponse traces.
             Self::begin_step(act);
             let trace_id = act.trace_id.clone();
-            let input = act.st.vars.get("input").cloned().unwrap_or_default();
+            let input = act.st.vars.get("input").map_or("", String::as_str);
             let prompt_text = self
                 .world
-                .prompt(&act.st.agent, ModelKind::Orchestration, &input);
+                .prompt(&act.st.agent, ModelKind::Orchestration, input)
+                .text();
             self.trace(
                 act,
                 json!({ "orchestrationTrace": { "modelInvocationInput": {
@@ -1911,42 +1929,60 @@ mod tests {
         ];
         for (chain, collaborator) in [(&chain[..0], None), (&chain[..], Some("Payments \"A\""))] {
             for text in &texts {
+                // The prompt's head escaped once, its user part as it comes.
+                let prompt = Prompt {
+                    head: std::borrow::Cow::Owned(PromptHead::new(text.clone())),
+                    user: text.replace('"', "'"),
+                };
                 let input = ModelInput {
                     foundation_model: "anthropic.claude-3-5-sonnet-20240620-v1:0",
                     inference_configuration: &INFERENCE,
                     parser_mode: "DEFAULT",
                     prompt_creation_mode: "DEFAULT",
-                    text,
+                    text: &prompt,
                     trace_id: "req-1-0",
                     kind: "ORCHESTRATION",
                 };
-                macro_rules! part {
-                    ($trace:expr) => {
-                        TracePart {
-                            agent_alias_id: "LIVE",
-                            agent_id: "PAYAGENT01",
-                            agent_version: "3",
-                            caller_chain: CallerChain(chain),
-                            collaborator_name: collaborator,
-                            event_time: "2026-11-26T10:00:00.123456789Z",
-                            session_id: "s-1",
-                            trace: $trace,
-                        }
-                    };
-                }
-                let by_hand = part!(&()).write(16, |o| input.write(o, "orchestrationTrace"));
-                let nest = Nest("orchestrationTrace", "modelInvocationInput", &input);
-                let by_serde = serde_json::to_string(&part!(&nest)).unwrap();
-                assert_eq!(by_hand, by_serde);
+                let part = TracePart {
+                    agent_alias_id: "LIVE",
+                    agent_id: "PAYAGENT01",
+                    agent_version: "3",
+                    caller_chain: chain,
+                    collaborator_name: collaborator,
+                    event_time: "2026-11-26T10:00:00.123456789Z",
+                    session_id: "s-1",
+                };
+                // The same part as a `Value` tree, serialised by serde_json.
+                let by_serde = |key: &str, inner: &str, body: Value| {
+                    let mut v = json!({
+                        "agentAliasId": "LIVE",
+                        "agentId": "PAYAGENT01",
+                        "agentVersion": "3",
+                        "callerChain": chain.iter().map(|a| json!({ "agentAliasArn": a })).collect::<Vec<_>>(),
+                        "eventTime": "2026-11-26T10:00:00.123456789Z",
+                        "sessionId": "s-1",
+                        "trace": { key: { inner: body } },
+                    });
+                    if let Some(c) = collaborator {
+                        v["collaboratorName"] = json!(c);
+                    }
+                    serde_json::to_string(&v).unwrap()
+                };
+                let by_hand = part.write(16, |o| input.write(o, "orchestrationTrace"));
+                let body = serde_json::to_value(&input).unwrap();
+                assert_eq!(
+                    by_hand,
+                    by_serde("orchestrationTrace", "modelInvocationInput", body)
+                );
                 // The model's answer and the rationale, against the `Value`s they were once
                 // built as.
                 let rationale = Rationale {
                     text,
                     trace_id: "req-1-0",
                 };
-                let by_hand = part!(&()).write(16, |o| rationale.write(o));
-                let nest = Nest("orchestrationTrace", "rationale", &rationale);
-                assert_eq!(by_hand, serde_json::to_string(&part!(&nest)).unwrap());
+                let by_hand = part.write(16, |o| rationale.write(o));
+                let body = serde_json::to_value(&rationale).unwrap();
+                assert_eq!(by_hand, by_serde("orchestrationTrace", "rationale", body));
                 let parsed = json!({ "rationale": text, "isValid": true });
                 for parsed in [None, Some(&parsed)] {
                     let output = ModelOutput {
@@ -1960,7 +1996,7 @@ mod tests {
                         raw: text,
                         trace_id: "req-1-pre-0",
                     };
-                    let by_hand = part!(&()).write(16, |o| output.write(o, "preProcessingTrace"));
+                    let by_hand = part.write(16, |o| output.write(o, "preProcessingTrace"));
                     let mut value = json!({
                         "traceId": output.trace_id,
                         "rawResponse": { "content": text },
@@ -1975,8 +2011,10 @@ mod tests {
                     if let Some(p) = parsed {
                         value["parsedResponse"] = p.clone();
                     }
-                    let nest = Nest("preProcessingTrace", "modelInvocationOutput", &value);
-                    assert_eq!(by_hand, serde_json::to_string(&part!(&nest)).unwrap());
+                    assert_eq!(
+                        by_hand,
+                        by_serde("preProcessingTrace", "modelInvocationOutput", value)
+                    );
                 }
             }
         }

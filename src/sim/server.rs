@@ -797,7 +797,11 @@ fn plan(
 
 fn encode(out: &Out) -> Bytes {
     match out {
-        Out::Event(kind, json) => frame::event_json(*kind, json, 1024),
+        Out::Event(kind, json) => {
+            let mut text = crate::domain::json_text::JsonText::with_capacity(1024);
+            text.value(json);
+            frame::event(*kind, text.into_string().as_bytes())
+        }
         Out::Encoded(bytes) => bytes.clone(),
         Out::Exception(e) => frame::exception(&e.exception_type(), &e.message),
     }

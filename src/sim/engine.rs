@@ -447,7 +447,7 @@ pub(crate) struct Runner<'w> {
     pub model_calls: Vec<super::cw::ModelCall>,
     /// The last timestamp formatted (scaled ms, text): at time scale 0 every event has the same.
     last_ts: Option<(u64, String)>,
-    /// The size of the last trace frame, to size the next one's buffer.
+    /// The size of the largest trace frame so far, to size the next one's buffer.
     trace_size_hint: usize,
 }
 
@@ -608,7 +608,8 @@ impl<'w> Runner<'w> {
             pending: None,
             model_calls: Vec::new(),
             last_ts: None,
-            trace_size_hint: 1024,
+            // Room for a model call's input, the largest trace of most turns.
+            trace_size_hint: 4096,
         }
     }
 
@@ -699,7 +700,9 @@ impl<'w> Runner<'w> {
         let event_time = self.ts(self.now_ms);
         let text = TracePart::of(act, &event_time).write(self.trace_size_hint, trace);
         let bytes = super::frame::event(EventType::Trace, text.as_bytes());
-        self.trace_size_hint = bytes.len();
+        // The largest so far: a hint of the last size made every trace larger than the one
+        // before it grow its text by reallocation (a copy each time).
+        self.trace_size_hint = self.trace_size_hint.max(bytes.len());
         self.push(Out::Encoded(bytes));
     }
 

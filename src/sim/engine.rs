@@ -692,7 +692,8 @@ impl<'w> Runner<'w> {
         });
     }
 
-    /// `trace_as` for a part whose `trace` member `trace` writes as JSON text.
+    /// A trace event, encoded as its frame here: the envelope written from the agent's state,
+    /// and the members of its `trace` object by `trace`.
     fn trace_text(&mut self, act: &Act, trace: impl FnOnce(&mut JsonText)) {
         if !self.opts.trace {
             return;

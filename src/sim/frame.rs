@@ -48,7 +48,7 @@ fn put_header(buf: &mut Vec<u8>, name: &str, value: &str) -> bool {
 /// A frame written in place: the prelude is reserved, the headers and then the payload are
 /// appended to the same buffer, and `finish` fills in the lengths and both CRCs. The bytes are
 /// those `aws_smithy_eventstream::frame::write_message_to` writes for the same message (tests
-/// check it), without building a `Message` or copying the payload.
+/// check it), without building a `Message` around a copy of the payload.
 struct FrameWriter {
     buf: Vec<u8>,
     headers_end: usize,
@@ -103,24 +103,6 @@ pub fn event(kind: EventType, json: &[u8]) -> Bytes {
     w.finish()
 }
 
-/// An event frame whose payload is `value` serialized as JSON straight into the frame's buffer
-/// (the same bytes as `event(kind, serde_json::to_vec(value))`).
-pub fn event_json<T: serde::Serialize + ?Sized>(
-    kind: EventType,
-    value: &T,
-    size_hint: usize,
-) -> Bytes {
-    let Some(mut w) = FrameWriter::new(size_hint, event_headers(kind)) else {
-        return Bytes::new();
-    };
-    // Serializing a JSON value or a derived structure into a Vec does not fail; an empty
-    // frame would surface as a client error.
-    if serde_json::to_writer(&mut w.buf, value).is_err() {
-        return Bytes::new();
-    }
-    w.finish()
-}
-
 /// An exception frame: `:message-type=exception`, `:exception-type` (camelCase, as Bedrock sends
 /// it), payload `{"message": ...}`. The stream ends after it.
 pub fn exception(exception_type: &str, message: &str) -> Bytes {
@@ -172,8 +154,6 @@ mod tests {
         ] {
             let expected = smithy(event_headers(kind), &json);
             assert_eq!(&event(kind, &json)[..], &expected[..]);
-            assert_eq!(&event_json(kind, &value, 0)[..], &expected[..]);
-            assert_eq!(&event_json(kind, &value, 100_000)[..], &expected[..]);
         }
         let big = "z".repeat(70_000);
         let expected = smithy(event_headers(EventType::Trace), big.as_bytes());

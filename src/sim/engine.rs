@@ -114,12 +114,6 @@ impl Prompt<'_> {
     }
 }
 
-impl serde::Serialize for Prompt<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text())
-    }
-}
-
 /// What goes on the wire: an event frame or the exception that ends the stream.
 #[derive(Debug, Clone)]
 pub(crate) enum Out {
@@ -200,19 +194,15 @@ fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
     )
 }
 
-/// A model call's `modelInvocationInput`, fields in sorted key order like every object the
-/// simulator sends.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+/// A model call's `modelInvocationInput` (its `inferenceConfiguration` always `INFERENCE`,
+/// written from `INFERENCE_JSON`), fields in sorted key order like every object the simulator
+/// sends.
 struct ModelInput<'a> {
     foundation_model: &'a str,
-    /// Always `INFERENCE` (written from `INFERENCE_JSON` by `write`).
-    inference_configuration: &'static InferenceConfiguration,
     parser_mode: &'static str,
     prompt_creation_mode: &'static str,
     text: &'a Prompt<'a>,
     trace_id: &'a str,
-    #[serde(rename = "type")]
     kind: &'static str,
 }
 
@@ -262,8 +252,6 @@ struct InferenceConfiguration {
 }
 
 /// An orchestration step's `rationale`.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
 struct Rationale<'a> {
     text: &'a str,
     trace_id: &'a str,
@@ -739,7 +727,6 @@ impl<'w> Runner<'w> {
         let input_tokens = (text.len() / 4) as u64 + self.rng.u64(0..40);
         let input = ModelInput {
             foundation_model: &act.st.agent.foundation_model,
-            inference_configuration: &INFERENCE,
             parser_mode: "DEFAULT",
             prompt_creation_mode: "DEFAULT",
             text: &text,
@@ -1940,7 +1927,6 @@ mod tests {
                 };
                 let input = ModelInput {
                     foundation_model: "anthropic.claude-3-5-sonnet-20240620-v1:0",
-                    inference_configuration: &INFERENCE,
                     parser_mode: "DEFAULT",
                     prompt_creation_mode: "DEFAULT",
                     text: &prompt,
@@ -1973,7 +1959,15 @@ mod tests {
                     serde_json::to_string(&v).unwrap()
                 };
                 let by_hand = part.write(16, |o| input.write(o, "orchestrationTrace"));
-                let body = serde_json::to_value(&input).unwrap();
+                let body = json!({
+                    "foundationModel": input.foundation_model,
+                    "inferenceConfiguration": serde_json::to_value(&INFERENCE).unwrap(),
+                    "parserMode": "DEFAULT",
+                    "promptCreationMode": "DEFAULT",
+                    "text": prompt.text(),
+                    "traceId": "req-1-0",
+                    "type": "ORCHESTRATION",
+                });
                 assert_eq!(
                     by_hand,
                     by_serde("orchestrationTrace", "modelInvocationInput", body)
@@ -1985,7 +1979,7 @@ mod tests {
                     trace_id: "req-1-0",
                 };
                 let by_hand = part.write(16, |o| rationale.write(o));
-                let body = serde_json::to_value(&rationale).unwrap();
+                let body = json!({ "text": text, "traceId": "req-1-0" });
                 assert_eq!(by_hand, by_serde("orchestrationTrace", "rationale", body));
                 let parsed = json!({ "rationale": text, "isValid": true });
                 for parsed in [None, Some(&parsed)] {

@@ -26,6 +26,7 @@ mod audit;
 mod checkpoint;
 mod metrics;
 mod outbox;
+pub mod pack;
 mod schema;
 mod trace;
 pub use trace::on_trace_commit;
@@ -187,6 +188,9 @@ impl SqliteStore {
             .map_err(|e| db_error(&shown, "keeping temporary data in memory", &e))?;
         conn.pragma_update(None, "cache_spill", SPILL_PAGES)
             .map_err(|e| db_error(&shown, "setting when the page cache spills", &e))?;
+        // Migration 11 packs existing blocks with it; reads unpack them with it.
+        pack::register(&conn)
+            .map_err(|e| db_error(&shown, "registering the trace block functions", &e))?;
         schema::migrate(&mut conn, &shown)?;
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(|e| db_error(&shown, "turning foreign-key checks on", &e))?;

@@ -72,10 +72,10 @@ fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
     // Every later migration runs too (3, 4: the trace explorer's step kinds and search; 5: the
     // metrics columns and action marks; 6: the step index dropped; 7: event rows slimmed; 8:
     // traces keyed by the invocation's integer id; 9: checks without IN lists; 10: trace events
-    // in blocks).
+    // in blocks; 11: blocks packed).
     assert_eq!(
         common::schema_version(&Connection::open(&path).unwrap()),
-        10
+        11
     );
     let got = s
         .get(&ApprovalId("inv-old".into()), &test_policy(), at(6))
@@ -196,7 +196,7 @@ fn migration_9_keeps_invocations_and_resumes_and_their_checks_build_no_temporary
 
     let s = open(dir.path());
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(common::schema_version(&raw), 10);
+    assert_eq!(common::schema_version(&raw), 11);
     assert_eq!(ids(&raw), old_ids);
     for inv in &invocations {
         assert_eq!(

@@ -1277,7 +1277,7 @@ fn opening_twice_is_idempotent() {
     assert_eq!(second.counts().unwrap().requests, 1);
     assert_eq!(third.resolve("inv").unwrap(), id("inv-1"));
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(common::schema_version(&raw), 10);
+    assert_eq!(common::schema_version(&raw), 11);
     let mode: String = raw
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();

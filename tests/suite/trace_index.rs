@@ -460,8 +460,9 @@ fn migration_7_keeps_every_event_its_rowid_and_what_its_json_says() {
     let s = open(dir.path());
     let raw = Connection::open(dir.path().join("deck.db")).unwrap();
     // 7 slims the rows, then 8 keys them by the invocation's integer id (the rowid kept as id);
-    // 9 rewrites two tables' checks; 10 makes each event a block of its own (its id kept).
-    assert_eq!(common::schema_version(&raw), 10);
+    // 9 rewrites two tables' checks; 10 makes each event a block of its own (its id kept); 11
+    // packs each block's JSON.
+    assert_eq!(common::schema_version(&raw), 11);
     let columns: Vec<String> = raw
         .prepare("SELECT name FROM pragma_table_info('trace_blocks')")
         .unwrap()
@@ -599,7 +600,7 @@ fn migration_8_keys_traces_by_the_invocations_id_and_every_read_gives_what_it_ga
 
     let s = open(dir.path());
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(common::schema_version(&raw), 10);
+    assert_eq!(common::schema_version(&raw), 11);
     // Each invocation keeps its old rowid as its id, each event its rowid as its id (through
     // 8), then as the id of the block it becomes (10).
     assert_eq!(
@@ -862,19 +863,107 @@ fn a_block_whose_arrays_disagree_is_reported_not_misread() {
 }
 
 #[test]
+fn a_block_whose_packed_json_is_damaged_is_reported_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    write_big_batch(&s);
+    let raw = Connection::open(dir.path().join("deck.db")).unwrap();
+    let first = "WHERE id = (SELECT min(id) FROM trace_blocks)";
+    let damage = |sql: &str| {
+        raw.execute(&format!("UPDATE trace_blocks SET raw = {sql} {first}"), [])
+            .unwrap();
+    };
+    // Cut short: the LZ4 block ends before its JSON does.
+    damage("substr(raw, 1, length(raw) - 9)");
+    for err in [
+        s.events("req-big", 0, 10).unwrap_err(),
+        s.step_events("req-big", 1).unwrap_err(),
+    ] {
+        let text = err.to_string();
+        assert!(text.contains("trace block"), "{text}");
+        assert!(text.contains("raw JSON"), "{text}");
+    }
+    // A length no block of its size could unpack to.
+    let mut packed: Vec<u8> = raw
+        .query_row(&format!("SELECT raw FROM trace_blocks {first}"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    packed[..4].copy_from_slice(&0x7fff_ffff_u32.to_le_bytes());
+    raw.execute(
+        &format!("UPDATE trace_blocks SET raw = ?1 {first}"),
+        [&packed],
+    )
+    .unwrap();
+    let text = s.events("req-big", 0, 10).unwrap_err().to_string();
+    assert!(text.contains("more than"), "{text}");
+    // Too short to hold even the length. (JSON text where a packed block belongs cannot get
+    // in: the column is a STRICT table's BLOB.)
+    damage("x'0102'");
+    let text = s.events("req-big", 0, 10).unwrap_err().to_string();
+    assert!(text.contains("too short for a packed block"), "{text}");
+    // The search index is built from the blocks by SQL: it names the damage too.
+    let text = s.search_steps("token77", 10).unwrap_err().to_string();
+    assert!(text.contains("trace_json"), "{text}");
+}
+
+/// Two invocations: `req-big` (`write_big_batch`: two blocks) and `req-small` (two events, one
+/// block). The migration tests start from them.
+fn write_big_and_small(s: &SqliteStore) {
+    write_big_batch(s);
+    start(s, "req-small", "s-big", 5);
+    s.append_trace(
+        "req-small",
+        &[kb_lookup("small-0", 1), failure("small-1", 2)],
+        &[],
+    )
+    .unwrap();
+}
+
+/// After a migration of what `write_big_and_small` wrote: the file checks out, both invocations
+/// read back as `before` did, search finds what `search` found (and `refund`), the trace index
+/// reads every step, and writing goes on (seq 3 of req-small, in a block after the others,
+/// found by search and by the index).
+fn reads_as_before(
+    s: &SqliteStore,
+    raw: &Connection,
+    before: &[Readback; 2],
+    search: &[(String, u64)],
+) {
+    let integrity: String = raw
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    assert_eq!(
+        &[read_back(s, "req-big"), read_back(s, "req-small")],
+        before
+    );
+    assert_eq!(s.search_steps("token77", 10).unwrap(), search);
+    assert_eq!(
+        s.search_steps("refund", 10).unwrap(),
+        vec![("req-small".to_owned(), 1)]
+    );
+    let mut ix = TraceIndex::default();
+    assert_eq!(catch_up(s, &mut ix, 50), 3);
+    assert_eq!(ix.steps.len(), 5);
+    s.append_trace("req-small", &[model_input("small-2", "coda", 3)], &[])
+        .unwrap();
+    assert_eq!(s.events("req-small", 2, 10).unwrap()[0].seq, 3);
+    assert_eq!(
+        s.search_steps("coda", 10).unwrap(),
+        vec![("req-small".to_owned(), 3)]
+    );
+    catch_up(s, &mut ix, 50);
+    assert_eq!(ix.steps.len(), 6);
+}
+
+#[test]
 fn migration_10_makes_each_event_a_block_and_every_read_gives_what_it_gave() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("deck.db");
     let (before, events, search) = {
         let s = open(dir.path());
-        write_big_batch(&s);
-        start(&s, "req-small", "s-big", 5);
-        s.append_trace(
-            "req-small",
-            &[kb_lookup("small-0", 1), failure("small-1", 2)],
-            &[],
-        )
-        .unwrap();
+        write_big_and_small(&s);
         let raw = Connection::open(&path).unwrap();
         (
             [read_back(&s, "req-big"), read_back(&s, "req-small")],
@@ -890,35 +979,64 @@ fn migration_10_makes_each_event_a_block_and_every_read_gives_what_it_gave() {
 
     let s = open(dir.path());
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(common::schema_version(&raw), 10);
+    assert_eq!(common::schema_version(&raw), 11);
     // Each event is a block of its own, with the id version 9 gave it.
     assert_eq!(ids(&raw, BLOCKS), events);
-    let integrity: String = raw
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+    reads_as_before(&s, &raw, &before, &search);
+}
+
+#[test]
+fn migration_11_packs_every_block_and_every_read_gives_what_it_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deck.db");
+    let (before, blocks, search) = {
+        let s = open(dir.path());
+        write_big_and_small(&s);
+        let raw = Connection::open(&path).unwrap();
+        (
+            [read_back(&s, "req-big"), read_back(&s, "req-small")],
+            ids(&raw, BLOCKS),
+            // Indexed now, by position: the migration keeps the positions.
+            s.search_steps("token77", 10).unwrap(),
+        )
+    };
+    assert_eq!(search, vec![("req-big".to_owned(), 2)]);
+    let raw = Connection::open(&path).unwrap();
+    common::downgrade_to_v10(&raw);
+    let text_bytes: i64 = raw
+        .query_row(
+            "SELECT sum(length(CAST(raw AS BLOB))) FROM trace_blocks WHERE typeof(raw) = 'text'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
-    assert_eq!(integrity, "ok");
-    assert_eq!(
-        [read_back(&s, "req-big"), read_back(&s, "req-small")],
-        before
-    );
-    assert_eq!(s.search_steps("token77", 10).unwrap(), search);
-    assert_eq!(
-        s.search_steps("refund", 10).unwrap(),
-        vec![("req-small".to_owned(), 1)]
-    );
-    let mut ix = TraceIndex::default();
-    assert_eq!(catch_up(&s, &mut ix, 50), 3);
-    assert_eq!(ix.steps.len(), 5);
-    // Writing goes on: seq 3 of req-small, in a block after the others.
-    s.append_trace("req-small", &[model_input("small-2", "coda", 3)], &[])
+    drop(raw);
+
+    let s = open(dir.path());
+    let raw = Connection::open(&path).unwrap();
+    assert_eq!(common::schema_version(&raw), 11);
+    assert_eq!(ids(&raw, BLOCKS), blocks);
+    let (packed, blobs, all): (i64, i64, i64) = raw
+        .query_row(
+            "SELECT sum(length(raw)), count(*) FILTER (WHERE typeof(raw) = 'blob'), count(*)              FROM trace_blocks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
-    assert_eq!(s.events("req-small", 2, 10).unwrap()[0].seq, 3);
-    assert_eq!(
-        s.search_steps("coda", 10).unwrap(),
-        vec![("req-small".to_owned(), 3)]
+    assert_eq!(blobs, all);
+    assert!(
+        packed * 2 < text_bytes,
+        "{text_bytes} bytes of JSON packed into {packed}"
     );
-    catch_up(&s, &mut ix, 50);
-    assert_eq!(ix.steps.len(), 6);
+    reads_as_before(&s, &raw, &before, &search);
+    let packed_last: String = raw
+        .query_row(
+            "SELECT typeof(raw) FROM trace_blocks ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(packed_last, "blob");
 }
 
 #[test]

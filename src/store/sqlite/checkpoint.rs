@@ -185,7 +185,23 @@ mod tests {
         ApprovalStore, InvocationStart, RunnerStore, RunnerWrite, TraceStore, TurnWrite,
     };
 
-    /// A turn of `events` events of about 8 KB each, its start included.
+    /// `len` letters and digits that do not repeat, so packing a block (`pack`) cannot shrink
+    /// them: each is drawn by xorshift from `seed`.
+    fn noise(seed: u64, len: usize) -> String {
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(ALPHABET[usize::try_from(x % 62).unwrap_or(0)])
+            })
+            .collect()
+    }
+
+    /// A turn of `events` events of about 8 KB each (as stored: the text does not pack), its
+    /// start included.
     fn turn(store: &SqliteStore, id: &str, events: usize) {
         let start = InvocationStart {
             request_id: id.into(),
@@ -196,11 +212,15 @@ mod tests {
             resumes: None,
             started_at: chrono::DateTime::UNIX_EPOCH,
         };
+        let seed = id
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+            << 16;
         let events: Vec<TraceEvent> = (0..events)
             .map(|i| {
                 TraceEvent::from_wire(serde_json::json!({"trace": {"orchestrationTrace": {
                     "modelInvocationInput": {"traceId": format!("{id}-{i}"),
-                                             "text": "x".repeat(8000)}}}}))
+                                             "text": noise(seed + i as u64, 8000)}}}}))
             })
             .collect();
         let w = TurnWrite {

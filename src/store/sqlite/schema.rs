@@ -430,6 +430,26 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX trace_blocks_seq ON trace_blocks (inv, first_seq);
     INSERT INTO trace_text (trace_text) VALUES ('delete-all');
     UPDATE trace_text_state SET indexed_upto = 0;",
+    // 11 (store size and ingest speed): a block's raw JSON is kept packed (`sqlite::pack`: LZ4,
+    // its length first), about 3.6 times smaller on the ingest bench's mix; the store file
+    // there is half its size, and fewer bytes go through the WAL and its checkpoints. Every
+    // existing block is packed (`trace_pack`, registered before the migration runs); ids, and
+    // with them the search index's positions, stay as they were. SQL reads the JSON through
+    // `trace_json(raw)`.
+    "CREATE TABLE trace_blocks_packed (
+        id             INTEGER PRIMARY KEY,
+        inv            INTEGER NOT NULL REFERENCES invocations (id),
+        first_seq      INTEGER NOT NULL CHECK (first_seq > 0),
+        n              INTEGER NOT NULL CHECK (n > 0 AND n <= 4096),
+        steps          TEXT NOT NULL,
+        kinds          TEXT NOT NULL,
+        raw            BLOB NOT NULL
+    ) STRICT;
+    INSERT INTO trace_blocks_packed (id, inv, first_seq, n, steps, kinds, raw)
+        SELECT id, inv, first_seq, n, steps, kinds, trace_pack(raw) FROM trace_blocks ORDER BY id;
+    DROP TABLE trace_blocks;
+    ALTER TABLE trace_blocks_packed RENAME TO trace_blocks;
+    CREATE UNIQUE INDEX trace_blocks_seq ON trace_blocks (inv, first_seq);",
 ];
 
 /// Brings the file at `path` up to the newest schema, in one transaction. A file written by a

@@ -1,6 +1,6 @@
 //! `TraceStore` on SQLite: sessions, invocations, trace events grouped into steps by traceId
 //! (running figures per step, raw JSON per event, kept in blocks of a batch's events: schema
-//! migration 10) and chunk text. A write (a turn's start, a batch of events, its end, or any of
+//! migration 10, the JSON packed by `pack`: migration 11) and chunk text. A write (a turn's start, a batch of events, its end, or any of
 //! them together) is one transaction, committed without an fsync (`SqliteStore::trace_write`);
 //! every read is a page. Events, steps and chunks are keyed by their invocation's integer `id`
 //! (schema migration 8); the request id is only in `invocations`, so reads by request id join
@@ -130,7 +130,7 @@ fn block_row(row: &Row<'_>) -> Result<Block, StoreError> {
     };
     let steps: Vec<i64> = parse_column(row, 4, "steps").map_err(&bad)?;
     let kinds: Vec<String> = parse_column(row, 5, "kinds").map_err(&bad)?;
-    let raw: Vec<serde_json::Value> = parse_column(row, 6, "raw JSON").map_err(&bad)?;
+    let raw: Vec<serde_json::Value> = raw_column(row, 6).map_err(&bad)?;
     let n = usize::try_from(n).unwrap_or(0);
     if steps.len() != n || kinds.len() != n || raw.len() != n {
         return Err(bad(format!(
@@ -157,6 +157,16 @@ fn parse_column<T: serde::de::DeserializeOwned>(
 ) -> Result<T, String> {
     let text: String = row.get(at).map_err(|e| format!("{name}: {e}"))?;
     serde_json::from_str(&text).map_err(|e| format!("{name}: not the JSON array expected: {e}"))
+}
+
+/// A block's packed raw JSON (`pack`), unpacked and parsed.
+fn raw_column(row: &Row<'_>, at: usize) -> Result<Vec<serde_json::Value>, String> {
+    let packed = row
+        .get_ref(at)
+        .and_then(|v| v.as_blob().map_err(Into::into))
+        .map_err(|e| format!("raw JSON: not a packed block: {e}"))?;
+    let text = super::pack::unpack(packed).map_err(|e| format!("raw JSON: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("raw JSON: not the JSON array expected: {e}"))
 }
 
 impl Block {
@@ -715,7 +725,7 @@ impl BlockWriter {
             limit(self.n),
             self.steps,
             self.kinds.buf_mut().as_str(),
-            self.raw
+            super::pack::pack(&self.raw)
         ])?;
         self.n = 0;
         for array in [&mut self.steps, self.kinds.buf_mut(), &mut self.raw] {
@@ -798,7 +808,7 @@ impl SqliteStore {
                          SELECT (b.id << {BLOCK_SHIFT}) + e.key, \
                          (SELECT group_concat(t.value, ' ') FROM json_tree(e.value) t \
                           WHERE t.type = 'text') \
-                         FROM trace_blocks b, json_each(b.raw) e WHERE b.id > ?1 AND b.id <= ?2"
+                         FROM trace_blocks b, json_each(trace_json(b.raw)) e WHERE b.id > ?1 AND b.id <= ?2"
                     ),
                     params![from, upto],
                 )

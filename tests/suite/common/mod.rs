@@ -177,10 +177,31 @@ pub fn ask(
     }
 }
 
+/// Turns a file of the current schema back into what version 10 wrote: each block's raw JSON
+/// as text, not packed.
+pub fn downgrade_to_v10(raw: &rusqlite::Connection) {
+    agentdeck::store::sqlite::pack::register(raw).unwrap();
+    raw.execute_batch(
+        "CREATE TABLE blocks10 (
+            id INTEGER PRIMARY KEY, inv INTEGER NOT NULL REFERENCES invocations (id),
+            first_seq INTEGER NOT NULL CHECK (first_seq > 0),
+            n INTEGER NOT NULL CHECK (n > 0 AND n <= 4096), steps TEXT NOT NULL,
+            kinds TEXT NOT NULL, raw TEXT NOT NULL) STRICT;
+         INSERT INTO blocks10 SELECT id, inv, first_seq, n, steps, kinds, trace_json(raw)
+            FROM trace_blocks ORDER BY id;
+         DROP TABLE trace_blocks;
+         ALTER TABLE blocks10 RENAME TO trace_blocks;
+         CREATE UNIQUE INDEX trace_blocks_seq ON trace_blocks (inv, first_seq);
+         PRAGMA user_version = 10;",
+    )
+    .unwrap();
+}
+
 /// Turns a file of the current schema back into what version 9 wrote: a row per trace event,
 /// numbered in the order the events were written, and a search index keyed by those numbers
 /// (emptied, so the next search fills it again).
 pub fn downgrade_to_v9(raw: &rusqlite::Connection) {
+    downgrade_to_v10(raw);
     raw.execute_batch(
         "CREATE TABLE trace_events (
             id INTEGER PRIMARY KEY, inv INTEGER NOT NULL REFERENCES invocations (id),

@@ -1,10 +1,10 @@
 //! `TraceStore` on SQLite: sessions, invocations, trace events grouped into steps by traceId
 //! (running figures per step, raw JSON per event, kept in blocks of a batch's events: schema
-//! migration 10, the JSON packed by `pack`: migration 11) and chunk text. A write (a turn's start, a batch of events, its end, or any of
-//! them together) is one transaction, committed without an fsync (`SqliteStore::trace_write`);
-//! every read is a page. Events, steps and chunks are keyed by their invocation's integer `id`
-//! (schema migration 8); the request id is only in `invocations`, so reads by request id join
-//! it.
+//! migration 10, the JSON packed by `pack`: migration 11) and chunk text. A write (a turn's
+//! start, a batch of events, its end, or any of them together) is one transaction, committed
+//! without an fsync (`SqliteStore::trace_write`); every read is a page. Events, steps and chunks
+//! are keyed by their invocation's integer `id` (schema migration 8); the request id is only in
+//! `invocations`, so reads by request id join it.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -808,7 +808,8 @@ impl SqliteStore {
                          SELECT (b.id << {BLOCK_SHIFT}) + e.key, \
                          (SELECT group_concat(t.value, ' ') FROM json_tree(e.value) t \
                           WHERE t.type = 'text') \
-                         FROM trace_blocks b, json_each(trace_json(b.raw)) e WHERE b.id > ?1 AND b.id <= ?2"
+                         FROM trace_blocks b, json_each(trace_json(b.raw)) e \
+                         WHERE b.id > ?1 AND b.id <= ?2"
                     ),
                     params![from, upto],
                 )

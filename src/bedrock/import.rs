@@ -11,7 +11,6 @@
 //! named after the file).
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::io::Read;
 
 use chrono::{DateTime, Utc};
@@ -109,12 +108,7 @@ pub fn invocation_id(session_id: &str, ordinal: u64, first_record: &[u8]) -> Str
     h.update(ordinal.to_be_bytes());
     h.update(first_record);
     let digest = h.finalize();
-    digest[..12]
-        .iter()
-        .fold(String::from("import-"), |mut id, b| {
-            let _ = write!(id, "{b:02x}");
-            id
-        })
+    format!("import-{}", hex::encode(&digest[..12]))
 }
 
 /// Records handed from the reading thread to the writing one at a time.

@@ -1,7 +1,5 @@
 //! Canonical JSON and the argument hash that binds a decision to the exact input a reviewer saw.
 
-use std::fmt::Write as _;
-
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -58,12 +56,7 @@ fn scalar<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in digest {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// The argument hash of input `index` of request `id`: SHA-256 over the canonical JSON of

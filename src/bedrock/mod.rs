@@ -6,6 +6,7 @@
 
 mod event;
 pub mod executor;
+pub mod http;
 pub mod import;
 pub mod recording;
 pub mod runner;

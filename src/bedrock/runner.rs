@@ -163,7 +163,7 @@ pub(crate) fn loopback_credentials() -> Credentials {
 /// configuration and the system's root certificates, read when the first request goes out) and
 /// its TLS wrapper around every connection are work for nothing.
 pub(crate) fn loopback_http_client() -> aws_sdk_bedrockagentruntime::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new().build_http()
+    super::http::LoopbackHttp::shared()
 }
 
 impl BedrockRunner {

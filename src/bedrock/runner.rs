@@ -14,7 +14,7 @@ use aws_sdk_bedrockagentruntime::types::{self as sdk, ResponseStream};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::writer::{Queued, TraceWriter, TurnBatch, TurnState};
+use super::writer::{Queued, TraceWriter, TurnBatch, TurnState, Written};
 use super::{RunnerError, classify, wire};
 use crate::domain::approval::{ApprovalId, ApprovalRequest};
 use crate::domain::policy::Policy;
@@ -428,6 +428,8 @@ struct Batch<'s> {
     events: Vec<TraceEvent>,
     chunks: Vec<String>,
     last: Instant,
+    /// Batches written without waiting, to take back and free on this thread.
+    written: Vec<Written>,
 }
 
 impl Batch<'_> {
@@ -451,7 +453,12 @@ impl Batch<'_> {
                     chunks: std::mem::take(&mut self.chunks),
                     end,
                 };
-                writer.write(&self.state, batch, wait).await?;
+                if wait {
+                    writer.write(&self.state, batch, true).await?;
+                } else {
+                    self.written
+                        .push(writer.write_back(&self.state, batch).await?);
+                }
             }
         }
         self.start = None;
@@ -610,6 +617,7 @@ pub(crate) async fn record_stream(
         events: Vec::new(),
         chunks: Vec::new(),
         last: Instant::now(),
+        written: Vec::new(),
     };
     let mut seen = Seen::default();
     let mut step = OpenStep::default();
@@ -779,6 +787,10 @@ pub(crate) async fn record_stream(
             true,
         )
         .await;
+    // Written before the end, so given back by now (or dropped, when the writer failed them).
+    for w in std::mem::take(&mut batch.written) {
+        w.reclaim().await;
+    }
     // A refused request fails its turn (the end above is then not written): its error is the
     // one to tell.
     for (request, queued) in awaiting {

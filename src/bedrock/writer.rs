@@ -136,27 +136,47 @@ impl Work {
     }
 }
 
-type Reply = oneshot::Sender<Result<(), StoreError>>;
+/// A write's answer, with the write itself: the turn's task drops it on its own thread. A
+/// turn's batch is allocations its thread made (the SDK's strings, the events' JSON text), and
+/// freed on the writer's thread each went through the allocator's cross-thread path and was
+/// collected again by the turn's thread before it could be reused.
+type Answer = (Result<(), StoreError>, Option<Work>);
+type Reply = oneshot::Sender<Answer>;
 
 struct Job {
     work: Work,
     turn: Arc<TurnState>,
     /// Told the write's own result once it is committed (or failed).
     reply: Option<Reply>,
+    /// Without a reply: given the write back once it is made, for the turn to drop.
+    back: Option<oneshot::Sender<Work>>,
 }
 
 /// A write queued without waiting: its answer, once it is committed or refused.
 #[derive(Debug)]
-pub struct Queued(oneshot::Receiver<Result<(), StoreError>>);
+pub struct Queued(oneshot::Receiver<Answer>);
 
 impl Queued {
     pub async fn answer(self) -> Result<(), StoreError> {
-        self.0.await.map_err(|_| stopped())?
+        self.0.await.map_err(|_| stopped())?.0
+    }
+}
+
+/// A write queued without an answer: the write itself, given back once it is made (or
+/// dropped), so that the turn's thread frees what it allocated. A failed write is told at the
+/// turn's next write, as ever.
+#[derive(Debug)]
+pub struct Written(oneshot::Receiver<Work>);
+
+impl Written {
+    /// Waits for the write to be given back and drops it here.
+    pub async fn reclaim(self) {
+        drop(self.0.await);
     }
 }
 
 /// Answers owed once a sync covers their commit.
-type Owed = Vec<(Reply, Arc<TurnState>)>;
+type Owed = Vec<(Reply, Arc<TurnState>, Work)>;
 
 /// Makes the runner's writes on its own thread; see the module notes.
 pub struct TraceWriter {
@@ -217,7 +237,7 @@ impl TraceWriter {
         turn.check(&batch.request_id)?;
         let (reply, answer) = if wait {
             let (s, r) = oneshot::channel();
-            (Some(s), Some(r))
+            (Some(s), Some(Queued(r)))
         } else {
             (None, None)
         };
@@ -225,12 +245,32 @@ impl TraceWriter {
             work: Work::Turn(Box::new(batch)),
             turn: Arc::clone(turn),
             reply,
+            back: None,
         })
         .await?;
         match answer {
-            Some(answer) => answer.await.map_err(|_| stopped())?,
+            Some(answer) => answer.answer().await,
             None => Ok(()),
         }
+    }
+
+    /// `write` without waiting, the batch given back through the returned `Written` once it
+    /// is made.
+    pub async fn write_back(
+        &self,
+        turn: &Arc<TurnState>,
+        batch: TurnBatch,
+    ) -> Result<Written, StoreError> {
+        turn.check(&batch.request_id)?;
+        let (back, written) = oneshot::channel();
+        self.send(Job {
+            work: Work::Turn(Box::new(batch)),
+            turn: Arc::clone(turn),
+            reply: None,
+            back: Some(back),
+        })
+        .await?;
+        Ok(Written(written))
     }
 
     /// Queues a return of control of `turn` as a resumable approval request, after everything
@@ -268,6 +308,7 @@ impl TraceWriter {
             },
             turn: Arc::clone(turn),
             reply: Some(reply),
+            back: None,
         })
         .await?;
         Ok(Queued(answer))
@@ -312,13 +353,13 @@ fn run(store: &dyn RunnerStore, mut rx: mpsc::Receiver<Job>, owe: &std::sync::mp
             && let Err(unsent) = owe.send(owed)
         {
             // The sync thread is gone (it panicked): nothing makes these durable.
-            for (reply, turn) in unsent.0 {
+            for (reply, turn, work) in unsent.0 {
                 let e = StoreError::Unavailable(
                     "the runner's sync thread has stopped: the approval request was committed \
                      but not synced to disk"
                         .into(),
                 );
-                let _ = reply.send(turn.fail(e, true).map_or(Ok(()), Err));
+                let _ = reply.send((turn.fail(e, true).map_or(Ok(()), Err), Some(work)));
             }
         }
     }
@@ -336,7 +377,7 @@ fn sync_run(sync: impl Fn() -> Result<(), StoreError>, owed: &std::sync::mpsc::R
         if let Err(e) = &synced {
             tracing::error!(error = %e, "approval requests committed but not synced to disk");
         }
-        for (reply, turn) in answers {
+        for (reply, turn, work) in answers {
             let answer = match &synced {
                 Ok(()) => Ok(()),
                 Err(e) => {
@@ -346,7 +387,7 @@ fn sync_run(sync: impl Fn() -> Result<(), StoreError>, owed: &std::sync::mpsc::R
                     turn.fail(e, true).map_or(Ok(()), Err)
                 }
             };
-            let _ = reply.send(answer);
+            let _ = reply.send((answer, Some(work)));
         }
     }
 }
@@ -359,7 +400,12 @@ fn commit(store: &dyn RunnerStore, jobs: &mut Vec<Job>) -> Owed {
         if let Some(reply) = job.reply {
             // The turn's first error if nobody was told it yet, else that this was skipped.
             let skipped = skipped_after_failure(job.work.as_write().request_id());
-            let _ = reply.send(job.turn.fail(skipped, true).map_or(Ok(()), Err));
+            let _ = reply.send((
+                job.turn.fail(skipped, true).map_or(Ok(()), Err),
+                Some(job.work),
+            ));
+        } else if let Some(back) = job.back {
+            let _ = back.send(job.work);
         }
     }
     let writes: Vec<RunnerWrite<'_>> = live.iter().map(|j| j.work.as_write()).collect();
@@ -385,10 +431,12 @@ fn commit(store: &dyn RunnerStore, jobs: &mut Vec<Job>) -> Owed {
         };
         if let Some(reply) = job.reply {
             if sync_owed && result.is_ok() && matches!(job.work, Work::Submit { .. }) {
-                owed.push((reply, job.turn));
+                owed.push((reply, job.turn, job.work));
             } else {
-                let _ = reply.send(result);
+                let _ = reply.send((result, Some(job.work)));
             }
+        } else if let Some(back) = job.back {
+            let _ = back.send(job.work);
         }
     }
     owed
@@ -442,11 +490,12 @@ mod tests {
 
     #[test]
     fn owed_answers_wait_for_one_sync_and_a_failed_sync_fails_them_and_their_turns() {
-        let owe = |n: usize| -> (Owed, Vec<oneshot::Receiver<Result<(), StoreError>>>) {
+        let owe = |n: usize| -> (Owed, Vec<oneshot::Receiver<Answer>>) {
             (0..n)
                 .map(|_| {
                     let (s, r) = oneshot::channel();
-                    ((s, Arc::new(TurnState::default())), r)
+                    let work = Work::Turn(Box::new(batch("inv", false, "a")));
+                    ((s, Arc::new(TurnState::default()), work), r)
                 })
                 .unzip()
         };
@@ -469,17 +518,17 @@ mod tests {
         );
         assert_eq!(syncs.into_inner(), 1);
         for mut a in answers {
-            a.try_recv().unwrap().unwrap();
+            a.try_recv().unwrap().0.unwrap();
         }
         // A failed sync: each answer names it, and each turn has failed.
         let (tx, rx) = std::sync::mpsc::channel();
         let (o, answers) = owe(2);
-        let turns: Vec<Arc<TurnState>> = o.iter().map(|(_, t)| t.clone()).collect();
+        let turns: Vec<Arc<TurnState>> = o.iter().map(|(_, t, _)| t.clone()).collect();
         tx.send(o).unwrap();
         drop(tx);
         sync_run(|| Err(StoreError::Unavailable("disk gone".into())), &rx);
         for mut a in answers {
-            let e = a.try_recv().unwrap().unwrap_err().to_string();
+            let e = a.try_recv().unwrap().0.unwrap_err().to_string();
             assert!(
                 e.contains("committed but not synced to disk") && e.contains("disk gone"),
                 "{e}"
@@ -519,6 +568,7 @@ mod tests {
                 work: Work::Turn(Box::new(batch("inv-1", true, "a"))),
                 turn: turn.clone(),
                 reply: Some(wrote),
+                back: None,
             },
             Job {
                 work: Work::Submit {
@@ -531,10 +581,11 @@ mod tests {
                 },
                 turn: turn.clone(),
                 reply: Some(asked),
+                back: None,
             },
         ];
         let owed = commit(&store, &mut jobs);
-        wrote_answer.try_recv().unwrap().unwrap();
+        wrote_answer.try_recv().unwrap().0.unwrap();
         // Committed, but not answered until a sync.
         assert!(asked_answer.try_recv().is_err());
         assert_eq!(owed.len(), 1);
@@ -543,17 +594,52 @@ mod tests {
         tx.send(owed).unwrap();
         drop(tx);
         sync_run(|| store.sync(), &rx);
-        asked_answer.try_recv().unwrap().unwrap();
+        asked_answer.try_recv().unwrap().0.unwrap();
         // A group of trace writes alone owes nothing.
         let (w, mut a) = oneshot::channel();
         let mut jobs = vec![Job {
             work: Work::Turn(Box::new(batch("inv-1", false, "b"))),
             turn,
             reply: Some(w),
+            back: None,
         }];
         assert!(commit(&store, &mut jobs).is_empty());
-        a.try_recv().unwrap().unwrap();
+        a.try_recv().unwrap().0.unwrap();
         assert_eq!(store.chunk_text("inv-1").unwrap(), "ab");
+    }
+
+    #[test]
+    fn a_write_made_without_waiting_is_given_back_once_it_is_in_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("deck.db")).unwrap());
+        let writer = TraceWriter::spawn(store.clone()).unwrap();
+        let turn = Arc::new(TurnState::default());
+        rt().block_on(async {
+            let written = writer
+                .write_back(&turn, batch("inv-b", true, "a"))
+                .await
+                .unwrap();
+            let mut back = written.0;
+            let work = (&mut back).await.unwrap();
+            assert!(matches!(&work, Work::Turn(b) if b.request_id == "inv-b" && b.chunks == ["a"]));
+            assert_eq!(store.chunk_text("inv-b").unwrap(), "a");
+            // A waiting write's answer comes with its write too.
+            let (reply, answer) = oneshot::channel();
+            writer
+                .send(Job {
+                    work: Work::Turn(Box::new(batch("inv-b", false, "b"))),
+                    turn: turn.clone(),
+                    reply: Some(reply),
+                    back: None,
+                })
+                .await
+                .unwrap();
+            let (result, work) = answer.await.unwrap();
+            result.unwrap();
+            assert!(matches!(work, Some(Work::Turn(b)) if b.chunks == ["b"]));
+        });
+        writer.close();
+        assert_eq!(store.chunk_text("inv-b").unwrap(), "ab");
     }
 
     #[test]
@@ -587,7 +673,7 @@ mod tests {
         writer.close();
         for q in queued {
             let mut answer = q.0;
-            answer.try_recv().unwrap().unwrap();
+            answer.try_recv().unwrap().0.unwrap();
         }
         assert_eq!(store.open_queue(Utc::now()).unwrap().len(), 50);
         store.sync().unwrap();

@@ -158,10 +158,11 @@ pub(crate) fn loopback_credentials() -> Credentials {
     Credentials::new("AKIDLOCAL", "local", None, None, "loopback")
 }
 
-/// The HTTP client every AWS client agentdeck points at loopback uses: plain HTTP/1.1, no TLS.
-/// The simulator speaks only `http://`, so the default HTTPS client's TLS set-up (a rustls
-/// configuration and the system's root certificates, read when the first request goes out) and
-/// its TLS wrapper around every connection are work for nothing.
+/// The HTTP client every AWS client agentdeck points at loopback uses: agentdeck's own plain
+/// HTTP/1.1 client (`super::http`), no TLS. The simulator speaks only `http://`, so the default
+/// HTTPS client's TLS set-up (a rustls configuration and the system's root certificates, read
+/// when the first request goes out) and its TLS wrapper around every connection are work for
+/// nothing, and hyper's connection task costs two wake-ups per event of a stream.
 pub(crate) fn loopback_http_client() -> aws_sdk_bedrockagentruntime::config::SharedHttpClient {
     super::http::LoopbackHttp::shared()
 }
@@ -456,6 +457,9 @@ impl Batch<'_> {
                 if wait {
                     writer.write(&self.state, batch, true).await?;
                 } else {
+                    // Frees what the writer gave back so far: a long turn holds only what is
+                    // not yet written.
+                    self.written.retain_mut(|w| !w.try_reclaim());
                     self.written
                         .push(writer.write_back(&self.state, batch).await?);
                 }

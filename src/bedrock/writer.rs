@@ -173,6 +173,12 @@ impl Written {
     pub async fn reclaim(self) {
         drop(self.0.await);
     }
+
+    /// Drops the write here if it was given back already (or will never be); whether it is
+    /// done with. A long turn calls it as it goes, so it keeps only what is not yet written.
+    pub fn try_reclaim(&mut self) -> bool {
+        !matches!(self.0.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+    }
 }
 
 /// Answers owed once a sync covers their commit.
@@ -621,6 +627,8 @@ mod tests {
                 .unwrap();
             let mut back = written.0;
             let work = (&mut back).await.unwrap();
+            // Taken already: nothing is left to wait for.
+            assert!(Written(back).try_reclaim());
             assert!(matches!(&work, Work::Turn(b) if b.request_id == "inv-b" && b.chunks == ["a"]));
             assert_eq!(store.chunk_text("inv-b").unwrap(), "a");
             // A waiting write's answer comes with its write too.

@@ -140,16 +140,23 @@ impl Work {
 /// turn's batch is allocations its thread made (the SDK's strings, the events' JSON text), and
 /// freed on the writer's thread each went through the allocator's cross-thread path and was
 /// collected again by the turn's thread before it could be reused.
-type Answer = (Result<(), StoreError>, Option<Work>);
+type Answer = (Result<(), StoreError>, Work);
 type Reply = oneshot::Sender<Answer>;
+
+/// Who hears of a write once it is made.
+enum Tell {
+    /// Told its result once it is committed (or failed), and given the write back.
+    Answer(Reply),
+    /// Only given the write back, for the turn to drop.
+    Back(oneshot::Sender<Work>),
+    /// Nobody: the write is dropped on the writer's thread.
+    Nobody,
+}
 
 struct Job {
     work: Work,
     turn: Arc<TurnState>,
-    /// Told the write's own result once it is committed (or failed).
-    reply: Option<Reply>,
-    /// Without a reply: given the write back once it is made, for the turn to drop.
-    back: Option<oneshot::Sender<Work>>,
+    tell: Tell,
 }
 
 /// A write queued without waiting: its answer, once it is committed or refused.
@@ -241,17 +248,16 @@ impl TraceWriter {
         wait: bool,
     ) -> Result<(), StoreError> {
         turn.check(&batch.request_id)?;
-        let (reply, answer) = if wait {
+        let (tell, answer) = if wait {
             let (s, r) = oneshot::channel();
-            (Some(s), Some(Queued(r)))
+            (Tell::Answer(s), Some(Queued(r)))
         } else {
-            (None, None)
+            (Tell::Nobody, None)
         };
         self.send(Job {
             work: Work::Turn(Box::new(batch)),
             turn: Arc::clone(turn),
-            reply,
-            back: None,
+            tell,
         })
         .await?;
         match answer {
@@ -272,8 +278,7 @@ impl TraceWriter {
         self.send(Job {
             work: Work::Turn(Box::new(batch)),
             turn: Arc::clone(turn),
-            reply: None,
-            back: Some(back),
+            tell: Tell::Back(back),
         })
         .await?;
         Ok(Written(written))
@@ -313,8 +318,7 @@ impl TraceWriter {
                 actor: actor.to_owned(),
             },
             turn: Arc::clone(turn),
-            reply: Some(reply),
-            back: None,
+            tell: Tell::Answer(reply),
         })
         .await?;
         Ok(Queued(answer))
@@ -365,7 +369,7 @@ fn run(store: &dyn RunnerStore, mut rx: mpsc::Receiver<Job>, owe: &std::sync::mp
                      but not synced to disk"
                         .into(),
                 );
-                let _ = reply.send((turn.fail(e, true).map_or(Ok(()), Err), Some(work)));
+                let _ = reply.send((turn.fail(e, true).map_or(Ok(()), Err), work));
             }
         }
     }
@@ -393,7 +397,7 @@ fn sync_run(sync: impl Fn() -> Result<(), StoreError>, owed: &std::sync::mpsc::R
                     turn.fail(e, true).map_or(Ok(()), Err)
                 }
             };
-            let _ = reply.send((answer, Some(work)));
+            let _ = reply.send((answer, work));
         }
     }
 }
@@ -403,15 +407,15 @@ fn commit(store: &dyn RunnerStore, jobs: &mut Vec<Job>) -> Owed {
     // A turn that failed in an earlier group writes nothing more (it would leave a hole).
     let (live, dead): (Vec<Job>, Vec<Job>) = jobs.drain(..).partition(|j| !j.turn.has_failed());
     for job in dead {
-        if let Some(reply) = job.reply {
-            // The turn's first error if nobody was told it yet, else that this was skipped.
-            let skipped = skipped_after_failure(job.work.as_write().request_id());
-            let _ = reply.send((
-                job.turn.fail(skipped, true).map_or(Ok(()), Err),
-                Some(job.work),
-            ));
-        } else if let Some(back) = job.back {
-            let _ = back.send(job.work);
+        match job.tell {
+            Tell::Answer(reply) => {
+                // The turn's first error if nobody was told it yet, else that this was skipped.
+                let skipped = skipped_after_failure(job.work.as_write().request_id());
+                let told = job.turn.fail(skipped, true).map_or(Ok(()), Err);
+                let _ = reply.send((told, job.work));
+            }
+            Tell::Back(back) => drop(back.send(job.work)),
+            Tell::Nobody => {}
         }
     }
     let writes: Vec<RunnerWrite<'_>> = live.iter().map(|j| j.work.as_write()).collect();
@@ -422,7 +426,7 @@ fn commit(store: &dyn RunnerStore, jobs: &mut Vec<Job>) -> Owed {
         let result = match (result, &job.work) {
             (Err(e), Work::Turn(b)) => {
                 tracing::warn!(request_id = %b.request_id, error = %e, "trace write failed");
-                match job.turn.fail(e, job.reply.is_some()) {
+                match job.turn.fail(e, matches!(job.tell, Tell::Answer(_))) {
                     Some(e) => Err(e),
                     None => continue,
                 }
@@ -435,14 +439,15 @@ fn commit(store: &dyn RunnerStore, jobs: &mut Vec<Job>) -> Owed {
             }
             (r, _) => r,
         };
-        if let Some(reply) = job.reply {
-            if sync_owed && result.is_ok() && matches!(job.work, Work::Submit { .. }) {
+        match job.tell {
+            Tell::Answer(reply)
+                if sync_owed && result.is_ok() && matches!(job.work, Work::Submit { .. }) =>
+            {
                 owed.push((reply, job.turn, job.work));
-            } else {
-                let _ = reply.send((result, Some(job.work)));
             }
-        } else if let Some(back) = job.back {
-            let _ = back.send(job.work);
+            Tell::Answer(reply) => drop(reply.send((result, job.work))),
+            Tell::Back(back) => drop(back.send(job.work)),
+            Tell::Nobody => {}
         }
     }
     owed
@@ -573,8 +578,7 @@ mod tests {
             Job {
                 work: Work::Turn(Box::new(batch("inv-1", true, "a"))),
                 turn: turn.clone(),
-                reply: Some(wrote),
-                back: None,
+                tell: Tell::Answer(wrote),
             },
             Job {
                 work: Work::Submit {
@@ -586,8 +590,7 @@ mod tests {
                     actor: "runner".into(),
                 },
                 turn: turn.clone(),
-                reply: Some(asked),
-                back: None,
+                tell: Tell::Answer(asked),
             },
         ];
         let owed = commit(&store, &mut jobs);
@@ -606,8 +609,7 @@ mod tests {
         let mut jobs = vec![Job {
             work: Work::Turn(Box::new(batch("inv-1", false, "b"))),
             turn,
-            reply: Some(w),
-            back: None,
+            tell: Tell::Answer(w),
         }];
         assert!(commit(&store, &mut jobs).is_empty());
         a.try_recv().unwrap().0.unwrap();
@@ -637,14 +639,13 @@ mod tests {
                 .send(Job {
                     work: Work::Turn(Box::new(batch("inv-b", false, "b"))),
                     turn: turn.clone(),
-                    reply: Some(reply),
-                    back: None,
+                    tell: Tell::Answer(reply),
                 })
                 .await
                 .unwrap();
             let (result, work) = answer.await.unwrap();
             result.unwrap();
-            assert!(matches!(work, Some(Work::Turn(b)) if b.chunks == ["b"]));
+            assert!(matches!(work, Work::Turn(b) if b.chunks == ["b"]));
         });
         writer.close();
         assert_eq!(store.chunk_text("inv-b").unwrap(), "ab");

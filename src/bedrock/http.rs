@@ -224,11 +224,7 @@ async fn send(
         if head.keep_alive && buf.is_empty() {
             pool.put(&authority, conn);
         }
-        let mut response = http::Response::new(SdkBody::empty());
-        *response.status_mut() = head.status;
-        *response.headers_mut() = head.headers;
-        return HttpResponse::try_from(response)
-            .map_err(|e| other(format!("an invalid response: {e}")));
+        return respond(head, SdkBody::empty());
     }
     let body = Body {
         conn: Some(conn),
@@ -242,7 +238,12 @@ async fn send(
         pool,
         authority,
     };
-    let mut response = http::Response::new(SdkBody::from_body_1_x(body));
+    respond(head, SdkBody::from_body_1_x(body))
+}
+
+/// The response the SDK takes: `head`'s status and headers, and `body`.
+fn respond(head: Head, body: SdkBody) -> Result<HttpResponse, ConnectorError> {
+    let mut response = http::Response::new(body);
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
     HttpResponse::try_from(response).map_err(|e| other(format!("an invalid response: {e}")))

@@ -92,9 +92,10 @@ pub struct SqliteStore {
     /// connection closed) first.
     checkpointer: OnceLock<Option<checkpoint::Checkpointer>>,
     conn: Mutex<Connection>,
-    /// The steps of the invocation this handle last wrote a trace batch of (taken after
-    /// `conn`, never before it).
-    known_steps: Mutex<Option<trace::KnownSteps>>,
+    /// What this handle's trace writes keep from batch to batch: the steps of the invocation
+    /// it last wrote a batch of, the block writer's buffers (taken after `conn`, never before
+    /// it).
+    scratch: Mutex<Box<trace::Scratch>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -203,7 +204,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             checkpointer: OnceLock::new(),
             conn: Mutex::new(conn),
-            known_steps: Mutex::new(None),
+            scratch: Mutex::new(Box::default()),
         })
     }
 
@@ -369,12 +370,11 @@ impl SqliteStore {
         }
     }
 
-    /// The steps known of the invocation last written (`trace::KnownSteps`); a panic
-    /// mid-batch leaves it at worst stale, which its event count check catches.
-    pub(crate) fn known_steps(&self) -> MutexGuard<'_, Option<trace::KnownSteps>> {
-        self.known_steps
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// The trace writes' scratch (`trace::Scratch`); a panic mid-batch leaves its known steps
+    /// at worst stale, which their event count check catches, and its block is emptied before
+    /// each use.
+    pub(crate) fn scratch(&self) -> MutexGuard<'_, Box<trace::Scratch>> {
+        self.scratch.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The connection; a panic in another call never leaves it mid-transaction (an unfinished

@@ -23,7 +23,45 @@ const MAX_JSON: usize = 1_000_000_000;
 
 /// `json` packed.
 pub(super) fn pack(json: &str) -> Vec<u8> {
-    lz4_flex::block::compress_prepend_size(json.as_bytes())
+    let mut out = Vec::new();
+    Packer::default().pack(json, &mut out);
+    out
+}
+
+/// Packs blocks one after another, reusing LZ4's hash table: `compress_prepend_size` allocates
+/// (and zeroes) a new one for every block, and its output at the most LZ4 could need, then
+/// copies it into a smaller allocation.
+#[derive(Default)]
+pub(super) struct Packer {
+    table: lz4_flex::block::CompressTable,
+}
+
+impl std::fmt::Debug for Packer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Packer")
+    }
+}
+
+impl Packer {
+    /// `json` packed into `out` (emptied first), in `compress_prepend_size`'s layout.
+    pub(super) fn pack(&mut self, json: &str, out: &mut Vec<u8>) {
+        // A longer text could not be stored (SQLite's limit, `MAX_JSON`), so the length always
+        // fits; saturating keeps `unpack` refusing such a block rather than misreading it.
+        let len = u32::try_from(json.len()).unwrap_or(u32::MAX);
+        out.clear();
+        out.extend_from_slice(&len.to_le_bytes());
+        out.resize(4 + lz4_flex::block::get_maximum_output_size(json.len()), 0);
+        match lz4_flex::block::compress_into_with_table(
+            json.as_bytes(),
+            &mut out[4..],
+            &mut self.table,
+        ) {
+            Ok(n) => out.truncate(4 + n),
+            // Not expected (the output has room for LZ4's largest expansion): the allocating
+            // way, which cannot run out of room.
+            Err(_) => *out = lz4_flex::block::compress_prepend_size(json.as_bytes()),
+        }
+    }
 }
 
 /// The JSON text of a packed block, or what is wrong with it.
@@ -108,6 +146,32 @@ mod tests {
         assert_eq!(unpack(&pack("")).unwrap(), "");
         let text = "[\"non-ASCII: ünïcödé, 数字, 🚀\"]";
         assert_eq!(unpack(&pack(text)).unwrap(), text);
+    }
+
+    #[test]
+    fn a_packer_reused_from_block_to_block_packs_each_as_if_alone() {
+        let mut packer = Packer::default();
+        let mut out = Vec::new();
+        let big = format!("[{}]", vec![sample(); 200].join(","));
+        assert!(big.len() > usize::from(u16::MAX), "{}", big.len());
+        let texts = [
+            sample(),
+            "[]".to_owned(),
+            sample(),
+            big,
+            sample(),
+            String::new(),
+        ];
+        let mut upgraded = false;
+        for text in &texts {
+            packer.pack(text, &mut out);
+            assert_eq!(unpack(&out).unwrap(), *text);
+            upgraded |= text.len() > usize::from(u16::MAX);
+            if !upgraded {
+                // Until a block needs LZ4's larger table, the very bytes of a block packed alone.
+                assert_eq!(out, lz4_flex::block::compress_prepend_size(text.as_bytes()));
+            }
+        }
     }
 
     #[test]

@@ -289,6 +289,14 @@ pub(crate) struct KnownSteps {
     keys: HashSet<u64>,
 }
 
+/// What a store's trace writes keep from batch to batch: the steps known of the invocation
+/// last written, and the block writer with its buffers.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    known: Option<KnownSteps>,
+    block: BlockWriter,
+}
+
 /// Steps known at most (about 20 MB of hashes, ~30 MB while the set grows); past that, new
 /// steps are looked for in the table.
 const KNOWN_STEPS_MAX: usize = 1 << 20;
@@ -379,8 +387,9 @@ fn append_batch(
     events: &[TraceEvent],
     chunks: &[String],
     end: Option<&InvocationEnd>,
-    known: &mut Option<KnownSteps>,
+    scratch: &mut Scratch,
 ) -> Result<(), StoreError> {
+    let Scratch { known, block } = scratch;
     let doing = format!("recording the trace of invocation {request_id}");
     let err = |e: rusqlite::Error| db_error(shown, &doing, &e);
     let (inv, mut c) = if let Some(inv) = fresh {
@@ -430,7 +439,7 @@ fn append_batch(
     // hundreds of steps, and scanning them for every event was quadratic in the batch.
     let mut touched_at: HashMap<String, usize> = HashMap::new();
     let mut insert = tx.prepare_cached(INSERT_BLOCK).map_err(err)?;
-    let mut block = BlockWriter::new();
+    block.reset();
     let block_err = |first: i64, last: i64, e: rusqlite::Error| {
         db_error(
             shown,
@@ -665,6 +674,9 @@ fn event_time_text(event: &TraceEvent) -> Option<String> {
 
 /// The block of events being written: JSON arrays of their steps, kinds and raw JSON, each
 /// still open.
+/// A block being filled. A store keeps one (in `Scratch`) from batch to batch, so each turn's
+/// block is built in buffers already grown, packed with the same LZ4 table.
+#[derive(Debug)]
 struct BlockWriter {
     first_seq: i64,
     n: usize,
@@ -673,16 +685,34 @@ struct BlockWriter {
     /// not know carries the wire's key).
     kinds: JsonText,
     raw: String,
+    packer: super::pack::Packer,
+    packed: Vec<u8>,
 }
 
-impl BlockWriter {
-    fn new() -> Self {
+impl Default for BlockWriter {
+    fn default() -> Self {
         Self {
             first_seq: 0,
             n: 0,
             steps: String::new(),
             kinds: JsonText::with_capacity(0),
             raw: String::new(),
+            packer: super::pack::Packer::default(),
+            packed: Vec::new(),
+        }
+    }
+}
+
+/// Buffers kept longer than this are let go after a block, so one huge event does not pin
+/// its memory for the store's life.
+const BLOCK_KEEP: usize = 4 * BLOCK_BYTES;
+
+impl BlockWriter {
+    /// Empty, whatever an earlier batch (one that failed midway) left.
+    fn reset(&mut self) {
+        self.n = 0;
+        for array in [&mut self.steps, self.kinds.buf_mut(), &mut self.raw] {
+            array.clear();
         }
     }
 
@@ -719,17 +749,21 @@ impl BlockWriter {
         for array in [&mut self.steps, self.kinds.buf_mut(), &mut self.raw] {
             array.push(']');
         }
+        self.packer.pack(&self.raw, &mut self.packed);
         insert.execute(params![
             inv,
             self.first_seq,
             limit(self.n),
             self.steps,
             self.kinds.buf_mut().as_str(),
-            super::pack::pack(&self.raw)
+            self.packed
         ])?;
-        self.n = 0;
-        for array in [&mut self.steps, self.kinds.buf_mut(), &mut self.raw] {
-            array.clear();
+        self.reset();
+        if self.raw.capacity() > BLOCK_KEEP {
+            *self = Self {
+                packer: std::mem::take(&mut self.packer),
+                ..Self::default()
+            };
         }
         Ok(())
     }
@@ -848,7 +882,7 @@ fn write_one(
             w.events,
             w.chunks,
             w.end,
-            &mut store.known_steps(),
+            &mut store.scratch(),
         )?;
     } else if let Some(end) = w.end {
         finish(tx, shown, w.request_id, end)?;
@@ -1037,7 +1071,7 @@ impl TraceStore for SqliteStore {
                     events,
                     chunks,
                     None,
-                    &mut self.known_steps(),
+                    &mut self.scratch(),
                 )
             },
         )

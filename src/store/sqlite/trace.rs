@@ -673,9 +673,8 @@ fn event_time_text(event: &TraceEvent) -> Option<String> {
 }
 
 /// The block of events being written: JSON arrays of their steps, kinds and raw JSON, each
-/// still open.
-/// A block being filled. A store keeps one (in `Scratch`) from batch to batch, so each turn's
-/// block is built in buffers already grown, packed with the same LZ4 table.
+/// still open. A store keeps one (in `Scratch`) from batch to batch, so each turn's block is
+/// built in buffers already grown and packed with the same LZ4 table.
 #[derive(Debug)]
 struct BlockWriter {
     first_seq: i64,

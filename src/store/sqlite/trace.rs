@@ -702,8 +702,8 @@ impl Default for BlockWriter {
     }
 }
 
-/// Buffers kept longer than this are let go after a block, so one huge event does not pin
-/// its memory for the store's life.
+/// The block's text and packed buffers shrink back to this after a block, so one huge event
+/// does not pin its memory for the store's life.
 const BLOCK_KEEP: usize = 4 * BLOCK_BYTES;
 
 impl BlockWriter {
@@ -758,12 +758,8 @@ impl BlockWriter {
             self.packed
         ])?;
         self.reset();
-        if self.raw.capacity() > BLOCK_KEEP {
-            *self = Self {
-                packer: std::mem::take(&mut self.packer),
-                ..Self::default()
-            };
-        }
+        self.raw.shrink_to(BLOCK_KEEP);
+        self.packed.shrink_to(BLOCK_KEEP);
         Ok(())
     }
 }

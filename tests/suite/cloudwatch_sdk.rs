@@ -703,7 +703,7 @@ async fn simulated_agents_publish_bedrock_metrics_that_read_bedrock_finds() {
 #[tokio::test]
 async fn the_bedrock_read_follows_the_metrics_window() {
     use agentdeck::domain::metrics::Window;
-    use agentdeck::sim::cw::store::{MetricKey, Sample};
+    use agentdeck::sim::cw::store::{MetricKey, Sample, Unit};
     let h = sim_with(Faults::default()).await;
     let now = Utc::now();
     let arn = "arn:aws:bedrock:us-east-1:123456789012:agent-alias/WINAGENT01/WINALIAS";
@@ -722,8 +722,8 @@ async fn the_bedrock_read_follows_the_metrics_window() {
             m.put(
                 MetricKey::new("AWS/Bedrock/Agents", "InvocationCount", dims.clone()),
                 (now - chrono::Duration::minutes(mins)).timestamp_millis(),
-                "Count",
-                Sample::Values(vec![(1.0, 1.0)]),
+                Unit::COUNT,
+                Sample::Value(1.0),
             );
         }
     });

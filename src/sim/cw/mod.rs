@@ -31,7 +31,7 @@ use std::io::Read as _;
 use chrono::{DateTime, Utc};
 use ciborium::Value;
 
-use store::{DimensionFilter, MetricKey, MetricStore, Sample, Stat};
+use store::{DimensionFilter, MetricKey, MetricStore, Sample, Stat, Unit};
 
 /// The awsJson1_0 target prefix (`X-Amz-Target: GraniteServiceVersion20100801.ListMetrics`).
 pub const JSON_TARGET_PREFIX: &str = "GraniteServiceVersion20100801.";
@@ -121,36 +121,6 @@ pub const MAX_VALUES: usize = 150;
 pub const MAX_QUERIES: usize = 500;
 const LIST_PAGE: usize = 500;
 const DEFAULT_MAX_DATAPOINTS: usize = 100_800;
-
-const UNITS: &[&str] = &[
-    "Seconds",
-    "Microseconds",
-    "Milliseconds",
-    "Bytes",
-    "Kilobytes",
-    "Megabytes",
-    "Gigabytes",
-    "Terabytes",
-    "Bits",
-    "Kilobits",
-    "Megabits",
-    "Gigabits",
-    "Terabits",
-    "Percent",
-    "Count",
-    "Bytes/Second",
-    "Kilobytes/Second",
-    "Megabytes/Second",
-    "Gigabytes/Second",
-    "Terabytes/Second",
-    "Bits/Second",
-    "Kilobits/Second",
-    "Megabits/Second",
-    "Gigabits/Second",
-    "Terabits/Second",
-    "Count/Second",
-    "None",
-];
 
 /// An error in CloudWatch's query-compatible RPC v2 CBOR shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -628,7 +598,7 @@ fn parse_query(raw: &Value, index: usize) -> Result<Query, CwError> {
     })?;
     let unit = text(ms, "Unit", &format!("{f}.MetricStat.Unit"))?;
     if let Some(u) = unit {
-        if !UNITS.contains(&u) {
+        if Unit::parse(u).is_none() {
             return Err(CwError::invalid(format!(
                 "The value {u} for parameter {f}.MetricStat.Unit is not a CloudWatch unit."
             )));
@@ -777,7 +747,7 @@ fn get_metric_data(store: &MetricStore, req: &Map, now_ms: i64) -> Result<Value,
 struct Datum {
     key: MetricKey,
     at_ms: i64,
-    unit: String,
+    unit: Unit,
     sample: Sample,
 }
 
@@ -812,12 +782,12 @@ fn parse_datum(raw: &Value, index: usize, ns: &str, now_ms: i64) -> Result<Datum
             "The parameter {f}.Timestamp must specify a time no more than two hours in the future."
         )));
     }
-    let unit = text(d, "Unit", &format!("{f}.Unit"))?.unwrap_or("None");
-    if !UNITS.contains(&unit) {
-        return Err(CwError::invalid(format!(
-            "The value {unit} for parameter {f}.Unit is not a CloudWatch unit."
-        )));
-    }
+    let unit_name = text(d, "Unit", &format!("{f}.Unit"))?.unwrap_or("None");
+    let unit = Unit::parse(unit_name).ok_or_else(|| {
+        CwError::invalid(format!(
+            "The value {unit_name} for parameter {f}.Unit is not a CloudWatch unit."
+        ))
+    })?;
     if let Some(r) = num(d, "StorageResolution", &format!("{f}.StorageResolution"))? {
         if ![1.0, 60.0].contains(&r) {
             return Err(CwError::invalid(format!(
@@ -836,7 +806,7 @@ fn parse_datum(raw: &Value, index: usize, ns: &str, now_ms: i64) -> Result<Datum
         )));
     }
     let sample = if let Some(v) = value {
-        Sample::Values(vec![(check_value(v, &format!("{f}.Value"))?, 1.0)])
+        Sample::Value(check_value(v, &format!("{f}.Value"))?)
     } else if values.is_some() {
         let vals = list(d, "Values", &format!("{f}.Values"))?;
         if vals.is_empty() || vals.len() > MAX_VALUES {
@@ -907,7 +877,7 @@ fn parse_datum(raw: &Value, index: usize, ns: &str, now_ms: i64) -> Result<Datum
     Ok(Datum {
         key: MetricKey::new(ns, name, dims),
         at_ms,
-        unit: unit.to_owned(),
+        unit,
         sample,
     })
 }
@@ -984,8 +954,8 @@ pub struct Invocation {
     pub model_calls: Vec<ModelCall>,
 }
 
-/// (metric, unit, values with counts).
-type Recorded = (InvocationMetric, &'static str, Vec<(f64, f64)>);
+/// (metric, unit, sample).
+type Recorded = (InvocationMetric, Unit, Sample);
 
 /// Every metric `record_invocation` may write. Its number is its slot in the store's group for
 /// the call's alias and model, within each dimension set.
@@ -1030,7 +1000,8 @@ impl InvocationMetric {
 /// store (`MetricStore::put_in`): this runs for every simulated call.
 pub fn record_invocation(store: &mut MetricStore, inv: &Invocation) {
     use InvocationMetric as M;
-    let mut metrics: Vec<Recorded> = vec![(M::InvocationCount, "Count", vec![(1.0, 1.0)])];
+    let mut metrics: Vec<Recorded> = Vec::with_capacity(M::ALL);
+    metrics.push((M::InvocationCount, Unit::COUNT, Sample::Value(1.0)));
     let err = match inv.outcome {
         Outcome::Ok => None,
         Outcome::ClientError => Some(M::InvocationClientErrors),
@@ -1038,36 +1009,36 @@ pub fn record_invocation(store: &mut MetricStore, inv: &Invocation) {
         Outcome::Throttled => Some(M::InvocationThrottles),
     };
     if let Some(e) = err {
-        metrics.push((e, "Count", vec![(1.0, 1.0)]));
+        metrics.push((e, Unit::COUNT, Sample::Value(1.0)));
     }
     if let Some(t) = inv.total_ms {
-        metrics.push((M::TotalTime, "Milliseconds", vec![(t as f64, 1.0)]));
+        metrics.push((M::TotalTime, Unit::MILLISECONDS, Sample::Value(t as f64)));
     }
     if let Some(t) = inv.ttft_ms {
-        metrics.push((M::Ttft, "Milliseconds", vec![(t as f64, 1.0)]));
+        metrics.push((M::Ttft, Unit::MILLISECONDS, Sample::Value(t as f64)));
     }
     if !inv.model_calls.is_empty() {
         let calls = &inv.model_calls;
         metrics.push((
             M::ModelInvocationCount,
-            "Count",
-            vec![(calls.len() as f64, 1.0)],
+            Unit::COUNT,
+            Sample::Value(calls.len() as f64),
         ));
-        metrics.push((
-            M::ModelLatency,
-            "Milliseconds",
-            calls.iter().map(|c| (c.latency_ms as f64, 1.0)).collect(),
-        ));
+        let latency = match calls.as_slice() {
+            [one] => Sample::Value(one.latency_ms as f64),
+            many => Sample::Values(many.iter().map(|c| (c.latency_ms as f64, 1.0)).collect()),
+        };
+        metrics.push((M::ModelLatency, Unit::MILLISECONDS, latency));
         let tokens = |f: fn(&ModelCall) -> u64| calls.iter().map(f).sum::<u64>() as f64;
         metrics.push((
             M::InputTokenCount,
-            "Count",
-            vec![(tokens(|c| c.input_tokens), 1.0)],
+            Unit::COUNT,
+            Sample::Value(tokens(|c| c.input_tokens)),
         ));
         metrics.push((
             M::OutputTokenCount,
-            "Count",
-            vec![(tokens(|c| c.output_tokens), 1.0)],
+            Unit::COUNT,
+            Sample::Value(tokens(|c| c.output_tokens)),
         ));
     }
     let op = || ("Operation".to_owned(), "InvokeAgent".to_owned());
@@ -1086,19 +1057,19 @@ pub fn record_invocation(store: &mut MetricStore, inv: &Invocation) {
     let group = store.group(&inv.alias_arn, model.unwrap_or(""));
     let at_ms = inv.at.timestamp_millis();
     for set in 0..sets {
-        for (metric, unit, values) in &mut metrics {
-            // The last dimension set takes the values; the others copy them.
-            let values = if set + 1 == sets {
-                std::mem::take(values)
+        for (metric, unit, sample) in &mut metrics {
+            // The last dimension set takes the sample; the others copy it.
+            let sample = if set + 1 == sets {
+                std::mem::replace(sample, Sample::Value(0.0))
             } else {
-                values.clone()
+                sample.clone()
             };
             store.put_in(
                 (group, set * M::ALL + *metric as usize),
                 || MetricKey::new(BEDROCK_NAMESPACE, metric.name(), dims(set)),
                 at_ms,
-                unit,
-                Sample::Values(values),
+                *unit,
+                sample,
             );
         }
     }

@@ -11,8 +11,57 @@
 //!   statistic sets (`StatisticValues`) has no raw values, so it yields no percentile datapoint.
 //! - A query's `Unit`, when given, keeps only points published with that unit.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+
+/// CloudWatch's units (`StandardUnit`).
+pub const UNITS: &[&str] = &[
+    "Seconds",
+    "Microseconds",
+    "Milliseconds",
+    "Bytes",
+    "Kilobytes",
+    "Megabytes",
+    "Gigabytes",
+    "Terabytes",
+    "Bits",
+    "Kilobits",
+    "Megabits",
+    "Gigabits",
+    "Terabits",
+    "Percent",
+    "Count",
+    "Bytes/Second",
+    "Kilobytes/Second",
+    "Megabytes/Second",
+    "Gigabytes/Second",
+    "Terabytes/Second",
+    "Bits/Second",
+    "Kilobits/Second",
+    "Megabits/Second",
+    "Gigabits/Second",
+    "Terabits/Second",
+    "Count/Second",
+    "None",
+];
+
+/// One of `UNITS`, by its place there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unit(u8);
+
+impl Unit {
+    pub const MILLISECONDS: Self = Self(2);
+    pub const COUNT: Self = Self(14);
+
+    /// The unit CloudWatch calls `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        let at = UNITS.iter().position(|u| *u == name)?;
+        u8::try_from(at).ok().map(Self)
+    }
+
+    pub fn name(self) -> &'static str {
+        UNITS.get(usize::from(self.0)).copied().unwrap_or("None")
+    }
+}
 
 /// One metric: what ListMetrics lists.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,7 +86,9 @@ impl MetricKey {
 /// What one datum carried.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sample {
-    /// Raw values with how many times each occurred (`Value` is one value with count 1).
+    /// One value, occurring once (`Value`).
+    Value(f64),
+    /// Raw values with how many times each occurred.
     Values(Vec<(f64, f64)>),
     /// A statistic set.
     Stats {
@@ -48,12 +99,31 @@ pub enum Sample {
     },
 }
 
+/// One datapoint, in 32 bytes (it was 64, and a heap block for its one value): a metric may
+/// hold `MAX_POINTS` of them, and the simulator writes about two dozen per invocation.
 #[derive(Debug, Clone, PartialEq)]
 struct Point {
     at_ms: i64,
-    /// Bedrock's own units are static; PutMetricData's are the caller's strings.
-    unit: Cow<'static, str>,
-    sample: Sample,
+    sample: Kept,
+    unit: Unit,
+}
+
+/// A sample as a point keeps it: one value in place (each of Bedrock's own metrics but
+/// `ModelLatency` of several model calls, and every PutMetricData `Value`), anything else
+/// boxed.
+#[derive(Debug, Clone, PartialEq)]
+enum Kept {
+    Value(f64),
+    Other(Box<Sample>),
+}
+
+impl From<Sample> for Kept {
+    fn from(sample: Sample) -> Self {
+        match sample {
+            Sample::Value(v) => Self::Value(v),
+            other => Self::Other(Box::new(other)),
+        }
+    }
 }
 
 /// A statistic GetMetricData can compute.
@@ -98,8 +168,19 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn add(&mut self, sample: &Sample) {
+    fn add(&mut self, sample: &Kept) {
+        let sample = match sample {
+            Kept::Value(v) => {
+                self.values.push((*v, 1.0));
+                return self.fold(1.0, *v, *v, *v);
+            }
+            Kept::Other(s) => s.as_ref(),
+        };
         let (count, sum, min, max) = match sample {
+            Sample::Value(v) => {
+                self.values.push((*v, 1.0));
+                (1.0, *v, *v, *v)
+            }
             Sample::Values(v) => {
                 self.values.extend_from_slice(v);
                 let count: f64 = v.iter().map(|(_, c)| c).sum();
@@ -118,6 +199,10 @@ impl Bucket {
                 (*count, *sum, *min, *max)
             }
         };
+        self.fold(count, sum, min, max);
+    }
+
+    fn fold(&mut self, count: f64, sum: f64, min: f64, max: f64) {
         if self.count == 0.0 {
             self.min = min;
             self.max = max;
@@ -201,7 +286,8 @@ pub struct DimensionFilter {
 
 /// Points a metric keeps: the latest it received. The simulator records about two dozen points
 /// per invocation, so without a bound a long demo or a load test would grow without end; at
-/// ~60 bytes a point this is at most ~12 MB per metric, and hours of traffic at the demo's rate.
+/// 32 bytes a point (`Point`) this is at most ~3.3 MB per metric, and hours of traffic at the
+/// demo's rate.
 pub const MAX_POINTS: usize = 100_000;
 
 /// Points a series holds in one chunk.
@@ -263,15 +349,9 @@ pub struct MetricStore {
 impl MetricStore {
     /// Adds a point; past `MAX_POINTS` for the metric, its earliest received ones are dropped
     /// (in amortised batches, so a put stays cheap).
-    pub fn put(
-        &mut self,
-        key: MetricKey,
-        at_ms: i64,
-        unit: impl Into<Cow<'static, str>>,
-        sample: Sample,
-    ) {
+    pub fn put(&mut self, key: MetricKey, at_ms: i64, unit: Unit, sample: Sample) {
         let at = self.place(key);
-        self.push(at, at_ms, unit.into(), sample);
+        self.push(at, at_ms, unit, sample);
     }
 
     /// The group of metrics named by `outer` and `inner` (see `groups`), new if need be.
@@ -294,7 +374,7 @@ impl MetricStore {
         (group, slot): (usize, usize),
         key: impl FnOnce() -> MetricKey,
         at_ms: i64,
-        unit: &'static str,
+        unit: Unit,
         sample: Sample,
     ) {
         let known = self.groups[group].get(slot).copied().flatten();
@@ -309,7 +389,7 @@ impl MetricStore {
             slots[slot] = Some(at);
             at
         };
-        self.push(at, at_ms, Cow::Borrowed(unit), sample);
+        self.push(at, at_ms, unit, sample);
     }
 
     /// Where `key`'s points are, a new empty series if it has none yet.
@@ -322,11 +402,11 @@ impl MetricStore {
         at
     }
 
-    fn push(&mut self, at: usize, at_ms: i64, unit: Cow<'static, str>, sample: Sample) {
+    fn push(&mut self, at: usize, at_ms: i64, unit: Unit, sample: Sample) {
         self.points[at].push(Point {
             at_ms,
+            sample: sample.into(),
             unit,
-            sample,
         });
     }
 
@@ -382,7 +462,7 @@ impl MetricStore {
         let start_ms = round_start(start_ms, period_ms, now_ms);
         let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
         for p in points.iter() {
-            if p.at_ms < start_ms || p.at_ms >= end_ms || unit.is_some_and(|u| u != p.unit) {
+            if p.at_ms < start_ms || p.at_ms >= end_ms || unit.is_some_and(|u| u != p.unit.name()) {
                 continue;
             }
             let at = start_ms + (p.at_ms - start_ms).div_euclid(period_ms) * period_ms;
@@ -412,12 +492,12 @@ mod tests {
     #[test]
     fn a_put_by_slot_lands_in_the_metric_its_key_names() {
         let mut store = MetricStore::default();
-        let one = || Sample::Values(vec![(1.0, 1.0)]);
+        let one = || Sample::Value(1.0);
         let g = store.group("arn:alias/A", "model-1");
         assert_eq!(store.group("arn:alias/A", "model-1"), g);
         assert_ne!(store.group("arn:alias/B", "model-1"), g);
         assert_ne!(store.group("arn:alias/A", "model-2"), g);
-        store.put_in((g, 3), key, 1, "Count", one());
+        store.put_in((g, 3), key, 1, Unit::COUNT, one());
         // The key is built on the slot's first use only.
         let mut built = 0;
         store.put_in(
@@ -427,14 +507,14 @@ mod tests {
                 key()
             },
             2,
-            "Count",
+            Unit::COUNT,
             one(),
         );
         assert_eq!(built, 0);
         // A plain put with the same key, and another group's slot, reach the same metric.
-        store.put(key(), 3, "Count", one());
+        store.put(key(), 3, Unit::COUNT, one());
         let other = store.group("arn:alias/B", "model-1");
-        store.put_in((other, 0), key, 4, "Count", one());
+        store.put_in((other, 0), key, 4, Unit::COUNT, one());
         assert_eq!(store.len(), 1);
         let at: Vec<i64> = store
             .points_of(&key())
@@ -450,7 +530,7 @@ mod tests {
         let mut store = MetricStore::default();
         let total = MAX_POINTS + MAX_POINTS / 2;
         for i in 0..total {
-            store.put(key(), i as i64, "Count", Sample::Values(vec![(1.0, 1.0)]));
+            store.put(key(), i as i64, Unit::COUNT, Sample::Value(1.0));
             assert!(store.points_of(&key()).unwrap().len() <= MAX_POINTS + 2 * CHUNK);
         }
         let points = store.points_of(&key()).unwrap();
@@ -472,6 +552,60 @@ mod tests {
             period_ms,
             now_ms: NOW,
         }
+    }
+
+    fn none() -> Unit {
+        Unit::parse("None").unwrap()
+    }
+
+    #[test]
+    fn units_are_named_by_their_place() {
+        assert_eq!(Unit::COUNT.name(), "Count");
+        assert_eq!(Unit::MILLISECONDS.name(), "Milliseconds");
+        for name in UNITS {
+            assert_eq!(Unit::parse(name).unwrap().name(), *name);
+        }
+        assert_eq!(Unit::parse("count"), None);
+        assert_eq!(Unit::parse("Furlongs"), None);
+    }
+
+    #[test]
+    fn a_point_is_32_bytes_and_keeps_every_kind_of_sample() {
+        assert_eq!(std::mem::size_of::<Point>(), 32);
+        let mut s = MetricStore::default();
+        s.put(key(), 0, Unit::COUNT, Sample::Value(4.0));
+        s.put(
+            key(),
+            1,
+            Unit::COUNT,
+            Sample::Values(vec![(1.0, 2.0), (10.0, 1.0)]),
+        );
+        s.put(key(), 2, Unit::COUNT, Sample::Value(-3.0));
+        let all = w(0, 60_000, 60_000);
+        let stat = |st| s.series(&key(), st, &all, None);
+        assert_eq!(stat(Stat::SampleCount), vec![(0, 5.0)]);
+        assert_eq!(stat(Stat::Sum), vec![(0, 13.0)]);
+        assert_eq!(stat(Stat::Minimum), vec![(0, -3.0)]);
+        assert_eq!(stat(Stat::Maximum), vec![(0, 10.0)]);
+        assert_eq!(stat(Stat::Percentile(50.0)), vec![(0, 1.0)]);
+        assert_eq!(stat(Stat::Percentile(100.0)), vec![(0, 10.0)]);
+        s.put(
+            key(),
+            3,
+            Unit::COUNT,
+            Sample::Stats {
+                count: 1.0,
+                sum: 20.0,
+                min: 20.0,
+                max: 20.0,
+            },
+        );
+        assert_eq!(s.series(&key(), Stat::Maximum, &all, None), vec![(0, 20.0)]);
+        assert!(
+            s.series(&key(), Stat::Percentile(50.0), &all, None)
+                .is_empty()
+        );
+        assert!(s.series(&key(), Stat::Sum, &all, Some("None")).is_empty());
     }
 
     fn key() -> MetricKey {
@@ -499,12 +633,12 @@ mod tests {
     fn buckets_align_to_the_period_and_keep_the_window() {
         let mut s = MetricStore::default();
         for (t, v) in [(0, 1.0), (59_999, 3.0), (60_000, 10.0), (120_000, 100.0)] {
-            s.put(key(), t, "Milliseconds", Sample::Values(vec![(v, 1.0)]));
+            s.put(key(), t, Unit::MILLISECONDS, Sample::Value(v));
         }
         s.put(
             key(),
             61_000,
-            "Milliseconds",
+            Unit::MILLISECONDS,
             Sample::Stats {
                 count: 2.0,
                 sum: 30.0,
@@ -532,11 +666,11 @@ mod tests {
     #[test]
     fn list_filters_by_namespace_name_and_dimensions() {
         let mut s = MetricStore::default();
-        s.put(key(), 0, "None", Sample::Values(vec![(1.0, 1.0)]));
+        s.put(key(), 0, none(), Sample::Value(1.0));
         s.put(
             MetricKey::new("NS", "Count", vec![("A".into(), "9".into())]),
             5_000,
-            "None",
+            none(),
             Sample::Values(vec![(1.0, 1.0)]),
         );
         let f = |name: &str, value: Option<&str>| DimensionFilter {
@@ -560,7 +694,7 @@ mod tests {
     fn buckets_start_at_the_rounded_start_time() {
         let mut s = MetricStore::default();
         for t in [30_000, 89_000, 90_000, 150_000] {
-            s.put(key(), t, "None", Sample::Values(vec![(1.0, 1.0)]));
+            s.put(key(), t, none(), Sample::Value(1.0));
         }
         // 30.5 s rounds down to 0 for a 60 s period, and the window starts there: buckets
         // [0, 60), [60, 120), [120, 180).

@@ -1,7 +1,6 @@
 //! The HTTP side: hyper 1 on 127.0.0.1, the InvokeAgent route, request validation in AWS's
 //! words, session bookkeeping, and streaming the planned frames (with faults) as chunked body.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +21,7 @@ use super::error::AwsError;
 use super::fault::{Corrupt, FaultPlan, Faults};
 use super::frame;
 use super::frame::EventType;
-use super::session::{Clock, Sessions, Spent};
+use super::session::{Aged, Clock, Sessions, Spent};
 use super::{SimStats, scenario};
 
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -46,7 +45,8 @@ pub(crate) struct Shared {
     pub time_scale: f64,
     pub clock: Clock,
     sessions: Mutex<Sessions>,
-    resumes: Mutex<HashMap<String, u32>>,
+    /// Resume attempts by invocationId (`resume_count`).
+    resumes: Mutex<Aged<u32>>,
     counters: Counters,
     /// The CloudWatch stand-in's metrics: what the agents publish, plus whatever is put.
     pub cloudwatch: Mutex<MetricStore>,
@@ -77,12 +77,13 @@ impl Shared {
             time_scale,
             clock: Clock::new(),
             sessions: Mutex::new(Sessions::default()),
-            resumes: Mutex::new(HashMap::new()),
+            resumes: Mutex::new(Aged::default()),
             counters: Counters::default(),
             cloudwatch: Mutex::new(MetricStore::default()),
         }
     }
 
+    /// Resume attempts for `id` (forgotten 90 minutes after the last one).
     pub fn resume_count(&self, id: &str) -> u32 {
         lock(&self.resumes).get(id).copied().unwrap_or(0)
     }
@@ -678,7 +679,7 @@ fn plan(
     // Every resume attempt counts, even one that is throttled or rejected.
     let resume_id = invoke.invocation_id.clone();
     if let Some(id) = &resume_id {
-        *lock(&shared.resumes).entry(id.clone()).or_insert(0) += 1;
+        *lock(&shared.resumes).touch(id, now, || 0) += 1;
     }
     if shared.faults.throttle > 0.0 {
         let mut t = fastrand::Rng::with_seed(mix(seed, &["throttle", &throttle_n.to_string()]));
@@ -735,7 +736,7 @@ fn plan(
                 &Value::Array(results.clone()),
                 &request_id,
             );
-            sessions.spent.insert(id.clone(), Spent::Resumed);
+            sessions.spent.insert(id.clone(), Spent::Resumed, now);
             shared.counters.resumes.fetch_add(1, Ordering::Relaxed);
         }
         (Some(_), None) => {
@@ -773,12 +774,14 @@ fn plan(
     if invoke.end_session {
         if let Some(old) = sessions.map.remove(&key) {
             if let Some(p) = old.pending {
-                sessions.spent.insert(p.invocation_id, Spent::Superseded);
+                sessions
+                    .spent
+                    .insert(p.invocation_id, Spent::Superseded, now);
             }
         }
     }
     if let Some(id) = superseded {
-        sessions.spent.insert(id, Spent::Superseded);
+        sessions.spent.insert(id, Spent::Superseded, now);
     }
     drop(sessions);
     let items = runner.out;

@@ -83,10 +83,74 @@ pub(crate) enum Spent {
     Expired { ttl_secs: u64 },
 }
 
+/// How long the simulator remembers a session, a spent invocationId or a resume count after
+/// its last use: past the longest idle TTL Bedrock allows (3,600 s), with room to spare.
+const REMEMBER: Duration = Duration::from_secs(5400);
+/// A map is swept for what it may forget once it holds this many entries, and then at every
+/// `SWEEP_EVERY`-th entry added.
+const SWEEP_FROM: usize = 4096;
+const SWEEP_EVERY: u64 = 1024;
+
+/// Values by id, each with when it was last touched; what went untouched for `REMEMBER` is
+/// forgotten as the map grows, so a simulator left running for days under load (a team's soak
+/// test) does not keep every invocationId it ever saw.
+#[derive(Debug)]
+pub(crate) struct Aged<V> {
+    map: HashMap<String, (V, Duration)>,
+    added: u64,
+}
+
+impl<V> Default for Aged<V> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            added: 0,
+        }
+    }
+}
+
+impl<V> Aged<V> {
+    pub fn get(&self, id: &str) -> Option<&V> {
+        self.map.get(id).map(|(v, _)| v)
+    }
+
+    /// The value for `id`, `new()` if it has none (or it was forgotten), touched at `now`.
+    pub fn touch(&mut self, id: &str, now: Duration, new: impl FnOnce() -> V) -> &mut V {
+        if !self.map.contains_key(id) {
+            self.forget_old(now);
+        }
+        let (v, at) = self
+            .map
+            .entry(id.to_owned())
+            .or_insert_with(|| (new(), now));
+        *at = now;
+        v
+    }
+
+    pub fn insert(&mut self, id: String, v: V, now: Duration) {
+        if !self.map.contains_key(&id) {
+            self.forget_old(now);
+        }
+        self.map.insert(id, (v, now));
+    }
+
+    /// Counts an entry about to be added; now and then, once the map is large, forgets what
+    /// went untouched for `REMEMBER`.
+    fn forget_old(&mut self, now: Duration) {
+        self.added += 1;
+        if self.map.len() >= SWEEP_FROM && self.added % SWEEP_EVERY == 0 {
+            self.map
+                .retain(|_, (_, at)| now.saturating_sub(*at) <= REMEMBER);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
     pub map: HashMap<String, Session>,
-    pub spent: HashMap<String, Spent>,
+    /// Why each invocationId that can no longer be resumed cannot, for the error a late
+    /// resume gets.
+    pub spent: Aged<Spent>,
     pub created: u64,
 }
 
@@ -100,19 +164,17 @@ impl Sessions {
         if expired {
             if let Some(old) = self.map.remove(key) {
                 if let Some(p) = old.pending {
-                    self.spent.insert(
-                        p.invocation_id,
-                        Spent::Expired {
-                            ttl_secs: ttl.as_secs(),
-                        },
-                    );
+                    let why = Spent::Expired {
+                        ttl_secs: ttl.as_secs(),
+                    };
+                    self.spent.insert(p.invocation_id, why, now);
                 }
             }
         }
         if !self.map.contains_key(key) {
             self.created += 1;
-            if self.map.len() >= 4096 && self.created % 1024 == 0 {
-                self.sweep(now, ttl.max(Duration::from_secs(5400)));
+            if self.map.len() >= SWEEP_FROM && self.created % SWEEP_EVERY == 0 {
+                self.sweep(now, ttl.max(REMEMBER));
             }
         }
         self.map.entry(key.to_owned()).or_insert_with(|| Session {
@@ -124,5 +186,50 @@ impl Sessions {
     fn sweep(&mut self, now: Duration, max_ttl: Duration) {
         self.map
             .retain(|_, s| now.saturating_sub(s.last_seen) <= max_ttl);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn an_aged_map_forgets_only_what_went_untouched_past_remember() {
+        let mut spent: Aged<Spent> = Aged::default();
+        let n = SWEEP_FROM + 10;
+        for i in 0..n {
+            spent.insert(format!("old-{i}"), Spent::Resumed, S(0));
+        }
+        // One old id is used again late: it stays.
+        spent.insert("old-7".into(), Spent::Superseded, S(5000));
+        assert_eq!(spent.map.len(), n);
+        // Fresh ids past REMEMBER: at the next sweep every untouched old id goes.
+        let mut i = 0;
+        while spent.get("old-8").is_some() {
+            spent.insert(format!("new-{i}"), Spent::Resumed, REMEMBER + S(60));
+            i += 1;
+            assert!(i <= 2 * SWEEP_EVERY as usize, "never swept");
+        }
+        assert_eq!(spent.get("old-7"), Some(&Spent::Superseded));
+        assert_eq!(spent.get("old-8"), None);
+        assert_eq!(spent.get("new-0"), Some(&Spent::Resumed));
+        assert_eq!(spent.map.len(), i + 1);
+    }
+
+    #[test]
+    fn a_small_aged_map_is_never_swept_and_touch_counts_in_place() {
+        let mut counts: Aged<u32> = Aged::default();
+        for _ in 0..3 {
+            *counts.touch("a", S(0), || 0) += 1;
+        }
+        for i in 0..2 * SWEEP_EVERY {
+            *counts.touch(&format!("b-{i}"), S(100_000), || 0) += 1;
+        }
+        assert_eq!(counts.get("a"), Some(&3));
+        assert_eq!(counts.get("b-0"), Some(&1));
+        assert_eq!(counts.get("c"), None);
     }
 }

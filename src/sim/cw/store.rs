@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 /// CloudWatch's units (`StandardUnit`).
-pub const UNITS: &[&str] = &[
+const UNITS: &[&str] = &[
     "Seconds",
     "Microseconds",
     "Milliseconds",
@@ -168,14 +168,14 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn add(&mut self, sample: &Kept) {
-        let sample = match sample {
-            Kept::Value(v) => {
-                self.values.push((*v, 1.0));
-                return self.fold(1.0, *v, *v, *v);
-            }
-            Kept::Other(s) => s.as_ref(),
-        };
+    fn add(&mut self, kept: &Kept) {
+        match kept {
+            Kept::Value(v) => self.add_sample(&Sample::Value(*v)),
+            Kept::Other(sample) => self.add_sample(sample),
+        }
+    }
+
+    fn add_sample(&mut self, sample: &Sample) {
         let (count, sum, min, max) = match sample {
             Sample::Value(v) => {
                 self.values.push((*v, 1.0));
@@ -199,10 +199,6 @@ impl Bucket {
                 (*count, *sum, *min, *max)
             }
         };
-        self.fold(count, sum, min, max);
-    }
-
-    fn fold(&mut self, count: f64, sum: f64, min: f64, max: f64) {
         if self.count == 0.0 {
             self.min = min;
             self.max = max;

@@ -196,7 +196,7 @@ fn migration_9_keeps_invocations_and_resumes_and_their_checks_build_no_temporary
 
     let s = open(dir.path());
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(common::schema_version(&raw), 11);
+    assert_eq!(common::schema_version(&raw), 12);
     assert_eq!(ids(&raw), old_ids);
     for inv in &invocations {
         assert_eq!(

@@ -1277,11 +1277,66 @@ fn opening_twice_is_idempotent() {
     assert_eq!(second.counts().unwrap().requests, 1);
     assert_eq!(third.resolve("inv").unwrap(), id("inv-1"));
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(common::schema_version(&raw), 11);
+    assert_eq!(common::schema_version(&raw), 12);
     let mode: String = raw
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+}
+
+/// The names of the indexes on `table`, sorted.
+fn indexes(raw: &Connection, table: &str) -> Vec<String> {
+    raw.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 ORDER BY name",
+    )
+    .unwrap()
+    .query_map([table], |r| r.get(0))
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+#[test]
+fn migration_12_drops_the_unused_audit_index_and_keeps_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("approvals.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let request = sample_request("inv-1", RiskTier::Low);
+    store.submit(&request, "runner").unwrap();
+    store
+        .decide(
+            &ask(&request, Verdict::Confirm, &[0], "alice", None),
+            &test_policy(),
+            at(1),
+        )
+        .unwrap();
+    let before = entries(&store);
+    drop(store);
+    // The file as version 11 left it: the audit log indexed by request.
+    let raw = Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "CREATE INDEX audit_request ON audit (request_id, seq); PRAGMA user_version = 11;",
+    )
+    .unwrap();
+    drop(raw);
+
+    let store = SqliteStore::open(&path).unwrap();
+    let raw = Connection::open(&path).unwrap();
+    assert_eq!(common::schema_version(&raw), 12);
+    assert!(
+        indexes(&raw, "audit").is_empty(),
+        "{:?}",
+        indexes(&raw, "audit")
+    );
+    let after = entries(&store);
+    assert_eq!(after.len(), 2);
+    assert_eq!(after, before);
+    assert!(store.audit_verify().unwrap().ok());
+    // New entries still chain on.
+    let second = sample_request("inv-2", RiskTier::Low);
+    store.submit(&second, "runner").unwrap();
+    assert_eq!(entries(&store).len(), 3);
+    assert!(store.audit_verify().unwrap().ok());
 }
 
 #[test]

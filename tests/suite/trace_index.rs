@@ -461,8 +461,8 @@ fn migration_7_keeps_every_event_its_rowid_and_what_its_json_says() {
     let raw = Connection::open(dir.path().join("deck.db")).unwrap();
     // 7 slims the rows, then 8 keys them by the invocation's integer id (the rowid kept as id);
     // 9 rewrites two tables' checks; 10 makes each event a block of its own (its id kept); 11
-    // packs each block's JSON.
-    assert_eq!(common::schema_version(&raw), 11);
+    // packs each block's JSON; 12 drops the audit log's unused index by request.
+    assert_eq!(common::schema_version(&raw), 12);
     let columns: Vec<String> = raw
         .prepare("SELECT name FROM pragma_table_info('trace_blocks')")
         .unwrap()
@@ -600,7 +600,7 @@ fn migration_8_keys_traces_by_the_invocations_id_and_every_read_gives_what_it_ga
 
     let s = open(dir.path());
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(common::schema_version(&raw), 11);
+    assert_eq!(common::schema_version(&raw), 12);
     // Each invocation keeps its old rowid as its id, each event its rowid as its id (through
     // 8), then as the id of the block it becomes (10).
     assert_eq!(
@@ -979,7 +979,7 @@ fn migration_10_makes_each_event_a_block_and_every_read_gives_what_it_gave() {
 
     let s = open(dir.path());
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(common::schema_version(&raw), 11);
+    assert_eq!(common::schema_version(&raw), 12);
     // Each event is a block of its own, with the id version 9 gave it.
     assert_eq!(ids(&raw, BLOCKS), events);
     reads_as_before(&s, &raw, &before, &search);
@@ -1014,7 +1014,7 @@ fn migration_11_packs_every_block_and_every_read_gives_what_it_gave() {
 
     let s = open(dir.path());
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(common::schema_version(&raw), 11);
+    assert_eq!(common::schema_version(&raw), 12);
     assert_eq!(ids(&raw, BLOCKS), blocks);
     let (packed, blobs, all): (i64, i64, i64) = raw
         .query_row(

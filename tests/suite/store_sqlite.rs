@@ -1336,6 +1336,7 @@ fn migration_12_drops_the_unused_audit_index_and_keeps_every_entry() {
     let second = sample_request("inv-2", RiskTier::Low);
     store.submit(&second, "runner").unwrap();
     assert_eq!(entries(&store).len(), 3);
+    assert_eq!(store.counts().unwrap().audit_entries, 3);
     assert!(store.audit_verify().unwrap().ok());
 }
 

@@ -72,10 +72,10 @@ fn migration_2_upgrades_a_version_1_file_and_keeps_its_data() {
     // Every later migration runs too (3, 4: the trace explorer's step kinds and search; 5: the
     // metrics columns and action marks; 6: the step index dropped; 7: event rows slimmed; 8:
     // traces keyed by the invocation's integer id; 9: checks without IN lists; 10: trace events
-    // in blocks; 11: blocks packed).
+    // in blocks; 11: blocks packed; 12: the audit log's unused index by request dropped).
     assert_eq!(
         common::schema_version(&Connection::open(&path).unwrap()),
-        11
+        12
     );
     let got = s
         .get(&ApprovalId("inv-old".into()), &test_policy(), at(6))

@@ -220,6 +220,8 @@ impl TraceWriter {
         let thread = std::thread::Builder::new()
             .name("agentdeck-writer".into())
             .spawn(move || {
+                // Below the turns' threads: it takes larger groups (`store::background`).
+                crate::store::background::lower_this_thread();
                 run(&*store, rx, &owe);
                 // The sync thread answers what is still owed, then ends.
                 drop(owe);

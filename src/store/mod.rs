@@ -1,6 +1,7 @@
 //! Store ports: what the console and the CLI need from durable storage, whatever the backend.
 //! Adapters (`SqliteStore`, later `DynamoStore`) implement these; no backend type leaks out.
 
+pub mod background;
 pub mod chain;
 pub mod dynamo;
 pub mod metrics;

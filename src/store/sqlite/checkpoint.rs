@@ -120,7 +120,10 @@ impl Checkpointer {
         let counted = done.clone();
         let thread = std::thread::Builder::new()
             .name("agentdeck-ckpt".into())
-            .spawn(move || run(&conn, &nudged, &counted))
+            .spawn(move || {
+                crate::store::background::lower_this_thread();
+                run(&conn, &nudged, &counted);
+            })
             .inspect_err(|e| tracing::warn!("no checkpoint thread, the writer checkpoints: {e}"))
             .ok()?;
         Some(Self {

@@ -340,6 +340,146 @@ pub(crate) struct FrameState {
     pub waiting_on: Option<(String, String)>,
 }
 
+/// A call's `metadata` (`Runner::call_metadata`), keys sorted as a `Value` object writes them.
+struct CallMetadata {
+    start_time: String,
+    end_time: String,
+    total_time_ms: u64,
+    client_request_id: String,
+    usage: Option<(u64, u64)>,
+}
+
+impl CallMetadata {
+    fn write(&self, o: &mut JsonText) {
+        o.object(|o| {
+            o.s("clientRequestId", Some(&self.client_request_id))
+                .s("endTime", Some(&self.end_time))
+                .s("startTime", Some(&self.start_time))
+                .uint("totalTimeMs", Some(self.total_time_ms));
+            if let Some((input, output)) = self.usage {
+                o.key("usage");
+                o.object(|o| {
+                    o.uint("inputTokens", Some(input))
+                        .uint("outputTokens", Some(output));
+                });
+            }
+        });
+    }
+}
+
+/// `[{"name", "type", "value"}, ...]`: an action's parameters (always written, `[]` when
+/// there are none).
+fn write_params(o: &mut JsonText, params: &[(String, String, String)]) {
+    o.raw("[");
+    for (i, (name, kind, value)) in params.iter().enumerate() {
+        if i > 0 {
+            o.raw(",");
+        }
+        o.object(|o| {
+            o.s("name", Some(name))
+                .s("type", Some(kind))
+                .s("value", Some(value));
+        });
+    }
+    o.raw("]");
+}
+
+/// An action group's `invocationInput` (a Lambda's, or one handed back with return of control),
+/// keys sorted as a `Value` object writes them.
+struct ActionInput<'a> {
+    input: &'a RocInput,
+    /// `LAMBDA` or `RETURN_CONTROL`.
+    execution: &'a str,
+    invocation_id: Option<&'a str>,
+    trace_id: &'a str,
+}
+
+impl ActionInput<'_> {
+    /// `{"orchestrationTrace": {"invocationInput": ...}}`'s members.
+    fn write(&self, o: &mut JsonText) {
+        let input = self.input;
+        let api = match &input.target {
+            RocTarget::Function(_) => None,
+            RocTarget::Api {
+                method,
+                path,
+                media,
+            } => Some((method, path, media)),
+        };
+        o.key("orchestrationTrace");
+        o.object(|o| {
+            o.key("invocationInput");
+            o.object(|o| {
+                o.key("actionGroupInvocationInput");
+                o.object(|o| {
+                    o.s("actionGroupName", Some(&input.group))
+                        .s("apiPath", api.map(|(_, path, _)| path.as_str()))
+                        .s("executionType", Some(self.execution));
+                    if let RocTarget::Function(f) = &input.target {
+                        o.s("function", Some(f));
+                    }
+                    o.s("invocationId", self.invocation_id);
+                    o.key("parameters");
+                    write_params(o, &input.params);
+                    if let Some((_, _, media)) = api.filter(|_| !input.body.is_empty()) {
+                        // The media type is the scenario's: a key that may need escaping.
+                        let props = input
+                            .body
+                            .iter()
+                            .map(|(n, t, v)| json!({ "name": n, "type": t, "value": v }))
+                            .collect();
+                        o.key("requestBody");
+                        o.object(|o| {
+                            o.key("content");
+                            o.object(|o| o.member(media, &Value::Array(props)));
+                        });
+                    }
+                    if let Some((method, _, _)) = api {
+                        o.s("verb", Some(&method.to_lowercase()));
+                    }
+                });
+                o.s("invocationType", Some("ACTION_GROUP"))
+                    .s("traceId", Some(self.trace_id));
+            });
+        });
+    }
+}
+
+/// An observation of what a tool or the agent answered, as `Runner::observation` wrote it:
+/// `{"orchestrationTrace": {"observation": {member: {"metadata": ..., "text": text},
+/// "traceId": trace_id, "type": kind}}}`'s members, the metadata written by `metadata`. Both
+/// members that use it (`actionGroupInvocationOutput`, `finalResponse`) sort before `traceId`.
+fn write_observation(
+    o: &mut JsonText,
+    (member, kind): (&str, &str),
+    text: &str,
+    trace_id: &str,
+    metadata: impl FnOnce(&mut JsonText),
+) {
+    o.key("orchestrationTrace");
+    o.object(|o| {
+        o.key("observation");
+        o.object(|o| {
+            o.key(member);
+            o.object(|o| {
+                o.key("metadata");
+                metadata(o);
+                o.s("text", Some(text));
+            });
+            o.s("traceId", Some(trace_id)).s("type", Some(kind));
+        });
+    });
+}
+
+/// The final response's metadata: `{"endTime", "operationTotalTimeMs", "startTime"}`.
+fn write_final_metadata(o: &mut JsonText, start_time: &str, end_time: &str, total_ms: u64) {
+    o.object(|o| {
+        o.s("endTime", Some(end_time))
+            .uint("operationTotalTimeMs", Some(total_ms))
+            .s("startTime", Some(start_time));
+    });
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RocTarget {
     Function(String),
@@ -640,16 +780,32 @@ impl<'w> Runner<'w> {
     }
 
     fn metadata(&mut self, start: u64, end: u64, usage: Option<(u64, u64)>) -> Value {
-        let mut m = json!({
-            "startTime": self.ts(start),
-            "endTime": self.ts(end),
-            "totalTimeMs": self.wall(end) - self.wall(start),
-            "clientRequestId": self.uuid(),
+        let m = self.call_metadata(start, end, usage);
+        let mut v = json!({
+            "startTime": m.start_time,
+            "endTime": m.end_time,
+            "totalTimeMs": m.total_time_ms,
+            "clientRequestId": m.client_request_id,
         });
         if let Some((i, o)) = usage {
-            m["usage"] = json!({ "inputTokens": i, "outputTokens": o });
+            v["usage"] = json!({ "inputTokens": i, "outputTokens": o });
         }
-        m
+        v
+    }
+
+    /// A call's metadata from `start` to `end`, its times and request id drawn in the order
+    /// `metadata` has always drawn them (the seeded streams depend on it).
+    fn call_metadata(&mut self, start: u64, end: u64, usage: Option<(u64, u64)>) -> CallMetadata {
+        let start_time = self.ts(start);
+        let end_time = self.ts(end);
+        let total_time_ms = self.wall(end) - self.wall(start);
+        CallMetadata {
+            start_time,
+            end_time,
+            total_time_ms,
+            client_request_id: self.uuid(),
+            usage,
+        }
     }
 
     fn push(&mut self, out: Out) {
@@ -1351,11 +1507,13 @@ impl<'w> Runner<'w> {
         }
         let invocation_id = self.uuid();
         for input in roc.iter().filter(|i| i.executor == Executor::ReturnControl) {
-            self.invocation_input(
-                act,
-                "orchestrationTrace",
-                Self::action_input(input, "RETURN_CONTROL", Some(&invocation_id)),
-            );
+            let action = ActionInput {
+                input,
+                execution: "RETURN_CONTROL",
+                invocation_id: Some(&invocation_id),
+                trace_id: &act.trace_id,
+            };
+            self.trace_text(act, |o| action.write(o));
         }
         Some(Flow::Paused(Pending {
             invocation_id,
@@ -1364,63 +1522,26 @@ impl<'w> Runner<'w> {
         }))
     }
 
-    fn action_input(input: &RocInput, execution: &str, invocation_id: Option<&str>) -> Value {
-        let params: Vec<Value> = input
-            .params
-            .iter()
-            .map(|(n, t, v)| json!({ "name": n, "type": t, "value": v }))
-            .collect();
-        let mut agi = json!({ "actionGroupName": input.group, "executionType": execution });
-        agi["parameters"] = Value::Array(params);
-        match &input.target {
-            RocTarget::Function(f) => agi["function"] = json!(f),
-            RocTarget::Api {
-                method,
-                path,
-                media,
-            } => {
-                agi["verb"] = json!(method.to_lowercase());
-                agi["apiPath"] = json!(path);
-                if !input.body.is_empty() {
-                    let props: Vec<Value> = input
-                        .body
-                        .iter()
-                        .map(|(n, t, v)| json!({ "name": n, "type": t, "value": v }))
-                        .collect();
-                    agi["requestBody"] =
-                        object([("content", object([(media.as_str(), Value::Array(props))]))]);
-                }
-            }
-        }
-        if let Some(id) = invocation_id {
-            agi["invocationId"] = json!(id);
-        }
-        object([
-            ("invocationType", json!("ACTION_GROUP")),
-            ("actionGroupInvocationInput", agi),
-        ])
-    }
-
     /// The agent's Lambda runs: invocationInput (LAMBDA) and its observation.
     fn run_lambda(&mut self, act: &mut Act, input: &RocInput, invocation_id: Option<&str>) {
-        self.invocation_input(
-            act,
-            "orchestrationTrace",
-            Self::action_input(input, "LAMBDA", invocation_id),
-        );
+        let action = ActionInput {
+            input,
+            execution: "LAMBDA",
+            invocation_id,
+            trace_id: &act.trace_id,
+        };
+        self.trace_text(act, |o| action.write(o));
         let (start, end) = self.advance(60, 450);
-        let metadata = self.metadata(start, end, None);
-        self.observation(
-            act,
-            "orchestrationTrace",
-            object([
-                ("type", json!("ACTION_GROUP")),
-                (
-                    "actionGroupInvocationOutput",
-                    object([("text", json!(input.lambda_output)), ("metadata", metadata)]),
-                ),
-            ]),
-        );
+        let metadata = self.call_metadata(start, end, None);
+        self.trace_text(act, |o| {
+            write_observation(
+                o,
+                ("actionGroupInvocationOutput", "ACTION_GROUP"),
+                &input.lambda_output,
+                &act.trace_id,
+                |o| metadata.write(o),
+            );
+        });
         act.st.done.push(input.label());
         act.st
             .vars
@@ -1519,22 +1640,14 @@ impl<'w> Runner<'w> {
     }
 
     fn final_observation(&mut self, act: &Act, text: &str) {
-        let metadata = json!({
-            "startTime": self.ts(0),
-            "endTime": self.ts(self.now_ms),
-            "operationTotalTimeMs": self.wall(self.now_ms),
+        let start_time = self.ts(0);
+        let end_time = self.ts(self.now_ms);
+        let total_ms = self.wall(self.now_ms);
+        self.trace_text(act, |o| {
+            write_observation(o, ("finalResponse", "FINISH"), text, &act.trace_id, |o| {
+                write_final_metadata(o, &start_time, &end_time, total_ms);
+            });
         });
-        self.observation(
-            act,
-            "orchestrationTrace",
-            object([
-                ("type", json!("FINISH")),
-                (
-                    "finalResponse",
-                    object([("text", json!(text)), ("metadata", metadata)]),
-                ),
-            ]),
-        );
     }
 
     fn attribution(act: &Act, text: &str) -> Option<Value> {
@@ -2016,5 +2129,162 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The action group's input (a Lambda's and one handed back), its Lambda's answer and the
+    /// final response, written by hand, are the bytes serde_json writes for the `Value`s the
+    /// simulator once built for them: for a function and an API (with a request body whose
+    /// media type needs escaping), with and without parameters and an invocationId, for values
+    /// full of what JSON escapes.
+    #[test]
+    fn hand_written_action_and_answer_parts_are_the_bytes_serde_json_writes() {
+        // `Runner::action_input` as it was, a `Value` tree.
+        fn by_value(input: &RocInput, execution: &str, invocation_id: Option<&str>) -> Value {
+            let triple =
+                |(n, t, v): &(String, String, String)| json!({ "name": n, "type": t, "value": v });
+            let mut agi = json!({ "actionGroupName": input.group, "executionType": execution });
+            agi["parameters"] = Value::Array(input.params.iter().map(triple).collect());
+            match &input.target {
+                RocTarget::Function(f) => agi["function"] = json!(f),
+                RocTarget::Api {
+                    method,
+                    path,
+                    media,
+                } => {
+                    agi["verb"] = json!(method.to_lowercase());
+                    agi["apiPath"] = json!(path);
+                    if !input.body.is_empty() {
+                        let props = Value::Array(input.body.iter().map(triple).collect());
+                        agi["requestBody"] =
+                            object([("content", object([(media.as_str(), props)]))]);
+                    }
+                }
+            }
+            if let Some(id) = invocation_id {
+                agi["invocationId"] = json!(id);
+            }
+            json!({ "invocationType": "ACTION_GROUP", "actionGroupInvocationInput": agi })
+        }
+        let odd = "tab\there\nnew line \u{1} \u{7f} \u{202e}é日本 \\ \"".to_owned();
+        let triple = |n: &str, v: &str| (n.to_owned(), "string".to_owned(), v.to_owned());
+        let params = vec![triple("amount", "250"), triple("to\"", &odd)];
+        let targets = [
+            RocTarget::Function("pay".to_owned()),
+            RocTarget::Function(odd.clone()),
+            RocTarget::Api {
+                method: "POST".to_owned(),
+                path: "/payments/{id}".to_owned(),
+                media: "application/\"json\"".to_owned(),
+            },
+        ];
+        let part = TracePart {
+            agent_alias_id: "LIVE",
+            agent_id: "PAYAGENT01",
+            agent_version: "3",
+            caller_chain: &[],
+            collaborator_name: None,
+            event_time: "2026-11-26T10:00:00.123456789Z",
+            session_id: "s-1",
+        };
+        let envelope = |key: &str, inner: &str, mut body: Value| {
+            body["traceId"] = json!("req-1-0");
+            serde_json::to_string(&json!({
+                "agentAliasId": "LIVE",
+                "agentId": "PAYAGENT01",
+                "agentVersion": "3",
+                "callerChain": [],
+                "eventTime": "2026-11-26T10:00:00.123456789Z",
+                "sessionId": "s-1",
+                "trace": { key: { inner: body } },
+            }))
+            .unwrap()
+        };
+        for target in &targets {
+            for (params, body) in [(vec![], vec![]), (params.clone(), params.clone())] {
+                let input = RocInput {
+                    group: format!("Payments {odd}"),
+                    executor: Executor::ReturnControl,
+                    target: target.clone(),
+                    params,
+                    body,
+                    invocation_type: "RESULT",
+                    agent_id: None,
+                    collaborator_name: None,
+                    lambda_output: odd.clone(),
+                };
+                for (execution, id) in [("LAMBDA", None), ("RETURN_CONTROL", Some("7d1c-\"id"))] {
+                    let action = ActionInput {
+                        input: &input,
+                        execution,
+                        invocation_id: id,
+                        trace_id: "req-1-0",
+                    };
+                    assert_eq!(
+                        part.write(16, |o| action.write(o)),
+                        envelope(
+                            "orchestrationTrace",
+                            "invocationInput",
+                            by_value(&input, execution, id)
+                        )
+                    );
+                }
+            }
+        }
+        for usage in [None, Some((812, u64::MAX))] {
+            let metadata = CallMetadata {
+                start_time: "2026-11-26T10:00:00.1Z".to_owned(),
+                end_time: "2026-11-26T10:00:01.25Z".to_owned(),
+                total_time_ms: 1150,
+                client_request_id: "8c1f6c1e-0d52-4d3a-9a51-2f2f7d0e8b11".to_owned(),
+                usage,
+            };
+
+            let mut meta = json!({
+                "startTime": metadata.start_time,
+                "endTime": metadata.end_time,
+                "totalTimeMs": 1150,
+                "clientRequestId": metadata.client_request_id,
+            });
+            if let Some((i, o)) = usage {
+                meta["usage"] = json!({ "inputTokens": i, "outputTokens": o });
+            }
+            let body = json!({
+                "type": "ACTION_GROUP",
+                "actionGroupInvocationOutput": { "text": odd, "metadata": meta },
+            });
+            let output = |o: &mut JsonText| {
+                write_observation(
+                    o,
+                    ("actionGroupInvocationOutput", "ACTION_GROUP"),
+                    &odd,
+                    "req-1-0",
+                    |o| metadata.write(o),
+                );
+            };
+            assert_eq!(
+                part.write(16, output),
+                envelope("orchestrationTrace", "observation", body)
+            );
+        }
+        let body = json!({
+            "type": "FINISH",
+            "finalResponse": {
+                "text": odd,
+                "metadata": {
+                    "startTime": "2026-11-26T10:00:00Z",
+                    "endTime": "2026-11-26T10:00:04.5Z",
+                    "operationTotalTimeMs": 4500,
+                },
+            },
+        });
+        let answer = |o: &mut JsonText| {
+            write_observation(o, ("finalResponse", "FINISH"), &odd, "req-1-0", |o| {
+                write_final_metadata(o, "2026-11-26T10:00:00Z", "2026-11-26T10:00:04.5Z", 4500);
+            });
+        };
+        assert_eq!(
+            part.write(16, answer),
+            envelope("orchestrationTrace", "observation", body)
+        );
     }
 }

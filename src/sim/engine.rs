@@ -781,12 +781,13 @@ impl<'w> Runner<'w> {
 
     fn metadata(&mut self, start: u64, end: u64, usage: Option<(u64, u64)>) -> Value {
         let m = self.call_metadata(start, end, usage);
-        let mut v = json!({
-            "startTime": m.start_time,
-            "endTime": m.end_time,
-            "totalTimeMs": m.total_time_ms,
-            "clientRequestId": m.client_request_id,
-        });
+        // Its strings moved in (`json!` would copy them).
+        let mut v = object([
+            ("startTime", Value::String(m.start_time)),
+            ("endTime", Value::String(m.end_time)),
+            ("totalTimeMs", json!(m.total_time_ms)),
+            ("clientRequestId", Value::String(m.client_request_id)),
+        ]);
         if let Some((i, o)) = usage {
             v["usage"] = json!({ "inputTokens": i, "outputTokens": o });
         }
